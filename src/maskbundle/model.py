@@ -1,0 +1,193 @@
+"""The typed contract between the stages: masks as read, physical sizes, column headers.
+
+Readers (``maskbundle.convert``) return these objects; ``write_segmentation_bundle`` takes
+them (or plain arrays). Nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import OptionError
+
+__all__ = [
+    "ColumnSpec",
+    "Mask",
+    "ParentImage",
+    "PhysicalSize",
+    "RelabelledMask",
+    "Segmentation",
+]
+
+# Conversion of OME length units to micrometres (the units our tables and CSVs use).
+UM_PER_UNIT: dict[str, float] = {
+    "µm": 1.0,
+    "um": 1.0,
+    "nm": 1e-3,
+    "mm": 1e3,
+    "cm": 1e4,
+    "m": 1e6,
+    "pm": 1e-6,
+    "Å": 1e-4,
+}
+
+
+def _positive(value: float, what: str) -> float:
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise OptionError(f"{what} must be a finite number > 0, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class PhysicalSize:
+    """Size of one pixel (voxel): x = column, y = row, z = plane; values in ``unit_*``."""
+
+    x: float
+    y: float
+    z: float | None = None
+    unit_x: str = "µm"
+    unit_y: str = "µm"
+    unit_z: str = "µm"
+
+    def __post_init__(self) -> None:
+        _positive(self.x, "physical size x")
+        _positive(self.y, "physical size y")
+        if self.z is not None:
+            _positive(self.z, "physical size z")
+        for u in (self.unit_x, self.unit_y, self.unit_z):
+            if u not in UM_PER_UNIT:
+                raise OptionError(
+                    f"physical size unit {u!r} is not supported; use one of {sorted(UM_PER_UNIT)}"
+                )
+
+    @classmethod
+    def coerce(cls, value: PhysicalSize | tuple[float, ...] | list[float] | float) -> PhysicalSize:
+        """Accept ``(x, y)``, ``(x, y, z)`` in micrometres, one number for x = y, or a PhysicalSize."""
+        if isinstance(value, PhysicalSize):
+            return value
+        if isinstance(value, int | float):
+            return cls(float(value), float(value))
+        vals = tuple(value)
+        if len(vals) == 2:
+            return cls(float(vals[0]), float(vals[1]))
+        if len(vals) == 3:
+            return cls(float(vals[0]), float(vals[1]), float(vals[2]))
+        raise OptionError(
+            f"physical_size must be (x, y) or (x, y, z) in micrometres per pixel, got {value!r}"
+        )
+
+    def um_zyx(self) -> tuple[float, float, float]:
+        """(z, y, x) in micrometres; z = 1.0 when unknown (2D)."""
+        z = 1.0 if self.z is None else self.z * UM_PER_UNIT[self.unit_z]
+        return (z, self.y * UM_PER_UNIT[self.unit_y], self.x * UM_PER_UNIT[self.unit_x])
+
+
+@dataclass(frozen=True)
+class ParentImage:
+    """What the masks must agree with: the parent OME-TIFF's sizes and physical sizes."""
+
+    path: str
+    size_x: int
+    size_y: int
+    size_z: int
+    physical_size: PhysicalSize
+    # The exact OME values as written in the parent (copied verbatim to our OME-XML).
+    ome_pixels_attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+ObjectTypes = str | Mapping[int, str]
+
+
+@dataclass
+class Mask:
+    """One mask as read from a source, before any checks or relabelling.
+
+    ``labels`` is the integer label array (Y, X) or (Z, Y, X); 0 is background.
+    ``object_types`` is one obo id for all objects or a mapping original label -> obo id.
+    ``features`` is an optional DataFrame of extra columns indexed by original label,
+    with ``feature_specs`` giving their header cells by column name.
+    ``source`` records where the mask came from (file, checksum, tool metadata) for
+    provenance.
+    """
+
+    labels: np.ndarray
+    mask_id: str | None = None
+    object_types: ObjectTypes | None = None
+    features: pd.DataFrame | None = None
+    feature_specs: Mapping[str, ColumnSpec] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Segmentation:
+    """Several masks on one image, as a reader returns them."""
+
+    masks: dict[str, Mask]
+    physical_size: PhysicalSize | None = None
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RelabelledMask:
+    """A checked mask numbered 1..N. ``original_ids[k - 1]`` is the input label of Object ID k."""
+
+    name: str
+    labels: np.ndarray
+    original_ids: np.ndarray
+
+    @property
+    def n_objects(self) -> int:
+        return int(self.original_ids.size)
+
+    @property
+    def changed(self) -> bool:
+        """True when some Object ID differs from its original label."""
+        return not np.array_equal(self.original_ids, np.arange(1, self.n_objects + 1))
+
+
+ColumnType = Literal["text", "integer", "float", "doi", "boolean", "obo id"]
+ColumnUnit = Literal["", "pixel", "intensity", "count", "square micrometer"]
+FeatureClass = Literal[
+    "gene", "neighborhood", "mask", "spatial", "morphology", "ontology", "antibody", "IMS"
+]
+COLUMN_TYPES: tuple[str, ...] = ("text", "integer", "float", "doi", "boolean", "obo id")
+COLUMN_UNITS: tuple[str, ...] = ("", "pixel", "intensity", "count", "square micrometer")
+FEATURE_CLASSES: tuple[str, ...] = (
+    "gene", "neighborhood", "mask", "spatial", "morphology", "ontology", "antibody", "IMS",
+)
+REQUIREMENT_LEVELS: tuple[str, ...] = ("REQUIRED", "OPTIONAL")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """The eight header cells of one objects-table column (SPEC section 5)."""
+
+    name: str
+    type: ColumnType
+    feature_class: FeatureClass
+    description: str
+    unit: ColumnUnit = ""
+    protocol_doi: str = ""
+    alternative_id: str = ""
+    permissible_values: tuple[str, ...] = ()
+    requirement: Literal["REQUIRED", "OPTIONAL"] = "OPTIONAL"
+
+    def header_cells(self) -> list[str]:
+        """Rows 1-8 of this column, in order."""
+        return [
+            self.type,
+            self.unit,
+            self.feature_class,
+            self.description,
+            self.protocol_doi,
+            self.alternative_id,
+            " | ".join(self.permissible_values),
+            self.requirement,
+        ]
