@@ -1,0 +1,198 @@
+"""Binary glTF 2.0 (``.glb``) writer for per-object meshes (SPEC section 7).
+
+Layout, written directly (no scene-graph library in between):
+
+- one buffer (the BIN chunk) holding three tightly packed runs: every object's POSITION
+  (float32 VEC3), then every NORMAL (float32 VEC3), then every index triple (uint32
+  SCALAR); three bufferViews cover the runs (the vertex views with byteStride 12, which the
+  validator requires when several accessors share a view), with targets ARRAY_BUFFER / ELEMENT_ARRAY_BUFFER;
+- per object three accessors (POSITION with min/max, NORMAL, indices), one mesh with one
+  triangle primitive, and one node named by the Object ID with
+  ``extras = {"object_id": id, "mask": name}``;
+- one scene listing every node; ``asset = {"version": "2.0", "generator": "maskbundle ..."}``.
+
+Every array is a multiple of 4 bytes long, so all offsets are 4-byte aligned. The JSON is
+serialised with sorted keys and no spaces: the same meshes give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .. import __version__
+from ..errors import OptionError
+from ..mesh.labels import ObjectMesh
+from .staging import staged_path
+
+__all__ = ["glb_bytes", "glb_document", "write_glb"]
+
+_MAGIC = 0x46546C67  # "glTF"
+_JSON = 0x4E4F534A  # "JSON"
+_BIN = 0x004E4942  # "BIN\0"
+_FLOAT = 5126
+_UINT = 5125
+_ARRAY_BUFFER = 34962
+_ELEMENT_ARRAY_BUFFER = 34963
+_TRIANGLES = 4
+_MAX_GLB = 2**32 - 1
+
+
+def _check(meshes: Sequence[ObjectMesh]) -> None:
+    seen: set[int] = set()
+    for m in meshes:
+        v, f, n = m.vertices, m.faces, m.normals
+        if v.dtype != np.float32 or v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
+            raise OptionError(f"object {m.object_id}: vertices must be a non-empty float32 (n, 3) array")
+        if n.dtype != np.float32 or n.shape != v.shape:
+            raise OptionError(f"object {m.object_id}: normals must be float32 with the shape of vertices")
+        if f.dtype != np.uint32 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+            raise OptionError(f"object {m.object_id}: faces must be a non-empty uint32 (m, 3) array")
+        if int(f.max()) >= len(v):
+            raise OptionError(f"object {m.object_id}: a face refers to a vertex that does not exist")
+        if not np.all(np.isfinite(v)):
+            raise OptionError(f"object {m.object_id}: vertices must be finite")
+        if m.object_id in seen:
+            raise OptionError(f"object {m.object_id} appears twice; one mesh per Object ID")
+        seen.add(m.object_id)
+
+
+def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, Any], int]:
+    """The glTF JSON document for ``meshes`` and the length of its binary buffer.
+
+    Parameters
+    ----------
+    meshes : sequence of ObjectMesh
+        Written in the given order (node k is ``meshes[k]``).
+    mask : str
+        Mask name, recorded in every node's extras and as the scene name.
+
+    Returns
+    -------
+    document : dict
+        The JSON chunk's content.
+    byte_length : int
+        Bytes of the BIN chunk (positions, then normals, then indices).
+    """
+    _check(meshes)
+    n_vert = [len(m.vertices) for m in meshes]
+    n_face = [len(m.faces) for m in meshes]
+    pos_len = 12 * sum(n_vert)
+    idx_len = 12 * sum(n_face)
+    accessors: list[dict[str, Any]] = []
+    gl_meshes: list[dict[str, Any]] = []
+    nodes: list[dict[str, Any]] = []
+    voff = 0
+    foff = 0
+    for k, m in enumerate(meshes):
+        nv, nf = n_vert[k], n_face[k]
+        accessors.append({
+            "bufferView": 0, "byteOffset": voff, "componentType": _FLOAT, "count": nv,
+            "type": "VEC3", "min": m.vertices.min(axis=0).tolist(),
+            "max": m.vertices.max(axis=0).tolist(),
+        })
+        accessors.append({
+            "bufferView": 1, "byteOffset": voff, "componentType": _FLOAT, "count": nv,
+            "type": "VEC3",
+        })
+        accessors.append({
+            "bufferView": 2, "byteOffset": foff, "componentType": _UINT, "count": 3 * nf,
+            "type": "SCALAR",
+        })
+        gl_meshes.append({
+            "name": str(m.object_id),
+            "primitives": [{
+                "attributes": {"POSITION": 3 * k, "NORMAL": 3 * k + 1},
+                "indices": 3 * k + 2,
+                "mode": _TRIANGLES,
+            }],
+        })
+        nodes.append({
+            "name": str(m.object_id),
+            "mesh": k,
+            "extras": {"object_id": int(m.object_id), "mask": mask},
+        })
+        voff += 12 * nv
+        foff += 12 * nf
+    doc: dict[str, Any] = {
+        "asset": {"version": "2.0", "generator": f"maskbundle {__version__}"},
+        "scene": 0,
+        "scenes": [{"name": mask, "nodes": list(range(len(meshes)))}],
+        "nodes": nodes,
+        "meshes": gl_meshes,
+        "accessors": accessors,
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": 0, "byteLength": pos_len, "byteStride": 12,
+             "target": _ARRAY_BUFFER},
+            {"buffer": 0, "byteOffset": pos_len, "byteLength": pos_len, "byteStride": 12,
+             "target": _ARRAY_BUFFER},
+            {"buffer": 0, "byteOffset": 2 * pos_len, "byteLength": idx_len,
+             "target": _ELEMENT_ARRAY_BUFFER},
+        ],
+        "buffers": [{"byteLength": 2 * pos_len + idx_len}],
+    }
+    if not meshes:  # a valid, empty asset: no views over an empty buffer
+        for key in ("nodes", "meshes", "accessors", "bufferViews", "buffers"):
+            del doc[key]
+    return doc, 2 * pos_len + idx_len
+
+
+def _write_glb(out: BinaryIO, meshes: Sequence[ObjectMesh], mask: str) -> int:
+    doc, bin_len = glb_document(meshes, mask=mask)
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    text += b" " * (-len(text) % 4)
+    total = 12 + 8 + len(text) + (8 + bin_len if bin_len else 0)
+    if total > _MAX_GLB:
+        raise OptionError(
+            f"the meshes need {total} bytes, beyond the 4 GiB limit of a glb file; "
+            "simplify them (a larger max_error) or split the mask"
+        )
+    out.write(struct.pack("<III", _MAGIC, 2, total))
+    out.write(struct.pack("<II", len(text), _JSON))
+    out.write(text)
+    if bin_len:
+        out.write(struct.pack("<II", bin_len, _BIN))
+        for attr, dtype in (("vertices", "<f4"), ("normals", "<f4"), ("faces", "<u4")):
+            for m in meshes:
+                out.write(np.ascontiguousarray(getattr(m, attr), dtype=dtype).data)
+    return total
+
+
+def glb_bytes(meshes: Sequence[ObjectMesh], *, mask: str) -> bytes:
+    """The ``.glb`` file content for ``meshes`` (see the module docstring for the layout)."""
+    buf = io.BytesIO()
+    _write_glb(buf, meshes, mask)
+    return buf.getvalue()
+
+
+def write_glb(
+    path: str | Path, meshes: Sequence[ObjectMesh], *, mask: str, overwrite: bool = False
+) -> Path:
+    """Write ``meshes`` to ``path`` atomically (staged beside it, then moved into place).
+
+    Parameters
+    ----------
+    path : str or Path
+        Target file, normally ``derived/segmentation_masks/<mask>-mesh.glb``.
+    meshes : sequence of ObjectMesh
+        One node per mesh, in this order.
+    mask : str
+        Mask name stored in each node's extras.
+    overwrite : bool
+        Replace an existing file (otherwise OutputExistsError).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    target = Path(path)
+    with staged_path(target, overwrite=overwrite) as stage, open(stage, "wb") as fh:
+        _write_glb(fh, meshes, mask)
+    return target
