@@ -5,7 +5,8 @@ Layout, written directly (no scene-graph library in between):
 - one buffer (the BIN chunk) holding three tightly packed runs: every object's POSITION
   (float32 VEC3), then every NORMAL (float32 VEC3), then every index triple (uint32
   SCALAR); three bufferViews cover the runs (the vertex views with byteStride 12, which the
-  validator requires when several accessors share a view), with targets ARRAY_BUFFER / ELEMENT_ARRAY_BUFFER;
+  validator requires when several accessors share a view), with targets ARRAY_BUFFER
+  and ELEMENT_ARRAY_BUFFER;
 - per object three accessors (POSITION with min/max, NORMAL, indices), one mesh with one
   triangle primitive, and one node named by the Object ID with
   ``extras = {"object_id": id, "mask": name}``;
@@ -49,13 +50,21 @@ def _check(meshes: Sequence[ObjectMesh]) -> None:
     for m in meshes:
         v, f, n = m.vertices, m.faces, m.normals
         if v.dtype != np.float32 or v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-            raise OptionError(f"object {m.object_id}: vertices must be a non-empty float32 (n, 3) array")
+            raise OptionError(
+                f"object {m.object_id}: vertices must be a non-empty float32 (n, 3) array"
+            )
         if n.dtype != np.float32 or n.shape != v.shape:
-            raise OptionError(f"object {m.object_id}: normals must be float32 with the shape of vertices")
+            raise OptionError(
+                f"object {m.object_id}: normals must be float32 with the shape of vertices"
+            )
         if f.dtype != np.uint32 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
-            raise OptionError(f"object {m.object_id}: faces must be a non-empty uint32 (m, 3) array")
+            raise OptionError(
+                f"object {m.object_id}: faces must be a non-empty uint32 (m, 3) array"
+            )
         if int(f.max()) >= len(v):
-            raise OptionError(f"object {m.object_id}: a face refers to a vertex that does not exist")
+            raise OptionError(
+                f"object {m.object_id}: a face refers to a vertex that does not exist"
+            )
         if not np.all(np.isfinite(v)):
             raise OptionError(f"object {m.object_id}: vertices must be finite")
         if m.object_id in seen:
@@ -92,32 +101,54 @@ def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, 
     foff = 0
     for k, m in enumerate(meshes):
         nv, nf = n_vert[k], n_face[k]
-        accessors.append({
-            "bufferView": 0, "byteOffset": voff, "componentType": _FLOAT, "count": nv,
-            "type": "VEC3", "min": m.vertices.min(axis=0).tolist(),
-            "max": m.vertices.max(axis=0).tolist(),
-        })
-        accessors.append({
-            "bufferView": 1, "byteOffset": voff, "componentType": _FLOAT, "count": nv,
-            "type": "VEC3",
-        })
-        accessors.append({
-            "bufferView": 2, "byteOffset": foff, "componentType": _UINT, "count": 3 * nf,
-            "type": "SCALAR",
-        })
-        gl_meshes.append({
-            "name": str(m.object_id),
-            "primitives": [{
-                "attributes": {"POSITION": 3 * k, "NORMAL": 3 * k + 1},
-                "indices": 3 * k + 2,
-                "mode": _TRIANGLES,
-            }],
-        })
-        nodes.append({
-            "name": str(m.object_id),
-            "mesh": k,
-            "extras": {"object_id": int(m.object_id), "mask": mask},
-        })
+        accessors.append(
+            {
+                "bufferView": 0,
+                "byteOffset": voff,
+                "componentType": _FLOAT,
+                "count": nv,
+                "type": "VEC3",
+                "min": m.vertices.min(axis=0).tolist(),
+                "max": m.vertices.max(axis=0).tolist(),
+            }
+        )
+        accessors.append(
+            {
+                "bufferView": 1,
+                "byteOffset": voff,
+                "componentType": _FLOAT,
+                "count": nv,
+                "type": "VEC3",
+            }
+        )
+        accessors.append(
+            {
+                "bufferView": 2,
+                "byteOffset": foff,
+                "componentType": _UINT,
+                "count": 3 * nf,
+                "type": "SCALAR",
+            }
+        )
+        gl_meshes.append(
+            {
+                "name": str(m.object_id),
+                "primitives": [
+                    {
+                        "attributes": {"POSITION": 3 * k, "NORMAL": 3 * k + 1},
+                        "indices": 3 * k + 2,
+                        "mode": _TRIANGLES,
+                    }
+                ],
+            }
+        )
+        nodes.append(
+            {
+                "name": str(m.object_id),
+                "mesh": k,
+                "extras": {"object_id": int(m.object_id), "mask": mask},
+            }
+        )
         voff += 12 * nv
         foff += 12 * nf
     doc: dict[str, Any] = {
@@ -128,18 +159,33 @@ def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, 
         "meshes": gl_meshes,
         "accessors": accessors,
         "bufferViews": [
-            {"buffer": 0, "byteOffset": 0, "byteLength": pos_len, "byteStride": 12,
-             "target": _ARRAY_BUFFER},
-            {"buffer": 0, "byteOffset": pos_len, "byteLength": pos_len, "byteStride": 12,
-             "target": _ARRAY_BUFFER},
-            {"buffer": 0, "byteOffset": 2 * pos_len, "byteLength": idx_len,
-             "target": _ELEMENT_ARRAY_BUFFER},
+            {
+                "buffer": 0,
+                "byteOffset": 0,
+                "byteLength": pos_len,
+                "byteStride": 12,
+                "target": _ARRAY_BUFFER,
+            },
+            {
+                "buffer": 0,
+                "byteOffset": pos_len,
+                "byteLength": pos_len,
+                "byteStride": 12,
+                "target": _ARRAY_BUFFER,
+            },
+            {
+                "buffer": 0,
+                "byteOffset": 2 * pos_len,
+                "byteLength": idx_len,
+                "target": _ELEMENT_ARRAY_BUFFER,
+            },
         ],
         "buffers": [{"byteLength": 2 * pos_len + idx_len}],
     }
     if not meshes:  # a valid, empty asset: no views over an empty buffer
         for key in ("nodes", "meshes", "accessors", "bufferViews", "buffers"):
             del doc[key]
+        del doc["scenes"][0]["nodes"]
     return doc, 2 * pos_len + idx_len
 
 

@@ -164,7 +164,8 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         Outward for counter-clockwise faces; (0, 0, 1) for a vertex no face uses.
     """
     return _vertex_normals_kernel(  # type: ignore[no-any-return]
-        np.ascontiguousarray(vertices, dtype=np.float64), np.ascontiguousarray(faces, dtype=np.int64)
+        np.ascontiguousarray(vertices, dtype=np.float64),
+        np.ascontiguousarray(faces, dtype=np.int64),
     )
 
 
@@ -221,11 +222,15 @@ def mesh_labels(
     if max_error is None:
         max_error = float(np.max(zyx))
     if not (isinstance(max_error, int | float) and math.isfinite(max_error) and max_error >= 0):
-        raise OptionError(f"max_error must be a finite number >= 0 (micrometres), got {max_error!r}")
+        raise OptionError(
+            f"max_error must be a finite number >= 0 (micrometres), got {max_error!r}"
+        )
     if reduction is None:
         reduction = DEFAULT_REDUCTION
     if isinstance(reduction, bool) or not isinstance(reduction, int | np.integer) or reduction < 2:
-        raise OptionError(f"reduction must be an integer >= 2 (triangle reduction factor), got {reduction!r}")
+        raise OptionError(
+            f"reduction must be an integer >= 2 (triangle reduction factor), got {reduction!r}"
+        )
     if arr.size == 0:
         return []
 

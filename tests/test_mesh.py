@@ -1,0 +1,383 @@
+"""Meshes of 3D masks: geometry against voxel counts and coordinates, glb against trimesh,
+a hand parse of the container and (when node is installed) the Khronos glTF validator."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from maskbundle.errors import LabelError, OptionError
+from maskbundle.io.glb import glb_bytes, write_glb
+from maskbundle.mesh import ObjectMesh, mesh_labels
+from maskbundle.synthetic import synthetic_nuclei_3d
+
+PS = (0.4, 0.5, 1.3)  # x, y, z micrometres: anisotropic, all different
+SCALE_XYZ = np.array(PS)
+
+
+@cache
+def nuclei() -> np.ndarray:
+    vol = synthetic_nuclei_3d(
+        (24, 80, 80), n_objects=14, radius=(6.0, 12.0), anisotropy=2.6, seed=4
+    )
+    vol.setflags(write=False)
+    return vol
+
+
+@cache
+def meshed(simplify: bool) -> tuple[ObjectMesh, ...]:
+    return tuple(mesh_labels(nuclei(), physical_size=PS, simplify=simplify))
+
+
+def tm(m: ObjectMesh) -> trimesh.Trimesh:
+    return trimesh.Trimesh(m.vertices.astype(np.float64), m.faces, process=False)
+
+
+# ---------------------------------------------------------------- geometry and convention
+
+
+def test_box_bounds_follow_the_voxel_centre_convention() -> None:
+    vol = np.zeros((7, 9, 11), np.uint16)
+    vol[2:5, 3:8, 4:10] = 5  # z 2..4, y 3..7, x 4..9
+    for simplify in (False, True):
+        (m,) = mesh_labels(vol, physical_size=PS, simplify=simplify)
+        assert m.object_id == 5
+        assert m.vertices.dtype == np.float32 and m.faces.dtype == np.uint32
+        assert m.normals.dtype == np.float32 and m.normals.shape == m.vertices.shape
+        # voxel centres at index * size; the surface half a voxel outside them
+        lo = (np.array([4, 3, 2]) - 0.5) * SCALE_XYZ
+        hi = (np.array([9, 7, 4]) + 0.5) * SCALE_XYZ
+        if simplify:  # corners may be cut, never grown: within one voxel inside the box
+            assert np.all(m.vertices.min(0) >= lo - 1e-5)
+            assert np.all(m.vertices.min(0) <= lo + SCALE_XYZ)
+            assert np.all(m.vertices.max(0) <= hi + 1e-5)
+            assert np.all(m.vertices.max(0) >= hi - SCALE_XYZ)
+        else:
+            np.testing.assert_allclose(m.vertices.min(0), lo, atol=1e-5)
+            np.testing.assert_allclose(m.vertices.max(0), hi, atol=1e-5)
+        mesh = tm(m)
+        assert mesh.is_watertight and mesh.is_winding_consistent
+        assert mesh.volume > 0  # counter-clockwise from outside
+
+
+@pytest.mark.parametrize("simplify", [False, True])
+def test_volume_within_5_percent_of_voxel_volume(simplify: bool) -> None:
+    counts = np.bincount(nuclei().ravel())
+    voxel = float(np.prod(SCALE_XYZ))
+    big = 0
+    for m in meshed(simplify):
+        n = int(counts[m.object_id])
+        if n >= 1000:
+            big += 1
+            assert tm(m).volume == pytest.approx(n * voxel, rel=0.05), m.object_id
+    assert big >= 5
+
+
+@pytest.mark.parametrize("simplify", [False, True])
+def test_every_mesh_is_watertight_outward_and_has_unit_outward_normals(simplify: bool) -> None:
+    ids = [m.object_id for m in meshed(simplify)]
+    assert ids == sorted(np.unique(nuclei())[1:].tolist())
+    for m in meshed(simplify):
+        mesh = tm(m)
+        assert mesh.is_watertight, m.object_id
+        assert mesh.volume > 0
+        np.testing.assert_allclose(np.linalg.norm(m.normals, axis=1), 1.0, atol=1e-5)
+        # trimesh's own (angle-weighted) vertex normals point the same way
+        agree = np.einsum("ij,ij->i", mesh.vertex_normals, m.normals)
+        assert np.mean(agree > 0.5) > 0.98
+
+
+@pytest.mark.parametrize("simplify", [False, True])
+def test_mesh_position_matches_voxel_coordinates(simplify: bool) -> None:
+    vol = nuclei()
+    objs = ndimage.find_objects(vol)
+    centres = ndimage.center_of_mass(np.ones_like(vol), vol, range(1, len(objs) + 1))
+    for m in meshed(simplify):
+        sl = objs[m.object_id - 1]
+        assert sl is not None
+        lo = (np.array([s.start for s in sl][::-1]) - 0.5) * SCALE_XYZ
+        hi = (np.array([s.stop - 1 for s in sl][::-1]) + 0.5) * SCALE_XYZ
+        tol = 1e-4 if not simplify else 0.5 * SCALE_XYZ + 1e-4
+        assert np.all(m.vertices.min(0) >= lo - tol) and np.all(m.vertices.max(0) <= hi + tol)
+        if not simplify:  # the unsimplified box reaches the extent exactly
+            np.testing.assert_allclose(m.vertices.min(0), lo, atol=1e-4)
+            np.testing.assert_allclose(m.vertices.max(0), hi, atol=1e-4)
+        want = np.array(centres[m.object_id - 1])[::-1] * SCALE_XYZ  # (x, y, z) um
+        got = tm(m).center_mass
+        assert np.all(np.abs(got - want) <= 0.25 * SCALE_XYZ), (m.object_id, got, want)
+
+
+def test_objects_touching_the_border_are_closed() -> None:
+    vol = np.zeros((5, 6, 7), np.uint8)
+    vol[:, :, :3] = 1  # touches five faces of the volume
+    vol[0, 4:, 4:] = 2  # a corner slab
+    full = np.full((3, 4, 5), 9, np.uint32)  # the whole volume is one object
+    for v in (vol, full):
+        for simplify in (False, True):
+            for m in mesh_labels(v, physical_size=PS, simplify=simplify):
+                mesh = tm(m)
+                assert mesh.is_watertight and mesh.volume > 0
+                n = int(np.count_nonzero(v == m.object_id))
+                if not simplify:
+                    zz, yy, xx = np.nonzero(v == m.object_id)
+                    lo = (np.array([xx.min(), yy.min(), zz.min()]) - 0.5) * SCALE_XYZ
+                    np.testing.assert_allclose(m.vertices.min(0), lo, atol=1e-5)
+                    assert mesh.volume <= n * np.prod(SCALE_XYZ) + 1e-6
+    (m,) = mesh_labels(full, physical_size=PS, simplify=False)
+    np.testing.assert_allclose(
+        m.vertices.max(0), (np.array([4, 3, 2]) + 0.5) * SCALE_XYZ, atol=1e-5
+    )
+
+
+def test_an_object_meshes_the_same_alone_and_among_others() -> None:
+    vol = nuclei()
+    alone = np.where(vol == 3, vol, 0)
+    for simplify in (False, True):
+        a = next(m for m in meshed(simplify) if m.object_id == 3)
+        (b,) = mesh_labels(alone, physical_size=PS, simplify=simplify)
+        assert a.vertices.tobytes() == b.vertices.tobytes()
+        assert a.faces.tobytes() == b.faces.tobytes()
+
+
+def test_simplification_reduces_triangles_within_the_error_bound() -> None:
+    full = {m.object_id: m for m in meshed(False)}
+    simple = {m.object_id: m for m in meshed(True)}
+    n_full = sum(len(m.faces) for m in full.values())
+    n_simple = sum(len(m.faces) for m in simple.values())
+    assert n_simple < n_full / 3
+    bound = float(max(PS))  # the default max_error: the largest voxel edge
+    for oid, m in simple.items():
+        dist, _ = cKDTree(full[oid].vertices).query(m.vertices)
+        assert dist.max() <= bound, oid
+    tight = mesh_labels(nuclei(), physical_size=PS, max_error=0.3)
+    assert n_simple < sum(len(m.faces) for m in tight) < n_full
+    loose = mesh_labels(nuclei(), physical_size=PS, max_error=5.0)
+    capped = mesh_labels(nuclei(), physical_size=PS, max_error=5.0, reduction=2)
+    assert sum(len(m.faces) for m in capped) > sum(len(m.faces) for m in loose)
+    # max_error=0 allows only exact (coplanar) collapses: the enclosed volume is unchanged
+    lossless = mesh_labels(nuclei(), physical_size=PS, max_error=0)
+    assert sum(len(m.faces) for m in lossless) < n_full
+    for m in lossless:
+        assert tm(m).volume == pytest.approx(tm(full[m.object_id]).volume, rel=1e-5)
+
+
+def test_meshing_and_glb_are_deterministic() -> None:
+    for simplify in (False, True):
+        a = glb_bytes(mesh_labels(nuclei(), physical_size=PS, simplify=simplify), mask="nuclei")
+        b = glb_bytes(mesh_labels(nuclei(), physical_size=PS, simplify=simplify), mask="nuclei")
+        assert a == b
+
+
+def test_refusals_and_empty_volumes() -> None:
+    with pytest.raises(LabelError, match="3D"):
+        mesh_labels(np.ones((5, 5), np.uint8), physical_size=PS)
+    with pytest.raises(LabelError, match="integers"):
+        mesh_labels(np.ones((3, 5, 5), np.float32), physical_size=PS)
+    with pytest.raises(LabelError, match=">= 0"):
+        mesh_labels(-np.ones((3, 5, 5), np.int16), physical_size=PS)
+    with pytest.raises(OptionError, match="z step"):
+        mesh_labels(np.ones((3, 5, 5), np.uint8), physical_size=(0.5, 0.5))
+    with pytest.raises(OptionError, match="max_error"):
+        mesh_labels(np.ones((3, 5, 5), np.uint8), physical_size=PS, max_error=-1)
+    with pytest.raises(OptionError, match="reduction"):
+        mesh_labels(np.ones((3, 5, 5), np.uint8), physical_size=PS, reduction=1)
+    assert mesh_labels(np.zeros((4, 5, 6), np.uint32), physical_size=PS) == []
+    assert mesh_labels(np.zeros((0, 5, 6), np.uint32), physical_size=PS) == []
+    signed = mesh_labels(nuclei().astype(np.int32), physical_size=PS, simplify=False)
+    assert [m.vertices.tobytes() for m in signed] == [m.vertices.tobytes() for m in meshed(False)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(arrays(np.uint8, st.tuples(*(st.integers(2, 7),) * 3), elements=st.integers(0, 3)))
+def test_any_small_volume_gives_closed_meshes_inside_the_objects_extent(vol: np.ndarray) -> None:
+    ids = np.unique(vol)
+    meshes = mesh_labels(vol, physical_size=PS, simplify=False)
+    assert [m.object_id for m in meshes] == [int(i) for i in ids if i]
+    for m in meshes:
+        mesh = tm(m)
+        assert mesh.is_watertight and mesh.volume > 0
+        zz, yy, xx = np.nonzero(vol == m.object_id)
+        lo = (np.array([xx.min(), yy.min(), zz.min()]) - 0.5) * SCALE_XYZ
+        hi = (np.array([xx.max(), yy.max(), zz.max()]) + 0.5) * SCALE_XYZ
+        np.testing.assert_allclose(m.vertices.min(0), lo, atol=1e-5)
+        np.testing.assert_allclose(m.vertices.max(0), hi, atol=1e-5)
+
+
+# ---------------------------------------------------------------- the glb container
+
+
+def parse_glb(data: bytes) -> tuple[dict, bytes]:  # type: ignore[type-arg]
+    """A minimal independent reader of the glb container (spec section 4.4)."""
+    magic, version, length = struct.unpack_from("<III", data, 0)
+    assert magic == 0x46546C67 and version == 2 and length == len(data)
+    jlen, jtype = struct.unpack_from("<II", data, 12)
+    assert jtype == 0x4E4F534A and jlen % 4 == 0
+    doc = json.loads(data[20 : 20 + jlen])
+    rest = data[20 + jlen :]
+    if not rest:
+        return doc, b""
+    blen, btype = struct.unpack_from("<II", rest, 0)
+    assert btype == 0x004E4942 and blen % 4 == 0 and len(rest) == 8 + blen
+    return doc, rest[8:]
+
+
+def test_glb_nodes_are_object_ids_with_extras_and_exact_arrays() -> None:
+    meshes = meshed(True)
+    doc, blob = parse_glb(glb_bytes(meshes, mask="nuclei"))
+    assert doc["asset"]["version"] == "2.0" and doc["asset"]["generator"].startswith("maskbundle")
+    assert doc["scenes"][doc["scene"]]["nodes"] == list(range(len(meshes)))
+    assert [n["name"] for n in doc["nodes"]] == [str(m.object_id) for m in meshes]
+    assert [n["extras"] for n in doc["nodes"]] == [
+        {"object_id": m.object_id, "mask": "nuclei"} for m in meshes
+    ]
+    for node, m in zip(doc["nodes"], meshes, strict=True):
+        prim = doc["meshes"][node["mesh"]]["primitives"][0]
+        got = {}
+        for key, acc_i in (*prim["attributes"].items(), ("indices", prim["indices"])):
+            acc = doc["accessors"][acc_i]
+            view = doc["bufferViews"][acc["bufferView"]]
+            start = view["byteOffset"] + acc["byteOffset"]
+            assert start % 4 == 0
+            dtype = {5126: "<f4", 5125: "<u4"}[acc["componentType"]]
+            ncomp = {"VEC3": 3, "SCALAR": 1}[acc["type"]]
+            got[key] = np.frombuffer(blob, dtype, acc["count"] * ncomp, start)
+            if key == "POSITION":
+                assert acc["min"] == m.vertices.min(0).tolist()
+                assert acc["max"] == m.vertices.max(0).tolist()
+        assert got["POSITION"].tobytes() == m.vertices.tobytes()
+        assert got["NORMAL"].tobytes() == m.normals.tobytes()
+        assert got["indices"].tobytes() == m.faces.tobytes()
+
+
+def test_glb_reloads_in_trimesh_with_the_same_names_and_vertices(tmp_path: Path) -> None:
+    meshes = meshed(False)
+    path = write_glb(tmp_path / "nuclei-mesh.glb", meshes, mask="nuclei")
+    scene = trimesh.load(path, file_type="glb", process=False)
+    assert sorted(scene.graph.nodes_geometry, key=int) == [str(m.object_id) for m in meshes]
+    for m in meshes:
+        _, geom_name = scene.graph[str(m.object_id)]
+        geom = scene.geometry[geom_name]
+        np.testing.assert_array_equal(np.asarray(geom.vertices, np.float32), m.vertices)
+        np.testing.assert_array_equal(geom.faces, m.faces)
+        assert geom.is_watertight
+    with pytest.raises(FileExistsError):
+        write_glb(tmp_path / "nuclei-mesh.glb", meshes, mask="nuclei")
+    write_glb(path, meshes[:2], mask="nuclei", overwrite=True)
+    assert len(trimesh.load(path, file_type="glb").graph.nodes_geometry) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nuclei-mesh.glb"]
+
+
+def test_glb_writer_refuses_malformed_meshes() -> None:
+    (m,) = mesh_labels(np.ones((2, 2, 2), np.uint8), physical_size=PS, simplify=False)
+    bad_faces = ObjectMesh(1, m.vertices, m.faces + np.uint32(len(m.vertices)), m.normals)
+    with pytest.raises(OptionError, match="vertex that does not exist"):
+        glb_bytes([bad_faces], mask="x")
+    with pytest.raises(OptionError, match="twice"):
+        glb_bytes([m, m], mask="x")
+    with pytest.raises(OptionError, match="float32"):
+        glb_bytes([ObjectMesh(1, m.vertices.astype(np.float64), m.faces, m.normals)], mask="x")
+
+
+# ---------------------------------------------------------------- Khronos glTF validator
+
+_VALIDATE_JS = """
+const v = require('gltf-validator');
+const fs = require('fs');
+v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[2])))
+  .then((r) => console.log(JSON.stringify(r.issues)))
+  .catch((e) => { console.error(String(e)); process.exit(3); });
+"""
+
+
+@cache
+def validator_dir() -> Path | None:
+    """gltf-validator installed once into <venv>/npm (npm registry only); None if impossible."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        return None
+    prefix = Path(sys.prefix) / "npm"
+    if not (prefix / "node_modules" / "gltf-validator").is_dir():
+        try:
+            subprocess.run(
+                [
+                    npm,
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                    str(prefix),
+                    "gltf-validator",
+                ],
+                capture_output=True,
+                check=True,
+                timeout=180,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+    (prefix / "validate.js").write_text(_VALIDATE_JS)
+    return prefix
+
+
+def khronos_issues(data: bytes, tmp_path: Path) -> dict:  # type: ignore[type-arg]
+    prefix = validator_dir()
+    if prefix is None:
+        pytest.skip("node/npm or the gltf-validator npm package is not available")
+    path = tmp_path / "x.glb"
+    path.write_bytes(data)
+    run = subprocess.run(
+        ["node", str(prefix / "validate.js"), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=prefix,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("simplify", [False, True])
+def test_khronos_validator_finds_no_errors_or_warnings(simplify: bool, tmp_path: Path) -> None:
+    issues = khronos_issues(glb_bytes(meshed(simplify), mask="nuclei"), tmp_path)
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:5]
+
+
+def test_khronos_validator_sees_a_broken_file(tmp_path: Path) -> None:
+    """The harness itself can fail: corrupt the POSITION max and the validator objects."""
+    data = bytearray(glb_bytes(meshed(True)[:1], mask="nuclei"))
+    doc, blob = parse_glb(bytes(data))
+    doc["accessors"][0]["max"][0] += 1.0
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text
+    body += struct.pack("<II", len(blob), 0x004E4942) + blob
+    broken = struct.pack("<III", 0x46546C67, 2, 12 + len(body)) + body
+    issues = khronos_issues(broken, tmp_path)
+    assert issues["numErrors"] >= 1
+
+
+def test_empty_glb_is_valid(tmp_path: Path) -> None:
+    data = glb_bytes([], mask="nuclei")
+    doc, blob = parse_glb(data)
+    assert blob == b"" and "nodes" not in doc
+    assert khronos_issues(data, tmp_path)["numErrors"] == 0
+
+
+def test_trimesh_reads_the_glb_from_bytes() -> None:
+    scene = trimesh.load(io.BytesIO(glb_bytes(meshed(True), mask="nuclei")), file_type="glb")
+    assert len(scene.geometry) == len(meshed(True))
