@@ -381,3 +381,128 @@ def test_empty_glb_is_valid(tmp_path: Path) -> None:
 def test_trimesh_reads_the_glb_from_bytes() -> None:
     scene = trimesh.load(io.BytesIO(glb_bytes(meshed(True), mask="nuclei")), file_type="glb")
     assert len(scene.geometry) == len(meshed(True))
+
+
+# ---------------------------------------------------------------- bundles: build, add, CLI
+
+SEG = Path("derived/segmentation_masks")
+
+
+def write_3d_bundle(path: Path, **kw: object) -> Path:
+    from helpers import DOI
+    from maskbundle import write_segmentation_bundle
+
+    vol = nuclei()
+    masks = kw.pop("masks", None) or {"nuclei": vol * 3}  # ids 3, 6, ... -> relabelled 1..N
+    return write_segmentation_bundle(
+        path,
+        masks,
+        physical_size=PS,
+        protocol_doi=DOI,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def table_ids(path: Path) -> list[int]:
+    """Object IDs read straight from the TSV (rows after the 'Object ID' header row)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Object ID\t")) + 1
+    return [int(line.split("\t")[0]) for line in lines[start:]]
+
+
+def test_bundle_with_meshes_names_nodes_by_the_table_ids(tmp_path: Path, checker) -> None:  # type: ignore[no-untyped-def]
+    out = write_3d_bundle(tmp_path / "b", meshes=True, mesh_options={"max_error": 1.3})
+    glb = out / SEG / "nuclei-mesh.glb"
+    ids = table_ids(out / SEG / "nuclei-objects.tsv")
+    assert ids == list(range(1, len(meshed(True)) + 1))
+    doc, _ = parse_glb(glb.read_bytes())
+    assert [int(n["name"]) for n in doc["nodes"]] == ids
+    # the relabelled object k is original label 3k: same geometry as meshing the input
+    assert glb.read_bytes() == glb_bytes(
+        [ObjectMesh(k + 1, m.vertices, m.faces, m.normals) for k, m in enumerate(meshed(True))],
+        mask="nuclei",
+    )
+    prov = json.loads((out / "derived/extras/provenance.json").read_text())
+    assert prov["meshes"]["masks"]["nuclei"]["file"] == "nuclei-mesh.glb"
+    assert prov["meshes"]["options"] == {"simplify": True, "max_error": 1.3, "reduction": 100}
+    result = checker(out)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_meshes_for_2d_masks_are_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    from helpers import DOI
+    from maskbundle import write_segmentation_bundle
+
+    with pytest.raises(OptionError, match="3D"):
+        write_segmentation_bundle(
+            tmp_path / "flat",
+            {"cells": np.eye(8, dtype=np.uint8)},
+            physical_size=(0.5, 0.5),
+            protocol_doi=DOI,
+            meshes=True,
+        )
+    with pytest.raises(OptionError, match="not masks"):
+        write_3d_bundle(tmp_path / "x", meshes=["cells"])
+    with pytest.raises(OptionError, match="unknown mesh option"):
+        write_3d_bundle(tmp_path / "y", meshes=True, mesh_options={"tolerance": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_mask_gets_no_file_and_a_note(tmp_path: Path) -> None:
+    masks = {"nuclei": nuclei(), "cells": np.zeros_like(nuclei())}
+    out = write_3d_bundle(
+        tmp_path / "b",
+        masks=masks,
+        mesh_options={"simplify": False},
+        meshes=True,
+        mask_ids={"cells": "CL:0000000"},
+    )
+    assert (out / SEG / "nuclei-mesh.glb").is_file()
+    assert not (out / SEG / "cells-mesh.glb").exists()
+    note = json.loads((out / "derived/extras/provenance.json").read_text())["meshes"]["masks"]
+    assert note["cells"]["file"] is None and "empty" in note["cells"]["note"]
+
+
+def test_add_meshes_matches_build_and_is_atomic(tmp_path: Path) -> None:
+    from maskbundle.bundle.meshes import add_meshes
+
+    built = write_3d_bundle(tmp_path / "built", meshes=True)
+    plain = write_3d_bundle(tmp_path / "plain")
+    assert not (plain / SEG / "nuclei-mesh.glb").exists()
+    written = add_meshes(plain)
+    assert written == {"nuclei": plain / SEG / "nuclei-mesh.glb"}
+    assert written["nuclei"].read_bytes() == (built / SEG / "nuclei-mesh.glb").read_bytes()
+    prov = json.loads((plain / "derived/extras/provenance.json").read_text())
+    assert prov["meshes"]["masks"]["nuclei"]["objects"] == len(meshed(True))
+    before = sorted(p.name for p in (plain / SEG).iterdir())
+    with pytest.raises(FileExistsError):
+        add_meshes(plain, max_error=2.0)
+    add_meshes(plain, overwrite=True, simplify=False)
+    doc, _ = parse_glb(written["nuclei"].read_bytes())
+    assert len(doc["nodes"]) == len(meshed(False))
+    assert sorted(p.name for p in (plain / SEG).iterdir()) == before  # no staging leftovers
+    with pytest.raises(OptionError, match="not masks"):
+        add_meshes(plain, masks=["cells"], overwrite=True)
+
+
+def test_cli_mesh_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from helpers import DOI
+    from maskbundle import write_segmentation_bundle
+    from maskbundle.cli import main
+
+    out = write_3d_bundle(tmp_path / "b")
+    run = CliRunner().invoke(main, ["mesh", str(out), "--max-error", "0.5"])
+    assert run.exit_code == 0, run.output
+    assert (out / SEG / "nuclei-mesh.glb").is_file()
+    again = CliRunner().invoke(main, ["mesh", str(out)])
+    assert again.exit_code == 2 and "already exists" in again.output
+    flat = write_segmentation_bundle(
+        tmp_path / "flat",
+        {"cells": np.eye(8, dtype=np.uint8)},
+        physical_size=(0.5, 0.5),
+        protocol_doi=DOI,
+    )
+    refused = CliRunner().invoke(main, ["mesh", str(flat)])
+    assert refused.exit_code == 2 and "3D" in refused.output

@@ -127,16 +127,18 @@ def main() -> None:
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--mask", "masks", multiple=True, required=True, metavar="NAME=FILE",
               help="A mask and its label file (TIFF/OME-TIFF, NPY, NPZ, PNG); repeat per mask.")
+@click.option("--meshes", is_flag=True,
+              help="Also write <mask>-mesh.glb for every mask (3D masks only).")
 @bundle_options
 @handle_errors
-def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
+def bundle_command(out: Path, masks: tuple[str, ...], meshes: bool, **opts: Any) -> None:
     """Build a bundle in OUT from label files."""
     from .bundle.build import write_segmentation_bundle
     from .io.labelfiles import read_label_file
 
     files = parse_pairs(masks, "--mask")
     arrays = {name: read_label_file(path) for name, path in files.items()}
-    path = write_segmentation_bundle(out, arrays, **bundle_kwargs(opts))
+    path = write_segmentation_bundle(out, arrays, meshes=meshes, **bundle_kwargs(opts))
     click.echo(f"wrote {path}")
 
 
@@ -180,6 +182,28 @@ def metadata_command(tsv: Path, datasets: tuple[Path, ...], parent_dataset_id: s
     write_upload_metadata(tsv, datasets, parent_dataset_id=parent_dataset_id, lab_id=lab_id,
                           program_url=program_url, overwrite=overwrite)
     click.echo(f"wrote {tsv}")
+
+
+@main.command("mesh")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--mask", "masks", multiple=True, metavar="NAME",
+              help="Mesh only this mask (repeat); default every mask of the 3D bundle.")
+@click.option("--overwrite", is_flag=True, help="Replace existing <mask>-mesh.glb files.")
+@click.option("--max-error", type=float, default=None, metavar="UM",
+              help="Simplification tolerance in micrometres (default: the largest voxel edge).")
+@click.option("--reduction", type=int, default=None,
+              help="Upper limit of the triangle reduction factor (default 100).")
+@click.option("--no-simplify", is_flag=True, help="Keep the full-resolution surfaces.")
+@handle_errors
+def mesh_command(path: Path, masks: tuple[str, ...], overwrite: bool, max_error: float | None,
+                 reduction: int | None, no_simplify: bool) -> None:
+    """Add <mask>-mesh.glb files (one node per object) to the 3D bundle at PATH."""
+    from .bundle.meshes import add_meshes
+
+    written = add_meshes(path, masks=list(masks) or None, overwrite=overwrite,
+                         simplify=not no_simplify, max_error=max_error, reduction=reduction)
+    for name, file in written.items():
+        click.echo(f"{name}: {file}" if file is not None else f"{name}: empty mask, no mesh file")
 
 
 def run() -> None:

@@ -28,6 +28,7 @@ from ..model import Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentatio
 from ..names import check_mask_names, safe_stem
 from . import layout
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
+from .meshes import mesh_mask, mesh_provenance, resolve_mesh_options, select_mesh_masks
 from .objects import check_obo_id, object_type_values, objects_frame, ontology_abbreviation
 
 __all__ = ["DEFAULT_MASK_IDS", "write_segmentation_bundle"]
@@ -166,6 +167,8 @@ def write_segmentation_bundle(
     objects_format: ObjectsFormat = "tsv",
     contributors: Sequence[Mapping[str, Any]] | None = None,
     compression: Literal["zlib", "zstd"] = "zlib",
+    meshes: bool | Sequence[str] = False,
+    mesh_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a HuBMAP Segmentation Mask dataset directory and return its path.
@@ -201,6 +204,12 @@ def write_segmentation_bundle(
         Rows of ``extras/contributors.tsv`` (fields as in SPEC section 1).
     compression : {"zlib", "zstd"}
         OME-TIFF tile compression; zstd is faster but fewer readers decode it.
+    meshes : bool or sequence of str
+        Write ``<mask>-mesh.glb`` for every mask (True) or for the named masks; the masks
+        must be 3D. An empty mask gets no file and a note under "meshes" in provenance.
+    mesh_options : mapping, optional
+        ``simplify`` (default True), ``max_error`` (micrometres, default the largest voxel
+        edge), ``reduction`` (default 100); see :func:`maskbundle.mesh.mesh_labels`.
     overwrite : bool
         Replace an existing directory at ``path``.
 
@@ -238,6 +247,10 @@ def write_segmentation_bundle(
         prepared.append(_Prepared(relabelled, m, mid, array_checksum(raw), str(raw.dtype)))
     shape = _check_shapes(prepared, parent)
     ps = _resolve_physical_size(physical_size, parent, seg, len(shape))
+    mesh_names = select_mesh_masks(meshes, [p.mask.name for p in prepared], is_3d=len(shape) == 3)
+    if mesh_options is not None and not mesh_names:
+        raise OptionError("mesh_options given but no meshes requested: pass meshes=True as well")
+    mesh_opts = resolve_mesh_options(mesh_options, ps) if mesh_names else {}
 
     stem = safe_stem(name if name is not None else target.name)
     tiff_rel = layout.ome_tiff_path(stem)
@@ -316,6 +329,15 @@ def write_segmentation_bundle(
                 "objects_table": layout.objects_path(p.mask.name, mfmt).name,
                 "source": dict(p.source.source),
             }
+
+        if mesh_names:
+            mesh_entries = {}
+            for p in prepared:
+                if p.mask.name in mesh_names:
+                    _, mesh_entries[p.mask.name] = mesh_mask(
+                        stage, p.mask.name, p.mask.labels, ps, mesh_opts
+                    )
+            provenance["meshes"] = mesh_provenance(mesh_opts, mesh_entries)
 
         xml = build_ome_xml(
             channel_names=[p.mask.name for p in prepared],
