@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from click.testing import CliRunner
-from helpers import DOI, run_reference_checker
 from PIL import Image
 from skimage.segmentation import relabel_sequential
 
+from helpers import DOI, run_reference_checker
 from maskbundle.cli import _physical_size_args, main
 from maskbundle.io.ometiff import read_label_ome_tiff
 

@@ -5,9 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import DOI
 
-from maskbundle import OptionError, OutputExistsError, write_segmentation_bundle, write_upload_metadata
+from helpers import DOI
+from maskbundle import (
+    OptionError,
+    OutputExistsError,
+    write_segmentation_bundle,
+    write_upload_metadata,
+)
 from maskbundle.cli import main
 
 
