@@ -176,6 +176,25 @@ def test_simplification_reduces_triangles_within_the_error_bound() -> None:
         assert tm(m).volume == pytest.approx(tm(full[m.object_id]).volume, rel=1e-5)
 
 
+@pytest.mark.parametrize("max_error", [0.005, 0.02, 0.05])
+def test_simplified_sphere_stays_closed_and_within_the_bound(max_error: float) -> None:
+    """An independent mesh with known geometry: trimesh's unit icosphere (5120 faces)."""
+    from maskbundle.mesh.simplify import simplify_mesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=1.0)
+    v, f = simplify_mesh(sphere.vertices, sphere.faces, max_error=max_error)
+    out = trimesh.Trimesh(v, f, process=False)
+    assert out.is_watertight and out.is_winding_consistent and out.volume > 0
+    assert len(f) < len(sphere.faces)
+    # every new vertex is within max_error of the tangent planes it replaced, so within
+    # about max_error of the sphere (the chords of the input sag by up to 0.0012)
+    radius = np.linalg.norm(v.astype(np.float64), axis=1)
+    assert np.all(np.abs(radius - 1.0) <= max_error + 0.0013)
+    assert out.volume == pytest.approx(sphere.volume, rel=0.02 + max_error * 3)
+    again = simplify_mesh(sphere.vertices, sphere.faces, max_error=max_error)
+    assert again[0].tobytes() == v.tobytes() and again[1].tobytes() == f.tobytes()
+
+
 def test_meshing_and_glb_are_deterministic() -> None:
     for simplify in (False, True):
         a = glb_bytes(mesh_labels(nuclei(), physical_size=PS, simplify=simplify), mask="nuclei")
@@ -206,6 +225,9 @@ def test_refusals_and_empty_volumes() -> None:
 @given(arrays(np.uint8, st.tuples(*(st.integers(2, 7),) * 3), elements=st.integers(0, 3)))
 def test_any_small_volume_gives_closed_meshes_inside_the_objects_extent(vol: np.ndarray) -> None:
     ids = np.unique(vol)
+    for m in mesh_labels(vol, physical_size=PS, simplify=True, max_error=0.4):
+        mesh = tm(m)
+        assert mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0
     meshes = mesh_labels(vol, physical_size=PS, simplify=False)
     assert [m.object_id for m in meshes] == [int(i) for i in ids if i]
     for m in meshes:

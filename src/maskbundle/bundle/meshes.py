@@ -136,8 +136,9 @@ def mesh_provenance(options: Mapping[str, Any], masks: Mapping[str, Any]) -> dic
     """The ``"meshes"`` entry of provenance.json."""
     return {
         "convention": CONVENTION,
-        "mesher": "zmesh multi-label marching cubes; zmesh quadric edge-collapse simplifier "
-        "(fresh per object)",
+        "mesher": "zmesh multi-label marching cubes; maskbundle quadric edge collapse "
+        "(link condition, unweighted plane quadrics: vertices within max_error um of the "
+        "planes of the triangles they replace)",
         "options": dict(options),
         "masks": dict(masks),
     }

@@ -1,0 +1,530 @@
+"""Quadric edge-collapse simplification of closed meshes with an error bound (pure, numba).
+
+The scheme is the "fast quadric mesh simplification" one (Garland-Heckbert quadrics, passes
+over the triangles with a rising error threshold, vertex -> triangle reference lists
+rebuilt every few passes) with three changes that matter here:
+
+- the quadric of a vertex sums the *unweighted* planes of its original triangles, so a
+  collapse whose error is at most ``max_error**2`` puts the new vertex within ``max_error``
+  of the plane of every original triangle it replaces (a stated bound in micrometres,
+  computed in physical coordinates, so anisotropic voxels are handled);
+- an edge collapses only when the link condition holds (the two end vertices share exactly
+  the two opposite vertices) and both opposite vertices keep three or more triangles, so a
+  closed 2-manifold stays a closed 2-manifold; collapses that flip or degenerate a
+  neighbouring triangle are refused; connected pieces of fewer than 64 triangles (a few
+  voxels) are left as they are;
+- everything runs sequentially in a fixed order: the same mesh gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["simplify_mesh"]
+
+_MIN_FACES = 8
+# components (connected pieces of one object's surface) with fewer faces stay as they are:
+# a few voxels, cheap to keep and easy to flatten within a voxel-sized error bound
+_MIN_COMPONENT_FACES = 64
+_PASSES = 60
+_REBUILD_EVERY = 5
+
+
+@numba.njit(cache=True)
+def _plane(v: np.ndarray, a: int, b: int, c: int) -> tuple[float, float, float, float, bool]:
+    ux, uy, uz = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
+    wx, wy, wz = v[c, 0] - v[a, 0], v[c, 1] - v[a, 1], v[c, 2] - v[a, 2]
+    nx, ny, nz = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+    length = math.sqrt(nx * nx + ny * ny + nz * nz)
+    if length == 0.0:
+        return 0.0, 0.0, 0.0, 0.0, False
+    nx, ny, nz = nx / length, ny / length, nz / length
+    return nx, ny, nz, -(nx * v[a, 0] + ny * v[a, 1] + nz * v[a, 2]), True
+
+
+@numba.njit(cache=True)
+def _edge_error(q: np.ndarray, v: np.ndarray, i0: int, i1: int, out: np.ndarray) -> float:
+    """Error of collapsing edge (i0, i1) and the best position (written to ``out``)."""
+    a, b, c, d = q[i0, 0] + q[i1, 0], q[i0, 1] + q[i1, 1], q[i0, 2] + q[i1, 2], q[i0, 3] + q[i1, 3]
+    e, f, g = q[i0, 4] + q[i1, 4], q[i0, 5] + q[i1, 5], q[i0, 6] + q[i1, 6]
+    h, i, j = q[i0, 7] + q[i1, 7], q[i0, 8] + q[i1, 8], q[i0, 9] + q[i1, 9]
+    # q = [a b c d; b e f g; c f h i; d g i j] as the symmetric 4x4 of the plane sums
+    det = a * (e * h - f * f) - b * (b * h - f * c) + c * (b * f - e * c)
+    mx, my, mz = (v[i0, 0] + v[i1, 0]) / 2, (v[i0, 1] + v[i1, 1]) / 2, (v[i0, 2] + v[i1, 2]) / 2
+    if abs(det) > 1e-10:
+        r0, r1, r2 = -d, -g, -i
+        x = (r0 * (e * h - f * f) - b * (r1 * h - f * r2) + c * (r1 * f - e * r2)) / det
+        y = (a * (r1 * h - f * r2) - r0 * (b * h - f * c) + c * (b * r2 - r1 * c)) / det
+        z = (a * (e * r2 - r1 * f) - b * (b * r2 - r1 * c) + r0 * (b * f - e * c)) / det
+        # keep the optimum near the edge: far-away optima come from nearly flat quadrics
+        ex, ey, ez = v[i0, 0] - v[i1, 0], v[i0, 1] - v[i1, 1], v[i0, 2] - v[i1, 2]
+        if (x - mx) ** 2 + (y - my) ** 2 + (z - mz) ** 2 <= ex * ex + ey * ey + ez * ez:
+            out[0], out[1], out[2] = x, y, z
+            err = (
+                a * x * x
+                + 2 * b * x * y
+                + 2 * c * x * z
+                + 2 * d * x
+                + e * y * y
+                + 2 * f * y * z
+                + 2 * g * y
+                + h * z * z
+                + 2 * i * z
+                + j
+            )
+            return float(max(err, 0.0))
+    best = np.inf
+    for k in range(3):
+        if k == 0:
+            x, y, z = v[i0, 0], v[i0, 1], v[i0, 2]
+        elif k == 1:
+            x, y, z = v[i1, 0], v[i1, 1], v[i1, 2]
+        else:
+            x, y, z = mx, my, mz
+        err = (
+            a * x * x
+            + 2 * b * x * y
+            + 2 * c * x * z
+            + 2 * d * x
+            + e * y * y
+            + 2 * f * y * z
+            + 2 * g * y
+            + h * z * z
+            + 2 * i * z
+            + j
+        )
+        if err < best:
+            best = err
+            out[0], out[1], out[2] = x, y, z
+    return float(max(best, 0.0))
+
+
+@numba.njit(cache=True)
+def _tri_errors(
+    q: np.ndarray, v: np.ndarray, tri: np.ndarray, err: np.ndarray, t: int, tmp: np.ndarray
+) -> None:
+    for j in range(3):
+        err[t, j] = _edge_error(q, v, tri[t, j], tri[t, (j + 1) % 3], tmp)
+    err[t, 3] = min(err[t, 0], err[t, 1], err[t, 2])
+
+
+@numba.njit(cache=True)
+def _flipped(
+    v: np.ndarray,
+    tri: np.ndarray,
+    tdel: np.ndarray,
+    tnorm: np.ndarray,
+    refs_t: np.ndarray,
+    refs_v: np.ndarray,
+    start: int,
+    count: int,
+    i1: int,
+    p: np.ndarray,
+    flags: np.ndarray,
+) -> bool:
+    """Would moving this vertex to ``p`` flip or degenerate one of its triangles?
+
+    ``flags[k]`` is set for the triangles that contain the collapsing edge (they vanish).
+    """
+    for k in range(count):
+        t = refs_t[start + k]
+        if tdel[t]:
+            flags[k] = False
+            continue
+        s = refs_v[start + k]
+        id1, id2 = tri[t, (s + 1) % 3], tri[t, (s + 2) % 3]
+        if id1 == i1 or id2 == i1:
+            flags[k] = True
+            continue
+        flags[k] = False
+        d1x, d1y, d1z = v[id1, 0] - p[0], v[id1, 1] - p[1], v[id1, 2] - p[2]
+        d2x, d2y, d2z = v[id2, 0] - p[0], v[id2, 1] - p[1], v[id2, 2] - p[2]
+        l1 = math.sqrt(d1x * d1x + d1y * d1y + d1z * d1z)
+        l2 = math.sqrt(d2x * d2x + d2y * d2y + d2z * d2z)
+        if l1 == 0.0 or l2 == 0.0:
+            return True
+        d1x, d1y, d1z = d1x / l1, d1y / l1, d1z / l1
+        d2x, d2y, d2z = d2x / l2, d2y / l2, d2z / l2
+        if abs(d1x * d2x + d1y * d2y + d1z * d2z) > 0.999:
+            return True
+        nx, ny, nz = d1y * d2z - d1z * d2y, d1z * d2x - d1x * d2z, d1x * d2y - d1y * d2x
+        ln = math.sqrt(nx * nx + ny * ny + nz * nz)
+        if ln == 0.0:
+            return True
+        if (nx * tnorm[t, 0] + ny * tnorm[t, 1] + nz * tnorm[t, 2]) / ln < 0.2:
+            return True
+    return False
+
+
+@numba.njit(cache=True)
+def _link_ok(
+    tri: np.ndarray,
+    tdel: np.ndarray,
+    refs_t: np.ndarray,
+    tstart: np.ndarray,
+    tcount: np.ndarray,
+    i0: int,
+    i1: int,
+    mark: np.ndarray,
+    stamp: int,
+) -> bool:
+    """Link condition: i0 and i1 have exactly two common neighbours."""
+    for k in range(tcount[i0]):
+        t = refs_t[tstart[i0] + k]
+        if tdel[t]:
+            continue
+        for j in range(3):
+            w = tri[t, j]
+            if w != i0:
+                mark[w] = stamp
+    common = 0
+    for k in range(tcount[i1]):
+        t = refs_t[tstart[i1] + k]
+        if tdel[t]:
+            continue
+        for j in range(3):
+            w = tri[t, j]
+            if w != i1 and w != i0 and mark[w] == stamp:
+                mark[w] = stamp + 1  # count each common neighbour once
+                common += 1
+    return common == 2
+
+
+@numba.njit(cache=True)
+def _alive_degree(
+    tri: np.ndarray,
+    tdel: np.ndarray,
+    refs_t: np.ndarray,
+    tstart: np.ndarray,
+    tcount: np.ndarray,
+    w: int,
+) -> int:
+    deg = 0
+    for k in range(tcount[w]):
+        if not tdel[refs_t[tstart[w] + k]]:
+            deg += 1
+    return deg
+
+
+@numba.njit(cache=True)
+def _opposite_ok(
+    tri: np.ndarray,
+    tdel: np.ndarray,
+    refs_t: np.ndarray,
+    tstart: np.ndarray,
+    tcount: np.ndarray,
+    i0: int,
+    i1: int,
+) -> bool:
+    """The vertices opposite the edge keep >= 3 triangles (a tetrahedron stays one)."""
+    for k in range(tcount[i0]):
+        t = refs_t[tstart[i0] + k]
+        if tdel[t]:
+            continue
+        for j in range(3):
+            w = tri[t, j]
+            if w != i0 and w != i1 and (tri[t, 0] == i1 or tri[t, 1] == i1 or tri[t, 2] == i1):
+                if _alive_degree(tri, tdel, refs_t, tstart, tcount, w) <= 3:
+                    return False
+    return True
+
+
+@numba.njit(cache=True)
+def _find(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@numba.njit(cache=True)
+def _small_components(n: int, tri: np.ndarray, min_faces: int) -> np.ndarray:
+    """Per triangle: does it belong to a connected piece with fewer than min_faces faces?"""
+    parent = np.arange(n)
+    for t in range(tri.shape[0]):
+        a = _find(parent, tri[t, 0])
+        for j in (1, 2):
+            b = _find(parent, tri[t, j])
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+                a = min(a, b)
+    faces = np.zeros(n, dtype=np.int64)
+    for t in range(tri.shape[0]):
+        faces[_find(parent, tri[t, 0])] += 1
+    small = np.empty(tri.shape[0], dtype=np.bool_)
+    for t in range(tri.shape[0]):
+        small[t] = faces[_find(parent, tri[t, 0])] < min_faces
+    return small
+
+
+@numba.njit(cache=True)
+def _rebuild_refs(
+    n: int,
+    tri: np.ndarray,
+    tdel: np.ndarray,
+    tstart: np.ndarray,
+    tcount: np.ndarray,
+    refs_t: np.ndarray,
+    refs_v: np.ndarray,
+) -> int:
+    tcount[:] = 0
+    for t in range(tri.shape[0]):
+        if not tdel[t]:
+            for j in range(3):
+                tcount[tri[t, j]] += 1
+    total = 0
+    for i in range(n):
+        tstart[i] = total
+        total += tcount[i]
+        tcount[i] = 0
+    for t in range(tri.shape[0]):
+        if not tdel[t]:
+            for j in range(3):
+                w = tri[t, j]
+                refs_t[tstart[w] + tcount[w]] = t
+                refs_v[tstart[w] + tcount[w]] = j
+                tcount[w] += 1
+    return total
+
+
+@numba.njit(cache=True)
+def _update_triangles(
+    i0: int,
+    vtx: int,
+    v: np.ndarray,
+    q: np.ndarray,
+    tri: np.ndarray,
+    tdel: np.ndarray,
+    tdirty: np.ndarray,
+    err: np.ndarray,
+    tnorm: np.ndarray,
+    refs_t: np.ndarray,
+    refs_v: np.ndarray,
+    tstart: np.ndarray,
+    tcount: np.ndarray,
+    flags: np.ndarray,
+    end: int,
+    tmp: np.ndarray,
+) -> tuple[int, int]:
+    removed = 0
+    for k in range(tcount[vtx]):
+        t = refs_t[tstart[vtx] + k]
+        if tdel[t]:
+            continue
+        if flags[k]:
+            tdel[t] = True
+            removed += 1
+            continue
+        tri[t, refs_v[tstart[vtx] + k]] = i0
+        tdirty[t] = True
+        nx, ny, nz, _, ok = _plane(v, tri[t, 0], tri[t, 1], tri[t, 2])
+        if ok:
+            tnorm[t, 0], tnorm[t, 1], tnorm[t, 2] = nx, ny, nz
+        _tri_errors(q, v, tri, err, t, tmp)
+        refs_t[end] = t
+        refs_v[end] = refs_v[tstart[vtx] + k]
+        end += 1
+    return removed, end
+
+
+@numba.njit(cache=True)
+def _simplify(
+    vertices: np.ndarray, faces: np.ndarray, max_q: float, target: int
+) -> tuple[np.ndarray, np.ndarray]:
+    v = vertices.copy()
+    tri = faces.copy()
+    n, m = v.shape[0], tri.shape[0]
+    q = np.zeros((n, 10))
+    tnorm = np.zeros((m, 3))
+    for t in range(m):
+        nx, ny, nz, d, ok = _plane(v, tri[t, 0], tri[t, 1], tri[t, 2])
+        tnorm[t, 0], tnorm[t, 1], tnorm[t, 2] = nx, ny, nz
+        if not ok:
+            continue
+        plane = (
+            nx * nx,
+            nx * ny,
+            nx * nz,
+            nx * d,
+            ny * ny,
+            ny * nz,
+            ny * d,
+            nz * nz,
+            nz * d,
+            d * d,
+        )
+        for j in range(3):
+            w = tri[t, j]
+            for k in range(10):
+                q[w, k] += plane[k]
+    tmp = np.zeros(3)
+    err = np.zeros((m, 4))
+    for t in range(m):
+        _tri_errors(q, v, tri, err, t, tmp)
+    tdel = np.zeros(m, dtype=np.bool_)
+    frozen = _small_components(n, tri, _MIN_COMPONENT_FACES)
+    tdirty = np.zeros(m, dtype=np.bool_)
+    tstart = np.zeros(n, dtype=np.int64)
+    tcount = np.zeros(n, dtype=np.int64)
+    cap = 6 * m + 64
+    refs_t = np.zeros(cap, dtype=np.int64)
+    refs_v = np.zeros(cap, dtype=np.int64)
+    flags0 = np.zeros(cap, dtype=np.bool_)
+    flags1 = np.zeros(cap, dtype=np.bool_)
+    mark = np.zeros(n, dtype=np.int64)
+    stamp = 1
+    p = np.zeros(3)
+    alive = m
+    end = 0
+    # thresholds rise geometrically to max_q, then stay there until nothing collapses
+    lo = max_q * 1e-6 if max_q > 0 else 0.0
+    for it in range(_PASSES):
+        if alive <= target:
+            break
+        if it % _REBUILD_EVERY == 0 or end + 64 > cap // 2:
+            end = _rebuild_refs(n, tri, tdel, tstart, tcount, refs_t, refs_v)
+        tdirty[:] = False
+        frac = min(it / 12.0, 1.0)
+        threshold = lo * (max_q / lo) ** frac if lo > 0 else max_q
+        collapsed = 0
+        for t in range(m):
+            if tdel[t] or tdirty[t] or err[t, 3] > threshold or frozen[t]:
+                continue
+            for j in range(3):
+                if err[t, j] > threshold:
+                    continue
+                i0, i1 = tri[t, j], tri[t, (j + 1) % 3]
+                if end + tcount[i0] + tcount[i1] > cap:
+                    break
+                _edge_error(q, v, i0, i1, p)
+                if _flipped(
+                    v, tri, tdel, tnorm, refs_t, refs_v, tstart[i0], tcount[i0], i1, p, flags0
+                ):
+                    continue
+                if _flipped(
+                    v, tri, tdel, tnorm, refs_t, refs_v, tstart[i1], tcount[i1], i0, p, flags1
+                ):
+                    continue
+                if not _link_ok(tri, tdel, refs_t, tstart, tcount, i0, i1, mark, stamp):
+                    stamp += 2
+                    continue
+                stamp += 2
+                if not _opposite_ok(tri, tdel, refs_t, tstart, tcount, i0, i1):
+                    continue
+                v[i0, 0], v[i0, 1], v[i0, 2] = p[0], p[1], p[2]
+                for k in range(10):
+                    q[i0, k] += q[i1, k]
+                new_start = end
+                r0, end = _update_triangles(
+                    i0,
+                    i0,
+                    v,
+                    q,
+                    tri,
+                    tdel,
+                    tdirty,
+                    err,
+                    tnorm,
+                    refs_t,
+                    refs_v,
+                    tstart,
+                    tcount,
+                    flags0,
+                    end,
+                    tmp,
+                )
+                r1, end = _update_triangles(
+                    i0,
+                    i1,
+                    v,
+                    q,
+                    tri,
+                    tdel,
+                    tdirty,
+                    err,
+                    tnorm,
+                    refs_t,
+                    refs_v,
+                    tstart,
+                    tcount,
+                    flags1,
+                    end,
+                    tmp,
+                )
+                alive -= r0 + r1
+                tstart[i0] = new_start
+                tcount[i0] = end - new_start
+                tcount[i1] = 0
+                collapsed += 1
+                break
+            if alive <= target or alive <= _MIN_FACES + 2:
+                break
+        if alive <= _MIN_FACES + 2:
+            break
+        if collapsed == 0 and threshold >= max_q:
+            break
+    # compact: surviving triangles in order, vertices in ascending original index
+    used = np.zeros(n, dtype=np.bool_)
+    nt = 0
+    for t in range(m):
+        if not tdel[t]:
+            nt += 1
+            for j in range(3):
+                used[tri[t, j]] = True
+    remap = np.full(n, -1, dtype=np.int64)
+    nv = 0
+    for i in range(n):
+        if used[i]:
+            remap[i] = nv
+            nv += 1
+    out_v = np.empty((nv, 3), dtype=np.float32)
+    for i in range(n):
+        if used[i]:
+            for k in range(3):
+                out_v[remap[i], k] = v[i, k]
+    out_f = np.empty((nt, 3), dtype=np.uint32)
+    r = 0
+    for t in range(m):
+        if not tdel[t]:
+            for j in range(3):
+                out_f[r, j] = remap[tri[t, j]]
+            r += 1
+    return out_v, out_f
+
+
+def simplify_mesh(
+    vertices: np.ndarray, faces: np.ndarray, *, max_error: float, reduction: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simplify one closed triangle mesh within ``max_error``.
+
+    Parameters
+    ----------
+    vertices : ndarray of shape (n, 3), float
+        Positions (any unit; ``max_error`` is in the same unit).
+    faces : ndarray of shape (m, 3), integer
+        A closed, consistently wound 2-manifold.
+    max_error : float
+        Every vertex of the result lies within ``max_error`` of the plane of each original
+        triangle merged into it. 0 allows only exact (coplanar) collapses.
+    reduction : int
+        Stop once the triangle count is reduced by this factor.
+
+    Returns
+    -------
+    vertices : ndarray of shape (n', 3), float32
+    faces : ndarray of shape (m', 3), uint32
+        Still closed, manifold and wound the same way.
+    """
+    f = np.ascontiguousarray(faces, dtype=np.int64)
+    v = np.ascontiguousarray(vertices, dtype=np.float64)
+    if len(f) <= _MIN_FACES:
+        return v.astype(np.float32), f.astype(np.uint32)
+    # a small floor so that exactly coplanar collapses (error ~ rounding) still happen
+    scale = float(np.ptp(v, axis=0).max()) if len(v) else 1.0
+    max_q = max(float(max_error) ** 2, (1e-7 * scale) ** 2)
+    target = max(len(f) // max(int(reduction), 1), _MIN_FACES)
+    out_v, out_f = _simplify(v, f, max_q, target)
+    return out_v, out_f
