@@ -30,6 +30,8 @@ _MIN_FACES = 8
 # a few voxels, cheap to keep and easy to flatten within a voxel-sized error bound
 _MIN_COMPONENT_FACES = 64
 _PASSES = 60
+_RAMP = 12  # passes over which the threshold rises to max_error**2
+_MIN_PROGRESS = 0.0  # stop once a pass at the full threshold collapses <= this share
 _REBUILD_EVERY = 5
 
 
@@ -106,8 +108,11 @@ def _edge_error(q: np.ndarray, v: np.ndarray, i0: int, i1: int, out: np.ndarray)
 def _tri_errors(
     q: np.ndarray, v: np.ndarray, tri: np.ndarray, err: np.ndarray, t: int, tmp: np.ndarray
 ) -> None:
+    # on a closed manifold every edge is in two triangles, once as (low, high): only that
+    # triangle scores it, so each edge costs one quadric solve
     for j in range(3):
-        err[t, j] = _edge_error(q, v, tri[t, j], tri[t, (j + 1) % 3], tmp)
+        a, b = tri[t, j], tri[t, (j + 1) % 3]
+        err[t, j] = _edge_error(q, v, a, b, tmp) if a < b else np.inf
     err[t, 3] = min(err[t, 0], err[t, 1], err[t, 2])
 
 
@@ -332,7 +337,13 @@ def _update_triangles(
 
 @numba.njit(cache=True)
 def _simplify(
-    vertices: np.ndarray, faces: np.ndarray, max_q: float, target: int
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    max_q: float,
+    target: int,
+    passes: int,
+    ramp: int,
+    min_progress: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     v = vertices.copy()
     tri = faces.copy()
@@ -381,13 +392,13 @@ def _simplify(
     end = 0
     # thresholds rise geometrically to max_q, then stay there until nothing collapses
     lo = max_q * 1e-6 if max_q > 0 else 0.0
-    for it in range(_PASSES):
+    for it in range(passes):
         if alive <= target:
             break
         if it % _REBUILD_EVERY == 0 or end + 64 > cap // 2:
             end = _rebuild_refs(n, tri, tdel, tstart, tcount, refs_t, refs_v)
         tdirty[:] = False
-        frac = min(it / 12.0, 1.0)
+        frac = min(it / ramp, 1.0)
         threshold = lo * (max_q / lo) ** frac if lo > 0 else max_q
         collapsed = 0
         for t in range(m):
@@ -464,7 +475,7 @@ def _simplify(
                 break
         if alive <= _MIN_FACES + 2:
             break
-        if collapsed == 0 and threshold >= max_q:
+        if threshold >= max_q and collapsed <= min_progress * alive:
             break
     # compact: surviving triangles in order, vertices in ascending original index
     used = np.zeros(n, dtype=np.bool_)
@@ -526,5 +537,5 @@ def simplify_mesh(
     scale = float(np.ptp(v, axis=0).max()) if len(v) else 1.0
     max_q = max(float(max_error) ** 2, (1e-7 * scale) ** 2)
     target = max(len(f) // max(int(reduction), 1), _MIN_FACES)
-    out_v, out_f = _simplify(v, f, max_q, target)
+    out_v, out_f = _simplify(v, f, max_q, target, _PASSES, _RAMP, _MIN_PROGRESS)
     return out_v, out_f
