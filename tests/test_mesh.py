@@ -275,7 +275,7 @@ def test_glb_nodes_are_object_ids_with_extras_and_exact_arrays() -> None:
             view = doc["bufferViews"][acc["bufferView"]]
             start = view["byteOffset"] + acc["byteOffset"]
             assert start % 4 == 0
-            dtype = {5126: "<f4", 5125: "<u4"}[acc["componentType"]]
+            dtype = {5126: "<f4", 5125: "<u4", 5123: "<u2"}[acc["componentType"]]
             ncomp = {"VEC3": 3, "SCALAR": 1}[acc["type"]]
             got[key] = np.frombuffer(blob, dtype, acc["count"] * ncomp, start)
             if key == "POSITION":
@@ -283,7 +283,8 @@ def test_glb_nodes_are_object_ids_with_extras_and_exact_arrays() -> None:
                 assert acc["max"] == m.vertices.max(0).tolist()
         assert got["POSITION"].tobytes() == m.vertices.tobytes()
         assert got["NORMAL"].tobytes() == m.normals.tobytes()
-        assert got["indices"].tobytes() == m.faces.tobytes()
+        assert np.array_equal(got["indices"].reshape(-1, 3), m.faces)
+        assert prim["mode"] == 4 and len(m.vertices) < 65536  # small objects: uint16 indices
 
 
 def test_glb_reloads_in_trimesh_with_the_same_names_and_vertices(tmp_path: Path) -> None:
@@ -376,6 +377,34 @@ def khronos_issues(data: bytes, tmp_path: Path) -> dict:  # type: ignore[type-ar
 @pytest.mark.parametrize("simplify", [False, True])
 def test_khronos_validator_finds_no_errors_or_warnings(simplify: bool, tmp_path: Path) -> None:
     issues = khronos_issues(glb_bytes(meshed(simplify), mask="nuclei"), tmp_path)
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:5]
+
+
+def test_large_objects_use_uint32_indices_and_mixed_runs_stay_aligned(tmp_path: Path) -> None:
+    from maskbundle.mesh.labels import vertex_normals
+
+    big = trimesh.creation.icosphere(subdivisions=7, radius=50.0)  # 163,842 vertices
+    bv = big.vertices.astype(np.float32)
+    bf = big.faces.astype(np.uint32)
+    meshes = [
+        meshed(True)[0],
+        ObjectMesh(1000, bv, bf, vertex_normals(bv, bf)),
+        meshed(True)[1],
+    ]
+    data = glb_bytes(meshes, mask="nuclei")
+    doc, blob = parse_glb(data)
+    types = [doc["accessors"][3 * k + 2]["componentType"] for k in range(3)]
+    assert types == [5123, 5125, 5123]
+    for k, m in enumerate(meshes):
+        acc = doc["accessors"][3 * k + 2]
+        start = doc["bufferViews"][2]["byteOffset"] + acc["byteOffset"]
+        assert start % 4 == 0
+        dtype = "<u2" if acc["componentType"] == 5123 else "<u4"
+        got = np.frombuffer(blob, dtype, acc["count"], start).reshape(-1, 3)
+        assert np.array_equal(got, m.faces)
+    scene = trimesh.load(io.BytesIO(data), file_type="glb", process=False)
+    np.testing.assert_array_equal(scene.geometry[scene.graph["1000"][1]].faces, bf)
+    issues = khronos_issues(data, tmp_path)
     assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"][:5]
 
 

@@ -2,9 +2,10 @@
 
 Layout, written directly (no scene-graph library in between):
 
-- one buffer (the BIN chunk) holding three tightly packed runs: every object's POSITION
-  (float32 VEC3), then every NORMAL (float32 VEC3), then every index triple (uint32
-  SCALAR); three bufferViews cover the runs (the vertex views with byteStride 12, which the
+- one buffer (the BIN chunk) holding three runs: every object's POSITION (float32 VEC3),
+  then every NORMAL (float32 VEC3), then every object's indices (SCALAR, uint16 when the
+  object has fewer than 65536 vertices, else uint32; each object's indices padded to 4
+  bytes); three bufferViews cover the runs (the vertex views with byteStride 12, which the
   validator requires when several accessors share a view), with targets ARRAY_BUFFER
   and ELEMENT_ARRAY_BUFFER;
 - per object three accessors (POSITION with min/max, NORMAL, indices), one mesh with one
@@ -12,7 +13,7 @@ Layout, written directly (no scene-graph library in between):
   ``extras = {"object_id": id, "mask": name}``;
 - one scene listing every node; ``asset = {"version": "2.0", "generator": "maskbundle ..."}``.
 
-Every array is a multiple of 4 bytes long, so all offsets are 4-byte aligned. The JSON is
+Every run is a multiple of 4 bytes long, so all offsets are 4-byte aligned. The JSON is
 serialised with sorted keys and no spaces: the same meshes give the same bytes.
 """
 
@@ -39,6 +40,7 @@ _JSON = 0x4E4F534A  # "JSON"
 _BIN = 0x004E4942  # "BIN\0"
 _FLOAT = 5126
 _UINT = 5125
+_USHORT = 5123
 _ARRAY_BUFFER = 34962
 _ELEMENT_ARRAY_BUFFER = 34963
 _TRIANGLES = 4
@@ -72,6 +74,10 @@ def _check(meshes: Sequence[ObjectMesh]) -> None:
         seen.add(m.object_id)
 
 
+def _index_bytes(n_faces: int, short: bool) -> int:
+    return (6 * n_faces + 3) // 4 * 4 if short else 12 * n_faces
+
+
 def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, Any], int]:
     """The glTF JSON document for ``meshes`` and the length of its binary buffer.
 
@@ -93,7 +99,11 @@ def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, 
     n_vert = [len(m.vertices) for m in meshes]
     n_face = [len(m.faces) for m in meshes]
     pos_len = 12 * sum(n_vert)
-    idx_len = 12 * sum(n_face)
+    # indices as uint16 when the object has < 65536 vertices (a quarter of a typical file),
+    # else uint32; every object's run is padded to 4 bytes so all offsets stay aligned
+    short = [nv < 65536 for nv in n_vert]
+    idx_bytes = [_index_bytes(nf, sh) for nf, sh in zip(n_face, short, strict=True)]
+    idx_len = sum(idx_bytes)
     accessors: list[dict[str, Any]] = []
     gl_meshes: list[dict[str, Any]] = []
     nodes: list[dict[str, Any]] = []
@@ -125,7 +135,7 @@ def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, 
             {
                 "bufferView": 2,
                 "byteOffset": foff,
-                "componentType": _UINT,
+                "componentType": _USHORT if short[k] else _UINT,
                 "count": 3 * nf,
                 "type": "SCALAR",
             }
@@ -150,7 +160,7 @@ def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, 
             }
         )
         voff += 12 * nv
-        foff += 12 * nf
+        foff += idx_bytes[k]
     doc: dict[str, Any] = {
         "asset": {"version": "2.0", "generator": f"maskbundle {__version__}"},
         "scene": 0,
@@ -204,9 +214,16 @@ def _write_glb(out: BinaryIO, meshes: Sequence[ObjectMesh], mask: str) -> int:
     out.write(text)
     if bin_len:
         out.write(struct.pack("<II", bin_len, _BIN))
-        for attr, dtype in (("vertices", "<f4"), ("normals", "<f4"), ("faces", "<u4")):
+        for attr in ("vertices", "normals"):
             for m in meshes:
-                out.write(np.ascontiguousarray(getattr(m, attr), dtype=dtype).data)
+                out.write(np.ascontiguousarray(getattr(m, attr), dtype="<f4").data)
+        for m in meshes:
+            if len(m.vertices) < 65536:
+                out.write(np.ascontiguousarray(m.faces, dtype="<u2").data)
+                if len(m.faces) % 2:
+                    out.write(b"\0\0")
+            else:
+                out.write(np.ascontiguousarray(m.faces, dtype="<u4").data)
     return total
 
 
