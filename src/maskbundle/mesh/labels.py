@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import LabelError, OptionError
 from ..model import PhysicalSize
-from .simplify import simplify_mesh
+from .simplify import simplify_batch
 
 __all__ = [
     "DEFAULT_REDUCTION",
@@ -41,6 +41,7 @@ __all__ = [
 
 # Upper limit of the simplification factor by default: the error bound decides first.
 DEFAULT_REDUCTION = 100
+_BATCH_FACES = 1 << 20  # full-resolution triangles held for one simplification batch
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,6 +230,19 @@ def mesh_labels(
     scale_xyz = zyx[::-1]
 
     out: list[ObjectMesh] = []
+    pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+    pending_faces = 0
+
+    def flush() -> None:
+        nonlocal pending_faces
+        done = simplify_batch(
+            [(v, f) for _, v, f in pending], max_error=max_error, reduction=int(reduction)
+        )
+        for (oid, _, _), (verts, faces) in zip(pending, done, strict=True):
+            out.append(ObjectMesh(oid, verts, faces, vertex_normals(verts, faces)))
+        pending.clear()
+        pending_faces = 0
+
     for oid in ids:
         m = mesher.get(oid, normals=False, reduction_factor=0)
         mesher.erase(oid)
@@ -240,9 +254,15 @@ def mesh_labels(
         xyz = zyx_vox[:, ::-1] * scale_xyz
         # reversing the axes mirrors the mesh: swap two corners to keep outward winding
         faces = np.ascontiguousarray(m.faces[:, [0, 2, 1]], dtype=np.uint32)
-        if simplify:
-            verts, faces = simplify_mesh(xyz, faces, max_error=max_error, reduction=int(reduction))
-        else:
+        if not simplify:
             verts = xyz.astype(np.float32)
-        out.append(ObjectMesh(oid, verts, faces, vertex_normals(verts, faces)))
+            out.append(ObjectMesh(oid, verts, faces, vertex_normals(verts, faces)))
+            continue
+        # objects are simplified in batches (in parallel threads, each on its own)
+        pending.append((oid, xyz, faces))
+        pending_faces += len(faces)
+        if pending_faces >= _BATCH_FACES:
+            flush()
+    if pending:
+        flush()
     return out

@@ -23,7 +23,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["simplify_mesh"]
+__all__ = ["simplify_batch", "simplify_mesh"]
 
 _MIN_FACES = 8
 # components (connected pieces of one object's surface) with fewer faces stay as they are:
@@ -504,6 +504,67 @@ def _simplify(
                 out_f[r, j] = remap[tri[t, j]]
             r += 1
     return out_v, out_f
+
+
+@numba.njit(cache=True, parallel=True)
+def _simplify_batch(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    voff: np.ndarray,
+    foff: np.ndarray,
+    max_error: float,
+    reduction: int,
+    out_v: np.ndarray,
+    out_f: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    for k in numba.prange(voff.shape[0] - 1):
+        v = verts[voff[k] : voff[k + 1]]
+        f = faces[foff[k] : foff[k + 1]]
+        if f.shape[0] <= _MIN_FACES:
+            a = v.astype(np.float32)
+            b = f.astype(np.uint32)
+        else:
+            scale = 0.0
+            for j in range(3):
+                scale = max(scale, v[:, j].max() - v[:, j].min())
+            max_q = max(max_error * max_error, (1e-7 * scale) ** 2)
+            target = max(f.shape[0] // max(reduction, 1), _MIN_FACES)
+            a, b = _simplify(v, f, max_q, target, _PASSES, _RAMP, _MIN_PROGRESS)
+        out_v[voff[k] : voff[k] + a.shape[0]] = a
+        out_f[foff[k] : foff[k] + b.shape[0]] = b
+        counts[k, 0] = a.shape[0]
+        counts[k, 1] = b.shape[0]
+
+
+def simplify_batch(
+    meshes: list[tuple[np.ndarray, np.ndarray]], *, max_error: float, reduction: int = 100
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`simplify_mesh` for many meshes in one call (objects in parallel threads).
+
+    Each mesh is simplified on its own, exactly as by :func:`simplify_mesh`, so the result
+    does not depend on the batch or on the number of threads.
+    """
+    if not meshes:
+        return []
+    nv = np.array([0] + [len(v) for v, _ in meshes], dtype=np.int64)
+    nf = np.array([0] + [len(f) for _, f in meshes], dtype=np.int64)
+    voff, foff = np.cumsum(nv), np.cumsum(nf)
+    verts = np.concatenate([np.asarray(v, dtype=np.float64) for v, _ in meshes])
+    faces = np.concatenate([np.asarray(f, dtype=np.int64) for _, f in meshes])
+    out_v = np.empty(verts.shape, dtype=np.float32)
+    out_f = np.empty(faces.shape, dtype=np.uint32)
+    counts = np.zeros((len(meshes), 2), dtype=np.int64)
+    _simplify_batch(
+        verts, faces, voff, foff, float(max_error), int(reduction), out_v, out_f, counts
+    )
+    return [
+        (
+            out_v[voff[k] : voff[k] + counts[k, 0]].copy(),
+            out_f[foff[k] : foff[k] + counts[k, 1]].copy(),
+        )
+        for k in range(len(meshes))
+    ]
 
 
 def simplify_mesh(
