@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -197,6 +198,7 @@ def main() -> None:
               f"{int(labels.max())} objects, generated in {time.perf_counter() - t0:.1f} s; "
               f"voxel {PS} um (x, y, z)")
         del labels
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         results = {}
         for method in ("common", "full", "simplified"):
             run = subprocess.run([sys.executable, __file__, "--child", method, str(volume), tmp,
@@ -213,6 +215,7 @@ def main() -> None:
             print(f"  trimesh glb export of the same meshes: {r['trimesh_export_same_meshes_s']:.2f} s"
                   f" vs write_glb {r['write_s']:.2f} s "
                   f"({r['trimesh_export_same_meshes_s'] / r['write_s']:.1f}x)")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f} (other jobs share the machine)")
     c = results["common"]
     for key in ("full", "simplified"):
         print(f"\nratio common/{key}: time {c['total_s'] / results[key]['total_s']:.2f}x, "
