@@ -195,6 +195,16 @@ def test_simplified_sphere_stays_closed_and_within_the_bound(max_error: float) -
     assert again[0].tobytes() == v.tobytes() and again[1].tobytes() == f.tobytes()
 
 
+def test_batched_simplification_equals_one_by_one() -> None:
+    from maskbundle.mesh.simplify import simplify_batch, simplify_mesh
+
+    full = [(m.vertices.astype(np.float64), m.faces) for m in meshed(False)]
+    one = [simplify_mesh(v, f, max_error=0.7) for v, f in full]
+    batch = simplify_batch(full, max_error=0.7)
+    for (v1, f1), (v2, f2) in zip(one, batch, strict=True):
+        assert v1.tobytes() == v2.tobytes() and f1.tobytes() == f2.tobytes()
+
+
 def test_meshing_and_glb_are_deterministic() -> None:
     for simplify in (False, True):
         a = glb_bytes(mesh_labels(nuclei(), physical_size=PS, simplify=simplify), mask="nuclei")

@@ -200,7 +200,10 @@ def mesh_labels(
     Notes
     -----
     Memory beyond the meshes: at most one padded copy of the volume (only when objects
-    touch the border) plus zmesh's triangle lists (freed object by object).
+    touch the border), zmesh's triangle lists (freed object by object) and one batch of
+    about a million full-resolution triangles awaiting simplification. Objects of a batch
+    are simplified in parallel numba threads, each independently (same bytes at any
+    thread count).
     """
     import zmesh
 
