@@ -78,8 +78,12 @@ def label_stats(labels: np.ndarray) -> LabelStats:
         inv = inverse[r0 * nx : r1 * nx]
         rows = np.arange(r0, r1)
         counts += np.bincount(inv, minlength=k)
-        sums[0] += np.bincount(inv, weights=np.repeat((rows // ny).astype(np.float64), nx), minlength=k)
-        sums[1] += np.bincount(inv, weights=np.repeat((rows % ny).astype(np.float64), nx), minlength=k)
+        sums[0] += np.bincount(
+            inv, weights=np.repeat((rows // ny).astype(np.float64), nx), minlength=k
+        )
+        sums[1] += np.bincount(
+            inv, weights=np.repeat((rows % ny).astype(np.float64), nx), minlength=k
+        )
         sums[2] += np.bincount(inv, weights=np.tile(cols, r1 - r0), minlength=k)
     keep = uniq != 0
     ids = uniq[keep].astype(np.int64)
@@ -152,8 +156,12 @@ def contact_pairs(labels: np.ndarray, *, diagonal: bool) -> np.ndarray:
             continue
         if not diagonal and sum(abs(o) for o in off) != 1:
             continue
-        src = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(off, labels.shape, strict=True))
-        dst = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(off, labels.shape, strict=True))
+        src = tuple(
+            slice(max(0, -o), n - max(0, o)) for o, n in zip(off, labels.shape, strict=True)
+        )
+        dst = tuple(
+            slice(max(0, o), n - max(0, -o)) for o, n in zip(off, labels.shape, strict=True)
+        )
         a, b = labels[src], labels[dst]
         m = (a != b) & (a != 0) & (b != 0)
         found.append(np.unique(pair_keys(a[m], b[m])))

@@ -153,8 +153,11 @@ def check_objects_rows(
     labels = [r[0] if r else "" for r in grid[:8]]
     chk.rule(
         "objects.header-labels",
-        [f"row {i + 1}: {got!r} (want {want!r})" for i, (got, want) in
-         enumerate(zip(labels, HEADER_LABELS, strict=True)) if got != want],
+        [
+            f"row {i + 1}: {got!r} (want {want!r})"
+            for i, (got, want) in enumerate(zip(labels, HEADER_LABELS, strict=True))
+            if got != want
+        ],
         "column A of rows 1-8 holds the header labels",
     )
     chk.rule(
@@ -165,51 +168,87 @@ def check_objects_rows(
     cols = grid[HEADER_ROWS - 1][:width]
     chk.rule(
         "objects.required-columns",
-        [f"{got!r} at column {i + 1} (want {want!r})" for i, (got, want) in
-         enumerate(zip([*cols, *[""] * 10][:10], REQUIRED_COLUMNS, strict=True)) if got != want],
+        [
+            f"{got!r} at column {i + 1} (want {want!r})"
+            for i, (got, want) in enumerate(
+                zip([*cols, *[""] * 10][:10], REQUIRED_COLUMNS, strict=True)
+            )
+            if got != want
+        ],
         "the ten required columns come first, in order",
         fix=f"use {', '.join(REQUIRED_COLUMNS)}",
     )
     dups = sorted(c for c, k in Counter(cols).items() if k > 1)
     chk.rule("objects.unique-columns", dups, "column names are unique")
-    head = {lab: [r[j] for j in range(1, width)] for lab, r in zip(HEADER_LABELS, grid, strict=False)}
+    head = {
+        lab: [r[j] for j in range(1, width)] for lab, r in zip(HEADER_LABELS, grid, strict=False)
+    }
     names = cols[1:]
-    na = [f"{lab} of {names[j]!r}" for lab, vals in head.items() for j, c in enumerate(vals)
-          if c.strip().upper() in ("N/A", "NA")]
-    chk.rule("objects.header-na", na, "header cells are blank, never N/A",
-             fix="leave the cell empty")
+    na = [
+        f"{lab} of {names[j]!r}"
+        for lab, vals in head.items()
+        for j, c in enumerate(vals)
+        if c.strip().upper() in ("N/A", "NA")
+    ]
+    chk.rule(
+        "objects.header-na", na, "header cells are blank, never N/A", fix="leave the cell empty"
+    )
     types = [t.strip().lower() for t in head["Type"]]
-    chk.rule("objects.type", [f"{names[j]!r}: {t!r}" for j, t in enumerate(head["Type"])
-                              if types[j] not in TYPES],
-             f"Type is one of {', '.join(sorted(TYPES))}")
-    chk.rule("objects.unit", [f"{names[j]!r}: {u!r}" for j, u in enumerate(head["Unit"])
-                              if u.strip() not in UNITS],
-             "Unit is blank, pixel, intensity, count or square micrometer",
-             fix="give other units in the Description and leave Unit blank")
-    chk.rule("objects.feature-class",
-             [f"{names[j]!r}: {c!r}" for j, c in enumerate(head["Feature class"])
-              if c.strip().casefold() not in FEATURE_CLASSES],
-             "Feature class is one of the published classes")
+    chk.rule(
+        "objects.type",
+        [f"{names[j]!r}: {t!r}" for j, t in enumerate(head["Type"]) if types[j] not in TYPES],
+        f"Type is one of {', '.join(sorted(TYPES))}",
+    )
+    chk.rule(
+        "objects.unit",
+        [f"{names[j]!r}: {u!r}" for j, u in enumerate(head["Unit"]) if u.strip() not in UNITS],
+        "Unit is blank, pixel, intensity, count or square micrometer",
+        fix="give other units in the Description and leave Unit blank",
+    )
+    chk.rule(
+        "objects.feature-class",
+        [
+            f"{names[j]!r}: {c!r}"
+            for j, c in enumerate(head["Feature class"])
+            if c.strip().casefold() not in FEATURE_CLASSES
+        ],
+        "Feature class is one of the published classes",
+    )
     levels = [v.strip() for v in head["Requirement level"]]
-    chk.rule("objects.requirement-level",
-             [f"{names[j]!r}: {v!r}" for j, v in enumerate(levels) if v not in LEVELS],
-             "Requirement level is REQUIRED or OPTIONAL")
-    chk.rule("objects.description",
-             [repr(names[j]) for j, d in enumerate(head["Description"]) if not d.strip()],
-             "every column has a Description")
+    chk.rule(
+        "objects.requirement-level",
+        [f"{names[j]!r}: {v!r}" for j, v in enumerate(levels) if v not in LEVELS],
+        "Requirement level is REQUIRED or OPTIONAL",
+    )
+    chk.rule(
+        "objects.description",
+        [repr(names[j]) for j, d in enumerate(head["Description"]) if not d.strip()],
+        "every column has a Description",
+    )
 
     data = grid[HEADER_ROWS:]
     n_rows = len(data)
-    chk.rule("objects.blank-rows",
-             [f"row {i + HEADER_ROWS + 1}" for i, r in enumerate(data) if not any(c.strip() for c in r)],
-             "no blank data rows")
-    chk.rule("objects.row-width",
-             [f"row {i + HEADER_ROWS + 1}: {len(r)} cells" for i, r in enumerate(data)
-              if len(r) > width and any(c.strip() for c in r[width:])],
-             f"no cells beyond the {width} named columns", severity="warning")
+    chk.rule(
+        "objects.blank-rows",
+        [f"row {i + HEADER_ROWS + 1}" for i, r in enumerate(data) if not any(c.strip() for c in r)],
+        "no blank data rows",
+    )
+    chk.rule(
+        "objects.row-width",
+        [
+            f"row {i + HEADER_ROWS + 1}: {len(r)} cells"
+            for i, r in enumerate(data)
+            if len(r) > width and any(c.strip() for c in r[width:])
+        ],
+        f"no cells beyond the {width} named columns",
+        severity="warning",
+    )
     if fmt == "xlsx":
-        chk.rule("objects.row-limit", [len(rows)] if len(rows) > EXCEL_MAX_ROWS else [],
-                 f"at most {EXCEL_MAX_ROWS:,} rows (Excel's limit); use .tsv for larger tables")
+        chk.rule(
+            "objects.row-limit",
+            [len(rows)] if len(rows) > EXCEL_MAX_ROWS else [],
+            f"at most {EXCEL_MAX_ROWS:,} rows (Excel's limit); use .tsv for larger tables",
+        )
     else:
         chk.not_applicable("objects.row-limit", "Excel's row limit applies to .xlsx only")
 
@@ -235,8 +274,18 @@ def _check_cells(
     n_rows: int,
 ) -> None:
     found: dict[str, list[str]] = {
-        k: [] for k in ("required-blank", "integer-blank", "number", "integer", "doi", "obo-id",
-                        "ascii", "formula", "permissible")
+        k: []
+        for k in (
+            "required-blank",
+            "integer-blank",
+            "number",
+            "integer",
+            "doi",
+            "obo-id",
+            "ascii",
+            "formula",
+            "permissible",
+        )
     }
 
     def add(kind: str, col: str, where: Sequence[int], vals: Callable[[int], str]) -> None:
@@ -260,19 +309,39 @@ def _check_cells(
             add("number", col, [filled[i] for i in bad], at)
             if typ == "integer":
                 unparsable = set(bad)
-                wrong = [filled[i] for i in np.flatnonzero(~_is_integral(nums)) if i not in unparsable]
+                wrong = [
+                    filled[i] for i in np.flatnonzero(~_is_integral(nums)) if i not in unparsable
+                ]
                 add("integer", col, wrong, at)
         elif typ == "doi":
             add("doi", col, [filled[i] for i, v in enumerate(vals) if not DOI_RE.fullmatch(v)], at)
         elif typ == "obo id":
-            add("obo-id", col, [filled[i] for i, v in enumerate(vals) if not OBO_RE.fullmatch(v)], at)
+            add(
+                "obo-id",
+                col,
+                [filled[i] for i, v in enumerate(vals) if not OBO_RE.fullmatch(v)],
+                at,
+            )
         elif typ in ("text", "boolean"):
             add("ascii", col, [filled[i] for i, v in enumerate(vals) if not v.isascii()], at)
-            add("formula", col, [filled[i] for i, v in enumerate(vals)
-                                 if v[0] in "=+-@" and not NUMBER_RE.fullmatch(v)], at)
+            add(
+                "formula",
+                col,
+                [
+                    filled[i]
+                    for i, v in enumerate(vals)
+                    if v[0] in "=+-@" and not NUMBER_RE.fullmatch(v)
+                ],
+                at,
+            )
         perm = {p.strip().lower() for p in permissible[j].split("|") if p.strip()}
         if perm:
-            add("permissible", col, [filled[i] for i, v in enumerate(vals) if v.lower() not in perm], at)
+            add(
+                "permissible",
+                col,
+                [filled[i] for i, v in enumerate(vals) if v.lower() not in perm],
+                at,
+            )
 
     rules = {
         "required-blank": ("every REQUIRED cell is filled", ""),
@@ -300,10 +369,17 @@ def _check_object_ids(chk: _Checker, values: list[str]) -> np.ndarray:
     ids = np.where(ok, nums, -1).astype(np.int64)
     bad = [f"row {_row(int(i))}: {values[i]!r}" for i in np.flatnonzero(~ok)]
     _, first, counts = np.unique(ids, return_index=True, return_counts=True)
-    dup = [f"row {_row(int(first[i]))}: {values[first[i]]!r}" for i in np.flatnonzero(counts > 1)
-           if ids[first[i]] >= 1]
+    dup = [
+        f"row {_row(int(first[i]))}: {values[first[i]]!r}"
+        for i in np.flatnonzero(counts > 1)
+        if ids[first[i]] >= 1
+    ]
     chk.rule("objects.object-ids", bad + dup, "Object IDs are unique positive whole numbers")
     return ids
+
+
+def _xyz(v: np.ndarray) -> str:
+    return "(" + ", ".join(f"{float(c):g}" for c in np.round(v, 1)) + ")"
 
 
 def _check_against_pixels(
@@ -319,9 +395,13 @@ def _check_against_pixels(
         extra = np.setdiff1d(ids, want)
         chk.rule(
             "objects.ids-match-labels",
-            [] if same else [f"{ids.size} rows vs {want.size} labels; labels without a row: "
-                             f"{_first(missing.tolist())}; rows without a label: "
-                             f"{_first(extra.tolist())}"],
+            []
+            if same
+            else [
+                f"{ids.size} rows vs {want.size} labels; labels without a row: "
+                f"{_first(missing.tolist())}; rows without a label: "
+                f"{_first(extra.tolist())}"
+            ],
             f"Object IDs equal the pixel labels of channel {truth.name!r}",
         )
     for col, want_value in (("Mask name", truth.name), ("Source file", truth.source_file)):
@@ -337,7 +417,9 @@ def _check_against_pixels(
     if stats is None or not all(c in index for c in ("X", "Y", "Z")):
         chk.not_applicable("objects.centroids", "no pixels or no X/Y/Z columns to compare")
         return
-    xyz = np.stack([_parse_floats([v.strip() for v in columns[index[c]]])[0] for c in "XYZ"], axis=1)
+    xyz = np.stack(
+        [_parse_floats([v.strip() for v in columns[index[c]]])[0] for c in "XYZ"], axis=1
+    )
     pos = np.searchsorted(stats.ids, ids)
     pos = np.clip(pos, 0, max(stats.n - 1, 0))
     known = (stats.n > 0) & (stats.ids[pos] == ids) if stats.n else np.zeros(ids.size, bool)
@@ -346,7 +428,9 @@ def _check_against_pixels(
         off = known & ~np.all(np.abs(xyz - cent_xyz) <= 1.0, axis=1)
     chk.rule(
         "objects.centroids",
-        [f"Object ID {ids[i]}: X,Y,Z = {tuple(xyz[i])}, centroid "
-         f"{tuple(round(float(v), 1) for v in cent_xyz[i])}" for i in np.flatnonzero(off)],
+        [
+            f"Object ID {ids[i]}: X,Y,Z = {_xyz(xyz[i])}, centroid {_xyz(cent_xyz[i])}"
+            for i in np.flatnonzero(off)
+        ],
         "X, Y, Z are the pixel centroids (column, row, plane) within one pixel",
     )

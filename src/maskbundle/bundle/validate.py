@@ -124,7 +124,11 @@ class _Run:
         return True
 
     def fail(
-        self, location: str, code: str, message: str, severity: Literal["error", "warning"] = "error"
+        self,
+        location: str,
+        code: str,
+        message: str,
+        severity: Literal["error", "warning"] = "error",
     ) -> None:
         self.report.add(location, code, message, severity)
 
@@ -150,15 +154,24 @@ def validate_bundle(path: str | Path, *, parent_image: str | Path | None = None)
     root = Path(path)
     run = _Run(root)
     if not root.is_dir():
-        run.fail(str(root), "bundle.directory", f"{root} is not a directory; pass the dataset "
-                 "directory that holds extras/ and derived/")
+        run.fail(
+            str(root),
+            "bundle.directory",
+            f"{root} is not a directory; pass the dataset "
+            "directory that holds extras/ and derived/",
+        )
         return run.report
     _check_layout(run)
     seg = root / layout.SEG_DIR
     tiffs = sorted(seg.glob("*.ome.tif*")) if seg.is_dir() else []
-    run.rule(layout.SEG_DIR.as_posix(), "tiff.count", [] if len(tiffs) == 1 else
-             [f"{len(tiffs)} found" + (f" ({', '.join(t.name for t in tiffs)})" if tiffs else "")],
-             "exactly one OME-TIFF holds all masks as channels")
+    run.rule(
+        layout.SEG_DIR.as_posix(),
+        "tiff.count",
+        []
+        if len(tiffs) == 1
+        else [f"{len(tiffs)} found" + (f" ({', '.join(t.name for t in tiffs)})" if tiffs else "")],
+        "exactly one OME-TIFF holds all masks as channels",
+    )
     parent = Path(parent_image) if parent_image is not None else None
     tiff = _check_tiff(run, tiffs[0], parent) if tiffs else None
     counts = _check_objects(run, seg, tiff)
@@ -175,33 +188,63 @@ def validate_bundle(path: str | Path, *, parent_image: str | Path | None = None)
 def _check_layout(run: _Run) -> None:
     paths = list_tree(run.root)
     known = [rx for rx, _ in layout.ALLOWED_PATTERNS]
-    stray, unknown = [], []
+    stray: list[str] = []
+    unknown: list[str] = []
     for p in paths:
         if any(re.fullmatch(rx, p) for rx in known):
             continue
         (unknown if any(re.fullmatch(rx, p) for rx in CATCH_ALL) else stray).append(p)
-    run.rule(".", "layout.pattern", stray, "every path matches a directory schema 2.7 pattern",
-             fix="only extras/ and derived/ belong in a dataset directory")
-    run.rule(".", "layout.unknown-file", unknown,
-             "files under derived/ are bundle files or lab files in derived/extras/",
-             fix="move lab files to derived/extras/", severity="warning")
+    run.rule(
+        ".",
+        "layout.pattern",
+        stray,
+        "every path matches a directory schema 2.7 pattern",
+        fix="only extras/ and derived/ belong in a dataset directory",
+    )
+    run.rule(
+        ".",
+        "layout.unknown-file",
+        unknown,
+        "files under derived/ are bundle files or lab files in derived/extras/",
+        fix="move lab files to derived/extras/",
+        severity="warning",
+    )
     for rx, required in layout.ALLOWED_PATTERNS:
         if required:
-            run.rule(".", "layout.required", [] if any(re.fullmatch(rx, p) for p in paths)
-                     else [f"nothing matches {rx}"], f"a path matches {rx}")
+            run.rule(
+                ".",
+                "layout.required",
+                [] if any(re.fullmatch(rx, p) for p in paths) else [f"nothing matches {rx}"],
+                f"a path matches {rx}",
+            )
     for sub in ("extras", layout.DERIVED_EXTRAS.as_posix()):
         files = [p for p in paths if p.startswith(sub + "/") and not p.endswith("/")]
-        run.rule(sub, "layout.extras-empty", [] if files else ["no files"],
-                 f"{sub}/ holds at least one file (zip and git drop empty folders)",
-                 severity="warning")
-    run.rule("extras/transformations", "layout.extras-transformations",
-             ["present"] if (run.root / "extras" / "transformations").exists() else [],
-             "no extras/transformations/ (HuBMAP's pipeline treats it as already processed)")
+        run.rule(
+            sub,
+            "layout.extras-empty",
+            [] if files else ["no files"],
+            f"{sub}/ holds at least one file (zip and git drop empty folders)",
+            severity="warning",
+        )
+    run.rule(
+        "extras/transformations",
+        "layout.extras-transformations",
+        ["present"] if (run.root / "extras" / "transformations").exists() else [],
+        "no extras/transformations/ (HuBMAP's pipeline treats it as already processed)",
+    )
     objects_rx = r"derived/segmentation_masks/[^/]+-objects\.(?:xlsx|tsv)"
-    bad = [p for p in paths if (re.search(r"objects[^/]*\.xlsx$", p) or p.endswith("-objects.tsv"))
-           and not re.fullmatch(objects_rx, p)]
-    run.rule(".", "layout.stray-objects", bad,
-             "no objects tables outside derived/segmentation_masks/ (HuBMAP would ingest them)")
+    bad = [
+        p
+        for p in paths
+        if (re.search(r"objects[^/]*\.xlsx$", p) or p.endswith("-objects.tsv"))
+        and not re.fullmatch(objects_rx, p)
+    ]
+    run.rule(
+        ".",
+        "layout.stray-objects",
+        bad,
+        "no objects tables outside derived/segmentation_masks/ (HuBMAP would ingest them)",
+    )
     contributors = run.root / layout.CONTRIBUTORS
     rows = 0
     if contributors.is_file():
@@ -209,9 +252,14 @@ def _check_layout(run: _Run) -> None:
             rows = len([ln for ln in read_tsv_grid(contributors)[1:] if any(c.strip() for c in ln)])
         except MaskBundleError:
             rows = 0
-    run.rule(layout.CONTRIBUTORS.as_posix(), "extras.contributors",
-             [] if rows else ["missing" if not contributors.is_file() else "no contributor rows"],
-             "contributors are listed", fix="add one row per contributor", severity="warning")
+    run.rule(
+        layout.CONTRIBUTORS.as_posix(),
+        "extras.contributors",
+        [] if rows else ["missing" if not contributors.is_file() else "no contributor rows"],
+        "contributors are listed",
+        fix="add one row per contributor",
+        severity="warning",
+    )
 
 
 # -- OME-TIFF -----------------------------------------------------------------------------
@@ -233,8 +281,12 @@ def _check_tiff(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
         return None
     with reader:
         xml = reader.ome_xml
-        if not run.rule(loc, "tiff.ome-xml", [] if xml else ["no OME-XML in the first IFD"],
-                        "the TIFF carries OME-XML"):
+        if not run.rule(
+            loc,
+            "tiff.ome-xml",
+            [] if xml else ["no OME-XML in the first IFD"],
+            "the TIFF carries OME-XML",
+        ):
             return None
         assert xml is not None
         import ome_types
@@ -246,8 +298,12 @@ def _check_tiff(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
             run.report.passed(loc, "tiff.xsd", "OME-XML valid against the OME 2016-06 XSD")
         except Exception as exc:  # the XSD validator raises its own types
             run.fail(loc, "tiff.xsd", f"OME-XML invalid against the OME 2016-06 XSD: {exc}"[:600])
-        run.rule(loc, "tiff.namespace", [] if OME_NS in xml else ["other namespace"],
-                 f"OME namespace {OME_NS}")
+        run.rule(
+            loc,
+            "tiff.namespace",
+            [] if OME_NS in xml else ["other namespace"],
+            f"OME namespace {OME_NS}",
+        )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -255,8 +311,12 @@ def _check_tiff(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
         except Exception as exc:  # unparsable XML
             run.fail(loc, "tiff.ome-xml", f"OME-XML cannot be parsed: {exc}"[:600])
             return None
-        if not run.rule(loc, "tiff.image-count", [] if len(ome.images) == 1 else
-                        [f"{len(ome.images)} images"], "exactly one Image"):
+        if not run.rule(
+            loc,
+            "tiff.image-count",
+            [] if len(ome.images) == 1 else [f"{len(ome.images)} images"],
+            "exactly one Image",
+        ):
             if not ome.images:
                 return None
         px = ome.images[0].pixels
@@ -264,31 +324,65 @@ def _check_tiff(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
         order = str(getattr(px.dimension_order, "value", px.dimension_order))
         # XYZCT stores planes channel-major (CZYX); identical to XYCZT when SizeZ is 1
         ok_orders = {"XYCZT", "XYZCT"} if size_zyx[0] > 1 else {"XYCZT"}
-        run.rule(loc, "tiff.dimension-order", [] if order in ok_orders else [order],
-                 "DimensionOrder XYCZT" + (" (or XYZCT for CZYX planes)" if size_zyx[0] > 1 else ""))
+        run.rule(
+            loc,
+            "tiff.dimension-order",
+            [] if order in ok_orders else [order],
+            "DimensionOrder XYCZT" + (" (or XYZCT for CZYX planes)" if size_zyx[0] > 1 else ""),
+        )
         run.rule(loc, "tiff.size-t", [] if px.size_t == 1 else [f"SizeT={px.size_t}"], "SizeT is 1")
         names = [c.name or "" for c in px.channels]
-        run.rule(loc, "tiff.channel-names", [] if len(names) == px.size_c and all(names)
-                 else [f"{len(px.channels)} channels, SizeC={px.size_c}, names {names}"],
-                 "one named Channel per mask")
-        run.rule(loc, "tiff.channel-names-unique", sorted({n for n in names if names.count(n) > 1}),
-                 "channel names are unique")
-        run.rule(loc, "tiff.mask-names",
-                 [repr(n) for n in names if not (MASK_NAME_RE.fullmatch(n) and len(n) <= MAX_NAME_LENGTH)],
-                 "channel names are valid mask names (lower case, digit-free)",
-                 fix="rename, e.g. 'Cells' -> 'cells'")
+        run.rule(
+            loc,
+            "tiff.channel-names",
+            []
+            if len(names) == px.size_c and all(names)
+            else [f"{len(px.channels)} channels, SizeC={px.size_c}, names {names}"],
+            "one named Channel per mask",
+        )
+        run.rule(
+            loc,
+            "tiff.channel-names-unique",
+            sorted({n for n in names if names.count(n) > 1}),
+            "channel names are unique",
+        )
+        run.rule(
+            loc,
+            "tiff.mask-names",
+            [
+                repr(n)
+                for n in names
+                if not (MASK_NAME_RE.fullmatch(n) and len(n) <= MAX_NAME_LENGTH)
+            ],
+            "channel names are valid mask names (lower case, digit-free)",
+            fix="rename, e.g. 'Cells' -> 'cells'",
+        )
         ptype = str(getattr(px.type, "value", px.type))
-        run.rule(loc, "tiff.pixel-type", [] if ptype in PIXEL_TYPES else [ptype],
-                 "pixel type uint8, uint16 or uint32")
-        run.rule(loc, "tiff.physical-size",
-                 [a for a in ("PhysicalSizeX", "PhysicalSizeY")
-                  if getattr(px, "physical_size_" + a[-1].lower()) is None],
-                 "PhysicalSizeX and PhysicalSizeY present (HuBMAP's field validator)",
-                 fix="copy them from the parent image or pass physical_size")
+        run.rule(
+            loc,
+            "tiff.pixel-type",
+            [] if ptype in PIXEL_TYPES else [ptype],
+            "pixel type uint8, uint16 or uint32",
+        )
+        run.rule(
+            loc,
+            "tiff.physical-size",
+            [
+                a
+                for a in ("PhysicalSizeX", "PhysicalSizeY")
+                if getattr(px, "physical_size_" + a[-1].lower()) is None
+            ],
+            "PhysicalSizeX and PhysicalSizeY present (HuBMAP's field validator)",
+            fix="copy them from the parent image or pass physical_size",
+        )
         if size_zyx[0] > 1:
-            run.rule(loc, "tiff.physical-size-z", [] if px.physical_size_z is not None else
-                     ["PhysicalSizeZ missing"], "PhysicalSizeZ present for a 3D mask",
-                     severity="warning")
+            run.rule(
+                loc,
+                "tiff.physical-size-z",
+                [] if px.physical_size_z is not None else ["PhysicalSizeZ missing"],
+                "PhysicalSizeZ present for a 3D mask",
+                severity="warning",
+            )
         else:
             run.not_applicable(loc, "tiff.physical-size-z", "2D mask")
         um = (
@@ -296,16 +390,30 @@ def _check_tiff(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
             _um(px.physical_size_y, px.physical_size_y_unit) or 1.0,
             _um(px.physical_size_x, px.physical_size_x_unit) or 1.0,
         )
-        run.rule(loc, "tiff.tiled", [] if reader.is_tiled else ["stored in strips"],
-                 "planes are tiled (fast panning in viewers)", severity="warning")
-        run.rule(loc, "tiff.compression", [] if reader.compression in LOSSLESS else
-                 [reader.compression], "lossless compression every reader decodes",
-                 fix="use zlib (deflate)")
+        run.rule(
+            loc,
+            "tiff.tiled",
+            [] if reader.is_tiled else ["stored in strips"],
+            "planes are tiled (fast panning in viewers)",
+            severity="warning",
+        )
+        run.rule(
+            loc,
+            "tiff.compression",
+            [] if reader.compression in LOSSLESS else [reader.compression],
+            "lossless compression every reader decodes",
+            fix="use zlib (deflate)",
+        )
         _check_parent(run, loc, px, parent)
         tiff = _Tiff(path, names, size_zyx, um)
-        if not run.rule(loc, "tiff.channel-count", [] if reader.n_channels == len(names) else
-                        [f"{reader.n_channels} channels stored, {len(names)} named"],
-                        "stored channels match the named channels"):
+        if not run.rule(
+            loc,
+            "tiff.channel-count",
+            []
+            if reader.n_channels == len(names)
+            else [f"{reader.n_channels} channels stored, {len(names)} named"],
+            "stored channels match the named channels",
+        ):
             return tiff
         try:
             _check_pixels(run, loc, reader, tiff)
@@ -335,12 +443,29 @@ def _check_parent(run: _Run, loc: str, px: Any, parent: Path | None) -> None:
     except Exception as exc:  # unparsable parent XML
         run.fail(loc, "tiff.parent", f"parent OME-XML cannot be parsed: {exc}"[:600])
         return
-    keys = ["size_x", "size_y", "size_z", "physical_size_x", "physical_size_x_unit",
-            "physical_size_y", "physical_size_y_unit", "physical_size_z", "physical_size_z_unit"]
-    diff = [f"{k}: {getattr(px, k)} vs parent {getattr(pp, k)}" for k in keys
-            if getattr(px, k) != getattr(pp, k)]
-    run.rule(loc, "tiff.parent", diff, "sizes and physical sizes equal the parent image's",
-             fix="write the bundle with parent_image= so they are copied")
+    keys = [
+        "size_x",
+        "size_y",
+        "size_z",
+        "physical_size_x",
+        "physical_size_x_unit",
+        "physical_size_y",
+        "physical_size_y_unit",
+        "physical_size_z",
+        "physical_size_z_unit",
+    ]
+    diff = [
+        f"{k}: {getattr(px, k)} vs parent {getattr(pp, k)}"
+        for k in keys
+        if getattr(px, k) != getattr(pp, k)
+    ]
+    run.rule(
+        loc,
+        "tiff.parent",
+        diff,
+        "sizes and physical sizes equal the parent image's",
+        fix="write the bundle with parent_image= so they are copied",
+    )
 
 
 def _check_pixels(run: _Run, loc: str, reader: LabelTiffReader, tiff: _Tiff) -> None:
@@ -349,13 +474,21 @@ def _check_pixels(run: _Run, loc: str, reader: LabelTiffReader, tiff: _Tiff) -> 
     n_levels = reader.level_count
     needed = min(h, w) > TILE
     if needed or n_levels > 1:
-        run.rule(loc, "pyramid.present", [] if n_levels > 1 else
-                 [f"1 level of {h} x {w} pixels"], f"reduced levels when larger than one "
-                 f"{TILE} tile", fix="write SubIFD levels by stride ::2")
+        run.rule(
+            loc,
+            "pyramid.present",
+            [] if n_levels > 1 else [f"1 level of {h} x {w} pixels"],
+            f"reduced levels when larger than one {TILE} tile",
+            fix="write SubIFD levels by stride ::2",
+        )
         _, _, hl, wl = reader.level_shape(n_levels - 1)
-        run.rule(loc, "pyramid.depth", [] if min(hl, wl) <= TILE else
-                 [f"smallest level {hl} x {wl}"], "levels continue until one tile holds the "
-                 "smaller side", severity="warning")
+        run.rule(
+            loc,
+            "pyramid.depth",
+            [] if min(hl, wl) <= TILE else [f"smallest level {hl} x {wl}"],
+            "levels continue until one tile holds the smaller side",
+            severity="warning",
+        )
     else:
         run.not_applicable(loc, "pyramid.present", f"{h} x {w} fits one {TILE} tile")
     verdicts: dict[int, list[str]] = {k: [] for k in range(1, n_levels)}
@@ -364,10 +497,17 @@ def _check_pixels(run: _Run, loc: str, reader: LabelTiffReader, tiff: _Tiff) -> 
         base = reader.read(0, c)
         stats = label_stats(base)
         tiff.stats[name] = stats
-        run.rule(f"{loc}#{name}", "pixels.labels", [] if stats.contiguous else
-                 [f"N={stats.n}, largest={int(stats.ids[-1])}, first gap at "
-                  f"{_first_gap(stats.ids)}"], "labels are exactly 1..N",
-                 fix="relabel sequentially (maskbundle does on write)")
+        run.rule(
+            f"{loc}#{name}",
+            "pixels.labels",
+            []
+            if stats.contiguous
+            else [
+                f"N={stats.n}, largest={int(stats.ids[-1])}, first gap at {_first_gap(stats.ids)}"
+            ],
+            "labels are exactly 1..N",
+            fix="relabel sequentially (maskbundle does on write)",
+        )
         for k in range(1, n_levels):
             verdict, count = compare_level(base, reader.read(k, c), k)
             if verdict == "shape":
@@ -380,16 +520,25 @@ def _check_pixels(run: _Run, loc: str, reader: LabelTiffReader, tiff: _Tiff) -> 
         mode = [v.split(":", 1)[1] for v in found if v.startswith("mode")]
         where = f"{loc}#level{k}"
         if invented:
-            run.fail(where, "pyramid.downsample", f"level {k} holds labels absent from their "
-                     f"{2**k}x{2**k} block (averaged or interpolated): channel:pixels "
-                     f"{_first(invented)}; downsample labels by stride ::2")
+            run.fail(
+                where,
+                "pyramid.downsample",
+                f"level {k} holds labels absent from their "
+                f"{2**k}x{2**k} block (averaged or interpolated): channel:pixels "
+                f"{_first(invented)}; downsample labels by stride ::2",
+            )
         elif mode:
-            run.fail(where, "pyramid.downsample", f"level {k} is not level0[..., ::{2**k}, "
-                     f"::{2**k}] but label-safe (mode-like): channel:pixels {_first(mode)}",
-                     "warning")
+            run.fail(
+                where,
+                "pyramid.downsample",
+                f"level {k} is not level0[..., ::{2**k}, "
+                f"::{2**k}] but label-safe (mode-like): channel:pixels {_first(mode)}",
+                "warning",
+            )
         else:
-            run.report.passed(where, "pyramid.downsample", f"level {k} == level0[..., ::{2**k}, "
-                              f"::{2**k}]")
+            run.report.passed(
+                where, "pyramid.downsample", f"level {k} == level0[..., ::{2**k}, ::{2**k}]"
+            )
 
 
 def _first_gap(ids: np.ndarray) -> int:
@@ -404,30 +553,49 @@ def _first_gap(ids: np.ndarray) -> int:
 def _check_manifest(run: _Run, seg: Path, tiff: _Tiff | None, counts: dict[str, int]) -> None:
     path = run.root / layout.MANIFEST
     loc = layout.MANIFEST.as_posix()
-    if not run.rule(loc, "manifest.present", [] if path.is_file() else ["missing"],
-                    "segmentation-masks.csv lists the channels", severity="warning"):
+    if not run.rule(
+        loc,
+        "manifest.present",
+        [] if path.is_file() else ["missing"],
+        "segmentation-masks.csv lists the channels",
+        severity="warning",
+    ):
         return
     try:
         rows = read_csv_rows(path)
     except MaskBundleError as exc:
         run.fail(loc, "manifest.columns", str(exc))
         return
-    run.rule(loc, "manifest.columns", [] if rows and rows[0] == MANIFEST_COLUMNS else
-             [rows[0] if rows else "empty file"], f"columns exactly {','.join(MANIFEST_COLUMNS)}")
+    run.rule(
+        loc,
+        "manifest.columns",
+        [] if rows and rows[0] == MANIFEST_COLUMNS else [rows[0] if rows else "empty file"],
+        f"columns exactly {','.join(MANIFEST_COLUMNS)}",
+    )
     body = [r + [""] * (len(MANIFEST_COLUMNS) - len(r)) for r in rows[1:]]
-    run.rule(loc, "manifest.channel-numbers",
-             [f"row {i + 2}: {r[0]!r}" for i, r in enumerate(body) if r[0] != str(i)],
-             "Channel number is 0..C-1 in order")
+    run.rule(
+        loc,
+        "manifest.channel-numbers",
+        [f"row {i + 2}: {r[0]!r}" for i, r in enumerate(body) if r[0] != str(i)],
+        "Channel number is 0..C-1 in order",
+    )
     if tiff is None:
         for code in ("manifest.mask-names", "manifest.source-file", "manifest.num-objects"):
             run.not_applicable(loc, code, "no readable OME-TIFF to compare with")
         return
     got = [r[1] for r in body]
-    run.rule(loc, "manifest.mask-names", [] if got == tiff.names else
-             [f"{got} vs channels {tiff.names}"], "Mask name rows == channel names, in order")
-    run.rule(loc, "manifest.source-file",
-             [f"row {i + 2}: {r[2]!r}" for i, r in enumerate(body) if r[2] != tiff.path.name],
-             f"Source file == {tiff.path.name}")
+    run.rule(
+        loc,
+        "manifest.mask-names",
+        [] if got == tiff.names else [f"{got} vs channels {tiff.names}"],
+        "Mask name rows == channel names, in order",
+    )
+    run.rule(
+        loc,
+        "manifest.source-file",
+        [f"row {i + 2}: {r[2]!r}" for i, r in enumerate(body) if r[2] != tiff.path.name],
+        f"Source file == {tiff.path.name}",
+    )
     bad = []
     for i, r in enumerate(body):
         truth = tiff.stats.get(r[1])
@@ -443,20 +611,40 @@ def _check_manifest(run: _Run, seg: Path, tiff: _Tiff | None, counts: dict[str, 
 def _check_objects(run: _Run, seg: Path, tiff: _Tiff | None) -> dict[str, int]:
     """Check every channel's objects table; return the data-row count per mask."""
     counts: dict[str, int] = {}
-    names = tiff.names if tiff is not None else sorted(
-        {p.name.rsplit("-objects.", 1)[0] for p in seg.glob("*-objects.*")} if seg.is_dir() else set()
+    names = (
+        tiff.names
+        if tiff is not None
+        else sorted(
+            {p.name.rsplit("-objects.", 1)[0] for p in seg.glob("*-objects.*")}
+            if seg.is_dir()
+            else set()
+        )
     )
     for name in names:
-        found = [seg / f"{name}-objects.{ext}" for ext in ("tsv", "xlsx")
-                 if (seg / f"{name}-objects.{ext}").is_file()]
+        found = [
+            seg / f"{name}-objects.{ext}"
+            for ext in ("tsv", "xlsx")
+            if (seg / f"{name}-objects.{ext}").is_file()
+        ]
         loc = f"{layout.SEG_DIR.as_posix()}/{name}-objects.*"
-        run.rule(loc, "objects.one-file", [] if len(found) == 1 else
-                 [f"{len(found)} found" + (f": {', '.join(p.name for p in found)}" if found else "")],
-                 f"exactly one of {name}-objects.tsv / {name}-objects.xlsx")
+        run.rule(
+            loc,
+            "objects.one-file",
+            []
+            if len(found) == 1
+            else [
+                f"{len(found)} found" + (f": {', '.join(p.name for p in found)}" if found else "")
+            ],
+            f"exactly one of {name}-objects.tsv / {name}-objects.xlsx",
+        )
         if [p.suffix for p in found] == [".tsv"]:
-            run.fail(run.rel(found[0]), "objects.tsv-only", "HuBMAP's online object-table check "
-                     "reads .xlsx files only; .tsv is fine for tables beyond Excel's row limit",
-                     "warning")
+            run.fail(
+                run.rel(found[0]),
+                "objects.tsv-only",
+                "HuBMAP's online object-table check "
+                "reads .xlsx files only; .tsv is fine for tables beyond Excel's row limit",
+                "warning",
+            )
         for p in found:
             truth = None
             if tiff is not None:
@@ -467,8 +655,12 @@ def _check_objects(run: _Run, seg: Path, tiff: _Tiff | None) -> dict[str, int]:
     if tiff is not None and seg.is_dir():
         for p in sorted(seg.glob("*-objects.*")):
             stem = p.name.rsplit("-objects.", 1)[0]
-            run.rule(run.rel(p), "objects.prefix", [] if stem in tiff.names else [stem],
-                     "the table's prefix is a channel name")
+            run.rule(
+                run.rel(p),
+                "objects.prefix",
+                [] if stem in tiff.names else [stem],
+                "the table's prefix is a channel name",
+            )
     return counts
 
 
@@ -481,9 +673,13 @@ def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | N
         else:
             grid = read_xlsx_grid(path)
             rows = grid.rows
-            run.rule(loc, "objects.sheet", [] if grid.sheet_names == ["MAIN"] else
-                     [str(grid.sheet_names)], "one sheet named MAIN (as in the template)",
-                     severity="warning")
+            run.rule(
+                loc,
+                "objects.sheet",
+                [] if grid.sheet_names == ["MAIN"] else [str(grid.sheet_names)],
+                "one sheet named MAIN (as in the template)",
+                severity="warning",
+            )
     except MaskBundleError as exc:
         run.fail(loc, "objects.readable", str(exc))
         return None
@@ -512,8 +708,11 @@ def _parse_column(values: list[str], kind: type) -> tuple[np.ndarray, np.ndarray
 
 
 def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
-    files = [(kind, p) for kind in ("centroid", "linkage")
-             for p in sorted(seg.glob(f"*-{kind}-adjacency.csv"))]
+    files = [
+        (kind, p)
+        for kind in ("centroid", "linkage")
+        for p in sorted(seg.glob(f"*-{kind}-adjacency.csv"))
+    ]
     if not files:
         run.not_applicable(layout.SEG_DIR.as_posix(), "adjacency.header", "no adjacency files")
     for kind, path in files:
@@ -524,13 +723,20 @@ def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
         except MaskBundleError as exc:
             run.fail(loc, "adjacency.header", str(exc))
             continue
-        if not run.rule(loc, "adjacency.header", [] if rows and rows[0][:3] == ADJACENCY_HEADER
-                        else [rows[0] if rows else "empty file"],
-                        f"header starts {','.join(ADJACENCY_HEADER)}"):
+        if not run.rule(
+            loc,
+            "adjacency.header",
+            [] if rows and rows[0][:3] == ADJACENCY_HEADER else [rows[0] if rows else "empty file"],
+            f"header starts {','.join(ADJACENCY_HEADER)}",
+        ):
             continue
         stats = tiff.stats.get(name)
-        if not run.rule(loc, "adjacency.mask", [] if stats is not None else [name],
-                        "the file's prefix is a channel with readable pixels"):
+        if not run.rule(
+            loc,
+            "adjacency.mask",
+            [] if stats is not None else [name],
+            "the file's prefix is a channel with readable pixels",
+        ):
             continue
         assert stats is not None
         body = rows[1:]
@@ -548,19 +754,38 @@ def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
         reasons = []
         for i in np.flatnonzero(~good)[:_SHOW]:
             r = body[i]
-            why = ("unparsable" if not parsed[i] else "self edge" if a[i] == b[i] else
-                   "id1 > id2" if a[i] > b[i] else "unknown id" if not (known_a[i] and known_b[i])
-                   else "bad distance")
+            why = (
+                "unparsable"
+                if not parsed[i]
+                else "self edge"
+                if a[i] == b[i]
+                else "id1 > id2"
+                if a[i] > b[i]
+                else "unknown id"
+                if not (known_a[i] and known_b[i])
+                else "bad distance"
+            )
             reasons.append(f"line {i + 2} {','.join(r)!r} ({why})")
         n_bad = int(np.count_nonzero(~good))
-        run.rule(loc, "adjacency.edges", reasons + ([f"({n_bad} in all)"] if n_bad > _SHOW else []),
-                 "edges are 'id1 < id2', known Object IDs, finite distance >= 0")
+        run.rule(
+            loc,
+            "adjacency.edges",
+            reasons + ([f"({n_bad} in all)"] if n_bad > _SHOW else []),
+            "edges are 'id1 < id2', known Object IDs, finite distance >= 0",
+        )
         keys = pair_keys(a[parsed], b[parsed]) if parsed.any() else np.zeros(0, np.uint64)
         pairs = np.stack([a[parsed], b[parsed]], axis=1)
         uniq, cnt = np.unique(pairs, axis=0, return_counts=True)
-        run.rule(loc, "adjacency.duplicates",
-                 [f"{p[0]},{p[1]} x{c}" for p, c in zip(uniq.tolist(), cnt.tolist(), strict=True)
-                  if c > 1], "no duplicate edges")
+        run.rule(
+            loc,
+            "adjacency.duplicates",
+            [
+                f"{p[0]},{p[1]} x{c}"
+                for p, c in zip(uniq.tolist(), cnt.tolist(), strict=True)
+                if c > 1
+            ],
+            "no duplicate edges",
+        )
         usable = parsed & known_a & known_b
         if kind == "centroid":
             _check_centroid_distances(run, loc, stats, a[usable], b[usable], d[usable], tiff)
@@ -569,7 +794,12 @@ def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
 
 
 def _check_centroid_distances(
-    run: _Run, loc: str, stats: LabelStats, a: np.ndarray, b: np.ndarray, d: np.ndarray,
+    run: _Run,
+    loc: str,
+    stats: LabelStats,
+    a: np.ndarray,
+    b: np.ndarray,
+    d: np.ndarray,
     tiff: _Tiff,
 ) -> None:
     ca = stats.centroids[np.searchsorted(stats.ids, a)]
@@ -577,16 +807,30 @@ def _check_centroid_distances(
     true = np.sqrt((((ca - cb) * np.asarray(tiff.um_zyx)) ** 2).sum(axis=1))
     with np.errstate(invalid="ignore"):
         off = ~(np.abs(true - d) <= 1e-3 * np.maximum(1.0, true) + 1e-3)
-    run.rule(loc, "adjacency.distances",
-             [f"{a[i]},{b[i]}: {d[i]} vs {true[i]:.4f}" for i in np.flatnonzero(off)],
-             "distances are exact centroid distances in micrometres")
-    run.rule(loc, "adjacency.has-edges", [] if a.size or stats.n < 2 else ["no edges"],
-             "a mask with objects has neighbours", severity="warning")
+    run.rule(
+        loc,
+        "adjacency.distances",
+        [f"{a[i]},{b[i]}: {d[i]} vs {true[i]:.4f}" for i in np.flatnonzero(off)],
+        "distances are exact centroid distances in micrometres",
+    )
+    run.rule(
+        loc,
+        "adjacency.has-edges",
+        [] if a.size or stats.n < 2 else ["no edges"],
+        "a mask with objects has neighbours",
+        severity="warning",
+    )
 
 
 def _check_linkage(
-    run: _Run, loc: str, name: str, tiff: _Tiff, keys: np.ndarray, a: np.ndarray,
-    b: np.ndarray, d: np.ndarray,
+    run: _Run,
+    loc: str,
+    name: str,
+    tiff: _Tiff,
+    keys: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    d: np.ndarray,
 ) -> None:
     with LabelTiffReader(tiff.path) as reader:
         lab = reader.read(0, tiff.names.index(name))
@@ -594,15 +838,22 @@ def _check_linkage(
         lab = lab[0]
     face = contact_pairs(lab, diagonal=False)
     missing = np.setdiff1d(face, keys)
-    run.rule(loc, "adjacency.face-pairs",
-             [f"{int(k) >> 32},{int(k) & 0xFFFFFFFF}" for k in missing],
-             "every pair of objects sharing a face is listed")
+    run.rule(
+        loc,
+        "adjacency.face-pairs",
+        [f"{int(k) >> 32},{int(k) & 0xFFFFFFFF}" for k in missing],
+        "every pair of objects sharing a face is listed",
+    )
     touching = contact_pairs(lab, diagonal=True)
     zero = d == 0
     zk = pair_keys(a[zero], b[zero])
     wrong = zk[~np.isin(zk, touching)]
-    run.rule(loc, "adjacency.touching", [f"{int(k) >> 32},{int(k) & 0xFFFFFFFF}" for k in wrong],
-             "distance-0 edges really touch")
+    run.rule(
+        loc,
+        "adjacency.touching",
+        [f"{int(k) >> 32},{int(k) & 0xFFFFFFFF}" for k in wrong],
+        "distance-0 edges really touch",
+    )
 
 
 # -- meshes -------------------------------------------------------------------------------
@@ -612,8 +863,13 @@ def _check_meshes(run: _Run, seg: Path, tiff: _Tiff) -> None:
     for path in sorted(seg.glob("*-mesh.glb")):
         loc = run.rel(path)
         name = path.name[: -len("-mesh.glb")]
-        run.rule(loc, "mesh.3d", [] if tiff.is_3d else ["2D mask"], "meshes belong to 3D masks",
-                 severity="warning")
+        run.rule(
+            loc,
+            "mesh.3d",
+            [] if tiff.is_3d else ["2D mask"],
+            "meshes belong to 3D masks",
+            severity="warning",
+        )
         try:
             glb = read_glb_summary(path)
         except MaskBundleError as exc:
@@ -622,16 +878,33 @@ def _check_meshes(run: _Run, seg: Path, tiff: _Tiff) -> None:
         run.report.passed(loc, "mesh.loads", "loads as glTF binary")
         stats = tiff.stats.get(name)
         want = [str(int(i)) for i in stats.ids] if stats is not None else []
-        run.rule(loc, "mesh.node-count", [] if stats is not None and len(glb.node_names) ==
-                 stats.n else [f"{len(glb.node_names)} nodes, {len(want)} objects"],
-                 "one mesh node per object")
-        run.rule(loc, "mesh.node-names", [] if sorted(glb.node_names) == sorted(want) else
-                 [f"extra {_first(sorted(set(glb.node_names) - set(want)))}; missing "
-                  f"{_first(sorted(set(want) - set(glb.node_names)))}"],
-                 "node names are the Object IDs")
+        run.rule(
+            loc,
+            "mesh.node-count",
+            []
+            if stats is not None and len(glb.node_names) == stats.n
+            else [f"{len(glb.node_names)} nodes, {len(want)} objects"],
+            "one mesh node per object",
+        )
+        run.rule(
+            loc,
+            "mesh.node-names",
+            []
+            if sorted(glb.node_names) == sorted(want)
+            else [
+                f"extra {_first(sorted(set(glb.node_names) - set(want)))}; missing "
+                f"{_first(sorted(set(want) - set(glb.node_names)))}"
+            ],
+            "node names are the Object IDs",
+        )
         no_extras = [n for n in glb.node_names if n not in glb.node_extras]
-        run.rule(loc, "mesh.extras", no_extras, "each node carries its Object ID in extras",
-                 severity="warning")
+        run.rule(
+            loc,
+            "mesh.extras",
+            no_extras,
+            "each node carries its Object ID in extras",
+            severity="warning",
+        )
         if glb.bounds is None or not want:
             run.not_applicable(loc, "mesh.bounds", "no mesh vertices")
             continue
@@ -641,5 +914,9 @@ def _check_meshes(run: _Run, seg: Path, tiff: _Tiff) -> None:
         tol = max(xum, yum, zum)
         lo, hi = glb.bounds
         inside = bool((lo >= -1e-6 - tol).all() and (hi <= ext + tol).all())
-        run.rule(loc, "mesh.bounds", [] if inside else [f"bounds {lo} .. {hi}, image {ext}"],
-                 "vertices lie inside the image in micrometres (x, y, z)")
+        run.rule(
+            loc,
+            "mesh.bounds",
+            [] if inside else [f"bounds {lo} .. {hi}, image {ext}"],
+            "vertices lie inside the image in micrometres (x, y, z)",
+        )

@@ -126,14 +126,20 @@ class LabelTiffReader:
     def dtype(self) -> np.dtype[Any]:
         return np.dtype(self._series.dtype)
 
+    def _first_page(self) -> Any:
+        page = self._series.pages[0]
+        if page is None:
+            raise CorruptInputError(f"{self.path}: the first image plane is missing")
+        return page.keyframe
+
     @property
     def is_tiled(self) -> bool:
-        return bool(self._series.pages[0].is_tiled)
+        return bool(self._first_page().is_tiled)
 
     @property
     def compression(self) -> str:
         """tifffile's name of the first page's compression (``ADOBE_DEFLATE``, ``NONE`` ...)."""
-        comp = self._series.pages[0].compression
+        comp = self._first_page().compression
         return str(getattr(comp, "name", comp))
 
     @property
@@ -187,7 +193,9 @@ def read_tsv_grid(path: Path) -> list[list[str]]:
     """
     raw = Path(path).read_bytes()
     if raw.startswith(b"\xef\xbb\xbf"):
-        raise TableFormatError(f"{path.name}: starts with a UTF-8 byte-order mark; save without BOM")
+        raise TableFormatError(
+            f"{path.name}: starts with a UTF-8 byte-order mark; save without BOM"
+        )
     if b"\r" in raw:
         line = raw[: raw.index(b"\r")].count(b"\n") + 1
         raise TableFormatError(
@@ -261,9 +269,11 @@ def read_glb_summary(path: Path) -> GlbSummary:
     try:
         import trimesh
     except ImportError as exc:  # pragma: no cover - trimesh is a dependency
-        raise MissingDependencyError("reading .glb meshes needs trimesh: pip install trimesh") from exc
+        raise MissingDependencyError(
+            "reading .glb meshes needs trimesh: pip install trimesh"
+        ) from exc
     try:
-        scene = trimesh.load(path, force="scene")
+        scene: Any = trimesh.load(path, force="scene")
     except Exception as exc:  # trimesh raises many types on broken files
         raise CorruptInputError(f"{path.name}: not a loadable glTF binary ({exc})") from exc
     names = [str(n) for n in scene.graph.nodes_geometry]
