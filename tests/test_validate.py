@@ -597,3 +597,111 @@ def test_compare_level_classifies_downsamples(base: np.ndarray, k: int) -> None:
     bad[..., 0, 0] = 9
     assert compare_level(base, bad, k)[0] == "invented"
     assert compare_level(base, level[..., :-1], k)[0] == "shape"
+
+
+# -- bundles written by write_segmentation_bundle ---------------------------------------------
+
+CONTRIBUTOR = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "affiliation": "Analytical Engines",
+    "orcid": "0000-0002-1825-0097",
+    "email": "ada@example.org",
+    "is_contact": "Yes",
+    "is_principal_investigator": "Yes",
+    "is_operator": "Yes",
+}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, bool | None]]:
+    """Bundles from the spine's writer (2D tsv, 2D xlsx with pyramid, 3D), with verdicts."""
+    from maskbundle import write_segmentation_bundle
+    from maskbundle.synthetic import synthetic_nuclei_3d, synthetic_tissue
+
+    base = tmp_path_factory.mktemp("written")
+    small = synthetic_tissue((120, 150), cell_spacing=16.0, seed=5)
+    big = synthetic_tissue((600, 530), cell_spacing=24.0, seed=6)
+    vol = synthetic_nuclei_3d((10, 48, 40), n_objects=8, radius=(3.0, 7.0), seed=4)
+    doi = "10.17504/protocols.io.example"
+    ids = {"cells": "CL:0000000", "nuclei": "GO:0005634"}
+    cases = {
+        "2d-tsv": dict(masks={"cells": small[0], "nuclei": small[1]}, physical_size=(0.5, 0.5)),
+        "2d-xlsx-pyramid": dict(
+            masks={"cells": big[0], "nuclei": big[1]},
+            physical_size=(0.377, 0.377),
+            objects_format="xlsx",
+        ),
+        "3d-tsv": dict(masks={"nuclei": vol}, physical_size=(0.5, 0.5, 2.0)),
+        "3d-xlsx": dict(
+            masks={"nuclei": vol * 3}, physical_size=(0.5, 0.5, 2.0), objects_format="xlsx"
+        ),
+    }
+    roots = {}
+    for case, kw in cases.items():
+        masks = kw.pop("masks")
+        roots[case] = write_segmentation_bundle(
+            base / case,
+            masks,
+            mask_ids={k: ids[k] for k in masks},
+            protocol_doi=doi,
+            contributors=[CONTRIBUTOR],
+            **kw,
+        )
+    verdicts: dict[Path, bool] = {}
+    if checker_path() is not None:
+        verdicts = reference_verdicts(list(roots.values()))
+    return {case: (root, verdicts.get(root)) for case, root in roots.items()}
+
+
+@pytest.mark.parametrize("case", ["2d-tsv", "2d-xlsx-pyramid", "3d-tsv", "3d-xlsx"])
+def test_written_bundles_pass_both_validators(
+    written: dict[str, tuple[Path, bool | None]], case: str
+) -> None:
+    root, verdict = written[case]
+    report = validate_bundle(root)
+    assert report.ok, report.format()
+    assert not codes(report, "warning") - {"objects.tsv-only"}, report.format()
+    passed = {f.code for f in report.findings if f.status == "passed"}
+    assert {
+        "tiff.xsd",
+        "pixels.labels",
+        "objects.ids-match-labels",
+        "objects.centroids",
+        "manifest.num-objects",
+    } <= passed
+    if "pyramid" in case:
+        assert {"pyramid.present", "pyramid.downsample"} <= passed
+    assert _reference(verdict) is True
+
+
+def test_written_bundle_with_broken_table_fails_both(tmp_path: Path) -> None:
+    from maskbundle import write_segmentation_bundle
+    from maskbundle.synthetic import synthetic_tissue
+
+    cells, _ = synthetic_tissue((64, 64), cell_spacing=16.0, seed=8)
+    root = write_segmentation_bundle(
+        tmp_path / "ds",
+        {"cells": cells},
+        physical_size=(0.5, 0.5),
+        mask_ids={"cells": "CL:0000000"},
+        protocol_doi="10.17504/protocols.io.example",
+    )
+    table = root / SEG / "cells-objects.tsv"
+    edit_cell(table, 11, "Y", str(int(read_tsv(table)[10][8]) + 3))
+    report = validate_bundle(root)
+    assert "objects.centroids" in codes(report)
+    assert not reference_ok(root)
+
+
+def test_maskbundle_group_has_validate(tmp_path: Path) -> None:
+    from maskbundle import validate_bundle as exported
+    from maskbundle.cli import main
+
+    assert exported is validate_bundle
+    root = build_bundle(tmp_path / "ds", adjacency=False)
+    res = CliRunner().invoke(main, ["validate", str(root)])
+    assert res.exit_code == 0, res.output
+    (root / SEG / "segmentation-masks.csv").write_text("Channel number\n")
+    res = CliRunner().invoke(main, ["validate", str(root)])
+    assert res.exit_code == 1 and "manifest.columns" in res.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .bundle.build import write_segmentation_bundle
+from .bundle.validate import validate_bundle
 from .errors import (
     BundleInvalidError,
     CorruptInputError,
@@ -41,5 +42,6 @@ __all__ = [
     "ShapeMismatchError",
     "TableFormatError",
     "__version__",
+    "validate_bundle",
     "write_segmentation_bundle",
 ]

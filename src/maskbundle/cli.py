@@ -163,6 +163,11 @@ def demo_command(out: Path, overwrite: bool) -> None:
         click.echo(f"  {name}: {len(set(labels.ravel().tolist())) - 1} objects")
 
 
+from .cli_validate import validate_command  # noqa: E402 - registered after the group exists
+
+main.add_command(validate_command, "validate")
+
+
 def run() -> None:
     """Console entry point with multi-value --physical-size."""
     main(args=_physical_size_args(sys.argv[1:]), prog_name="maskbundle")
