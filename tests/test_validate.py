@@ -135,6 +135,11 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, dict[str, Any]]] = {
     "no PhysicalSizeX": (lambda r: None, "tiff.physical-size", {"drop_physical_x": True}),
     "signed pixels": (lambda r: None, "tiff.pixel-type", {"dtype": np.int16}),
     "packbits": (lambda r: None, "tiff.compression", {"compression": "packbits"}),
+    "corrupt OME-TIFF": (
+        lambda r: next((r / SEG).glob("*.ome.tiff")).write_bytes(b"II*\x00garbage" * 10),
+        "tiff.read",
+        {},
+    ),
     "no OME-TIFF": (lambda r: next((r / SEG).glob("*.ome.tiff")).unlink(), "tiff.count", {}),
     "two OME-TIFFs": (
         lambda r: shutil.copy(
@@ -705,3 +710,24 @@ def test_maskbundle_group_has_validate(tmp_path: Path) -> None:
     (root / SEG / "segmentation-masks.csv").write_text("Channel number\n")
     res = CliRunner().invoke(main, ["validate", str(root)])
     assert res.exit_code == 1 and "manifest.columns" in res.output
+
+
+nasty = st.text(alphabet=st.sampled_from(list('\t\n\r =+-@|,."01aZ:/\u00e9\ufeff')), max_size=12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 14), st.integers(0, 13), nasty), min_size=1, max_size=4))
+def test_any_table_damage_gives_findings_not_exceptions(
+    tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[int, int, str]]
+) -> None:
+    root = build_bundle(tmp_path_factory.mktemp("fuzz") / "ds", adjacency=False)
+    path = root / CELLS_TSV
+    grid = read_tsv(path)
+    for r, c, value in edits:
+        row = grid[min(r, len(grid) - 1)]
+        row[min(c, len(row) - 1)] = value
+    path.write_bytes("".join("\t".join(r) + "\n" for r in grid).encode())
+    report = validate_bundle(root)
+    assert {"objects.readable", "pixels.labels"} <= {f.code for f in report.findings}
+    # only the damaged table can be wrong
+    assert all(f.location == CELLS_TSV.as_posix() for f in report.errors), report.format()

@@ -59,15 +59,23 @@ def label_stats(labels: np.ndarray) -> LabelStats:
 
     Notes
     -----
-    Labels are numbered by ``np.unique(..., return_inverse=True)`` and summed with
-    ``np.bincount`` in blocks of rows, so memory never depends on the largest label.
+    The distinct values come from one sort (``fastremap.unique``); each block of rows is
+    then mapped to its index among them (``np.searchsorted``, the inverse of
+    ``np.unique``; the values themselves when they are already 0..K-1 or 1..K) and summed
+    with ``np.bincount``. Memory: one sorted copy of the channel plus one block, never
+    anything proportional to the largest label value.
     """
+    import fastremap
+
     if labels.ndim != 3:
         raise ValueError(f"labels must be (Z, Y, X), got shape {labels.shape}")
     nz, ny, nx = labels.shape
-    uniq, inverse = np.unique(labels.ravel(), return_inverse=True)
-    inverse = inverse.ravel()
+    flat = labels.reshape(-1)
+    uniq = np.asarray(fastremap.unique(flat)) if flat.size else np.zeros(0, labels.dtype)
     k = uniq.size
+    offset = None  # index = value - offset when the values are a dense run
+    if k and int(uniq[-1]) - int(uniq[0]) == k - 1 and int(uniq[0]) <= 1:
+        offset = int(uniq[0])
     counts = np.zeros(k, np.int64)
     sums = np.zeros((3, k), np.float64)
     rows_per_block = max(1, _BLOCK_PIXELS // max(nx, 1))
@@ -75,16 +83,18 @@ def label_stats(labels: np.ndarray) -> LabelStats:
     cols = np.arange(nx, dtype=np.float64)
     for r0 in range(0, n_rows, rows_per_block):
         r1 = min(n_rows, r0 + rows_per_block)
-        inv = inverse[r0 * nx : r1 * nx]
+        block = flat[r0 * nx : r1 * nx]
+        if offset is None:
+            idx = np.searchsorted(uniq, block)
+        else:
+            idx = block.astype(np.int64) - offset
         rows = np.arange(r0, r1)
-        counts += np.bincount(inv, minlength=k)
-        sums[0] += np.bincount(
-            inv, weights=np.repeat((rows // ny).astype(np.float64), nx), minlength=k
-        )
-        sums[1] += np.bincount(
-            inv, weights=np.repeat((rows % ny).astype(np.float64), nx), minlength=k
-        )
-        sums[2] += np.bincount(inv, weights=np.tile(cols, r1 - r0), minlength=k)
+        counts += np.bincount(idx, minlength=k)
+        plane_w = np.repeat((rows // ny).astype(np.float64), nx)
+        row_w = np.repeat((rows % ny).astype(np.float64), nx)
+        sums[0] += np.bincount(idx, weights=plane_w, minlength=k)
+        sums[1] += np.bincount(idx, weights=row_w, minlength=k)
+        sums[2] += np.bincount(idx, weights=np.tile(cols, r1 - r0), minlength=k)
     keep = uniq != 0
     ids = uniq[keep].astype(np.int64)
     cnt = counts[keep]
