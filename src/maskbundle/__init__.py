@@ -5,6 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .bundle.build import write_segmentation_bundle
+from .bundle.metadata import write_upload_metadata
 from .bundle.validate import validate_bundle
 from .errors import (
     BundleInvalidError,
@@ -44,4 +45,5 @@ __all__ = [
     "__version__",
     "validate_bundle",
     "write_segmentation_bundle",
+    "write_upload_metadata",
 ]
