@@ -122,6 +122,11 @@ def _set_distance(lines: list[str], k: int, delta: float) -> list[str]:
     return lines
 
 
+def _zero_tail(path: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 3] + bytes(len(raw) - len(raw) // 3))
+
+
 def _rename_sheets(root: Path) -> None:
     import openpyxl
 
@@ -147,6 +152,11 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, dict[str, Any]]] = {
     "corrupt OME-TIFF": (
         lambda r: next((r / SEG).glob("*.ome.tiff")).write_bytes(b"II*\x00garbage" * 10),
         "tiff.read",
+        {},
+    ),
+    "OME-XML lost (tail zeroed)": (
+        lambda r: _zero_tail(next((r / SEG).glob("*.ome.tiff"))),
+        "tiff.ome-xml",
         {},
     ),
     "no OME-TIFF": (lambda r: next((r / SEG).glob("*.ome.tiff")).unlink(), "tiff.count", {}),

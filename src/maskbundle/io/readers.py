@@ -180,7 +180,13 @@ class LabelTiffReader:
                 raise CorruptInputError(
                     f"{self.path}: level {level} has no plane for channel {channel}, z {z}"
                 )
-            arr = page.asarray()
+            try:
+                arr = page.asarray()
+            except Exception as exc:  # decoders raise their own types on damaged tiles
+                raise CorruptInputError(
+                    f"{self.path}: level {level}, channel {channel}, z {z} cannot be decoded "
+                    f"({exc})"
+                ) from exc
             planes.append(arr.reshape(arr.shape[-2:]) if arr.ndim > 2 else arr)
         return np.stack(planes)
 
@@ -191,7 +197,10 @@ def read_tsv_grid(path: Path) -> list[list[str]]:
     Raises :class:`TableFormatError` for a UTF-8 byte-order mark, carriage returns, or
     bytes that are not UTF-8 (SPEC section 5: UTF-8 without BOM, ``\\n`` line ends).
     """
-    raw = Path(path).read_bytes()
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise CorruptInputError(f"{path.name}: cannot be read ({exc})") from exc
     if raw.startswith(b"\xef\xbb\xbf"):
         raise TableFormatError(
             f"{path.name}: starts with a UTF-8 byte-order mark; save without BOM"
@@ -247,7 +256,7 @@ def read_csv_rows(path: Path) -> list[list[str]]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             return [list(r) for r in csv.reader(f)]
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CorruptInputError(f"{path.name}: not a readable UTF-8 CSV ({exc})") from exc
 
 
