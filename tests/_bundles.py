@@ -301,6 +301,7 @@ def write_glb(
 
     scene = trimesh.Scene()
     um = np.array(um_zyx)
+    labels = labels if labels.ndim == 3 else labels[np.newaxis]
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         lo = np.array([s.start for s in sl]) * um
         hi = np.array([s.stop for s in sl]) * um
@@ -348,6 +349,7 @@ def build_bundle(
     fmt: str = "tsv",
     adjacency: bool = True,
     meshes: bool = False,
+    mesh_extras: bool = True,
     tiff: Callable[..., None] | None = None,
     **tiff_options: Any,
 ) -> Path:
@@ -378,7 +380,7 @@ def build_bundle(
             write_csv(seg / f"{name}-centroid-adjacency.csv", header, centroid_edges(lab, um))
             write_csv(seg / f"{name}-linkage-adjacency.csv", header, touching_edges(lab))
         if meshes:
-            write_glb(seg / f"{name}-mesh.glb", lab, um)
+            write_glb(seg / f"{name}-mesh.glb", lab, um, extras=mesh_extras)
     write_csv(seg / "segmentation-masks.csv", MANIFEST, manifest)
     return root
 

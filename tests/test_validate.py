@@ -384,6 +384,8 @@ BROKEN_BIG: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+NUCLEI_3D = np.kron(np.arange(1, 4, dtype=np.uint16)[:, None, None], np.ones((1, 6, 6), np.uint16))
+
 WARNED: dict[str, tuple[Callable[[Path], None], str, dict[str, Any]]] = {
     # id: (mutate the good bundle, expected warning code, build options); both say OK
     "mode-like pyramid": (
@@ -412,6 +414,17 @@ WARNED: dict[str, tuple[Callable[[Path], None], str, dict[str, Any]]] = {
         "layout.unknown-file",
         {},
     ),
+    "mesh without extras": (
+        lambda r: None,
+        "mesh.extras",
+        {
+            "masks": {"nuclei": NUCLEI_3D},
+            "physical_size": (0.5, 0.5, 2.0),
+            "meshes": True,
+            "mesh_extras": False,
+        },
+    ),
+    "mesh of a 2D mask": (lambda r: None, "mesh.3d", {"meshes": True}),
     "xlsx sheet not MAIN": (lambda r: _rename_sheets(r), "objects.sheet", {"fmt": "xlsx"}),
     "3D without PhysicalSizeZ": (
         lambda r: None,

@@ -859,6 +859,11 @@ def _check_linkage(
 # -- meshes -------------------------------------------------------------------------------
 
 
+def _extras_hold_id(extras: Any, object_id: str) -> bool:
+    """True when a node's extras (a JSON object) has a value equal to its Object ID."""
+    return isinstance(extras, dict) and any(str(v) == object_id for v in extras.values())
+
+
 def _check_meshes(run: _Run, seg: Path, tiff: _Tiff) -> None:
     for path in sorted(seg.glob("*-mesh.glb")):
         loc = run.rel(path)
@@ -897,7 +902,7 @@ def _check_meshes(run: _Run, seg: Path, tiff: _Tiff) -> None:
             ],
             "node names are the Object IDs",
         )
-        no_extras = [n for n in glb.node_names if n not in glb.node_extras]
+        no_extras = [n for n in glb.node_names if not _extras_hold_id(glb.node_extras.get(n), n)]
         run.rule(
             loc,
             "mesh.extras",
