@@ -130,6 +130,7 @@ def write_ome_tiff(
     tile: int = 32,
     dtype: Any = np.uint16,
     compression: str = "zlib",
+    dimension_order: str | None = None,
 ) -> None:
     """All masks as channels of one OME-TIFF (CZYX planes), SubIFD pyramid to one 512 tile."""
     arrays = [m if m.ndim == 3 else m[np.newaxis] for m in masks.values()]
@@ -142,7 +143,7 @@ def write_ome_tiff(
     if len(physical_size) > 2:
         attrs["physical_size_z"] = physical_size[2]
     pixels = Pixels(
-        dimension_order="XYZCT" if z > 1 else "XYCZT",
+        dimension_order=dimension_order or ("XYZCT" if z > 1 else "XYCZT"),
         type=np.dtype(dtype).name,
         size_x=x,
         size_y=y,

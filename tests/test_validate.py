@@ -425,6 +425,7 @@ WARNED: dict[str, tuple[Callable[[Path], None], str, dict[str, Any]]] = {
         },
     ),
     "mesh of a 2D mask": (lambda r: None, "mesh.3d", {"meshes": True}),
+    "DimensionOrder XYTZC": (lambda r: None, "tiff.dimension-order", {"dimension_order": "XYTZC"}),
     "xlsx sheet not MAIN": (lambda r: _rename_sheets(r), "objects.sheet", {"fmt": "xlsx"}),
     "3D without PhysicalSizeZ": (
         lambda r: None,
@@ -788,3 +789,11 @@ def test_empty_mask_is_valid_for_both(tmp_path: Path) -> None:
     na = {(f.location, f.code) for f in report.findings if f.status == "not applicable"}
     assert ("derived/segmentation_masks/nuclei-objects.tsv", "objects.integer-blank") in na
     assert reference_ok(root)
+
+
+def test_stray_objects_tsv_outside_the_mask_folder(tmp_path: Path) -> None:
+    # SPEC section 1 forbids any other file named *-objects.tsv; the reference checker only
+    # looks for stray *objects*.xlsx, so this rule is checked against our validator alone.
+    root = build_bundle(tmp_path / "ds", adjacency=False)
+    shutil.copy(root / CELLS_TSV, root / "extras" / "old-objects.tsv")
+    assert "layout.stray-objects" in codes(validate_bundle(root))

@@ -10,7 +10,7 @@ Finding codes (``location`` is the path relative to the dataset directory):
   ``layout.required``, ``layout.extras-empty`` (warning), ``layout.extras-transformations``,
   ``layout.stray-objects``, ``extras.contributors`` (warning)
 - ``tiff.count``, ``tiff.read``, ``tiff.ome-xml``, ``tiff.xsd``, ``tiff.namespace``,
-  ``tiff.image-count``, ``tiff.dimension-order``, ``tiff.size-t``, ``tiff.channel-names``,
+  ``tiff.image-count``, ``tiff.dimension-order`` (warning), ``tiff.size-t``, ``tiff.channel-names``,
   ``tiff.channel-names-unique``, ``tiff.mask-names``, ``tiff.channel-count``,
   ``tiff.pixel-type``, ``tiff.physical-size``, ``tiff.physical-size-z`` (warning),
   ``tiff.tiled`` (warning), ``tiff.compression``, ``tiff.parent``
@@ -322,13 +322,16 @@ def _check_tiff(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
         px = ome.images[0].pixels
         size_zyx = (int(px.size_z), int(px.size_y), int(px.size_x))
         order = str(getattr(px.dimension_order, "value", px.dimension_order))
-        # XYZCT stores planes channel-major (CZYX); identical to XYCZT when SizeZ is 1
+        # XYZCT stores planes channel-major (CZYX), what 3D masks use; readers follow the
+        # declared order, so another order still reads correctly: a warning, not an error
         ok_orders = {"XYCZT", "XYZCT"} if size_zyx[0] > 1 else {"XYCZT"}
         run.rule(
             loc,
             "tiff.dimension-order",
             [] if order in ok_orders else [order],
             "DimensionOrder XYCZT" + (" (or XYZCT for CZYX planes)" if size_zyx[0] > 1 else ""),
+            fix="SPEC section 3 asks for XYCZT",
+            severity="warning",
         )
         run.rule(loc, "tiff.size-t", [] if px.size_t == 1 else [f"SizeT={px.size_t}"], "SizeT is 1")
         names = [c.name or "" for c in px.channels]
