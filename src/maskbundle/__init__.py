@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
+from .bundle.build import write_segmentation_bundle
 from .errors import (
     BundleInvalidError,
     CorruptInputError,
@@ -17,8 +20,6 @@ from .errors import (
     TableFormatError,
 )
 from .model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BundleInvalidError",
@@ -40,4 +41,5 @@ __all__ = [
     "ShapeMismatchError",
     "TableFormatError",
     "__version__",
+    "write_segmentation_bundle",
 ]
