@@ -259,20 +259,21 @@ def _read_zarr(path: Path) -> LabelFile:
     if isinstance(node, zarr.Array):
         data = np.asarray(node[...])
         axes = "ZYX"[-data.ndim :] if data.ndim in (2, 3) else "Q" * data.ndim
-        arrays, _ = _split_axes(data, axes, what)
-        return LabelFile(arrays, [None], "zarr")
-    attrs = _zarr_attrs(node)
+        parts, _ = _split_axes(data, axes, what)
+        return LabelFile(parts, [None], "zarr")
+    group: Any = node
+    attrs = _zarr_attrs(group)
     groups: list[tuple[str | None, Any]] = []
     if "multiscales" in attrs:
-        if "image-label" in attrs or "labels" not in node:
-            groups = [(path.name.removesuffix(".zarr") or None, node)]
+        if "image-label" in attrs or "labels" not in group:
+            groups = [(path.name.removesuffix(".zarr") or None, group)]
         else:  # an image root with labels beside it: read its labels
-            node = node["labels"]
-            attrs = _zarr_attrs(node)
+            group = group["labels"]
+            attrs = _zarr_attrs(group)
     if not groups and "labels" in attrs:
-        groups = [(str(n), node[str(n)]) for n in attrs["labels"]]
-    if not groups and "labels" in node:
-        sub = node["labels"]
+        groups = [(str(n), group[str(n)]) for n in attrs["labels"]]
+    if not groups and "labels" in group:
+        sub = group["labels"]
         groups = [(str(n), sub[str(n)]) for n in _zarr_attrs(sub).get("labels", [])]
     if not groups:
         raise CorruptInputError(
@@ -282,8 +283,8 @@ def _read_zarr(path: Path) -> LabelFile:
     arrays: list[np.ndarray] = []
     names: list[str | None] = []
     size: PhysicalSize | None = None
-    for name, group in groups:
-        data, gsize, axes = _read_multiscale(group, f"{what}/{name}")
+    for name, g in groups:
+        data, gsize, axes = _read_multiscale(g, f"{what}/{name}")
         parts, _ = _split_axes(data, axes, f"{what}/{name}")
         if len(parts) > 1:
             raise CorruptInputError(f"{what}/{name}: a label array must have one channel")

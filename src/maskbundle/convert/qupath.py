@@ -150,7 +150,8 @@ def _measurements(props: Mapping[str, Any]) -> dict[str, float]:
         if k is None:
             continue
         try:
-            out[str(k)] = float(v) if v is not None else math.nan
+            x = float(v) if v is not None else math.nan
+            out[str(k)] = x if math.isfinite(x) else math.nan
         except (TypeError, ValueError):
             continue  # text measurements are not numbers; skip them
     return out
@@ -187,10 +188,11 @@ def _rings(geometry: Any, what: str) -> list[list[np.ndarray]]:
             parts.extend(_rings(g, what))
         return parts
     coords = geometry.get("coordinates")
+    polygons: list[Any]
     if gtype == "Polygon":
         polygons = [coords]
     elif gtype == "MultiPolygon":
-        polygons = coords
+        polygons = list(coords or [])
     else:
         return []  # points and lines have no area
     out: list[list[np.ndarray]] = []
@@ -337,8 +339,8 @@ def read_qupath(
     for cls, obo in types.items():
         check_obo_id(obo, what=f"object_types[{cls!r}]")
     ann_masks = dict(annotations or {})
-    for m in ann_masks.values():
-        check_mask_name(m)
+    for ann_name in ann_masks.values():
+        check_mask_name(ann_name)
     features, duplicates = _load(p)
 
     # collect objects per mask, in file order
@@ -412,7 +414,7 @@ def read_qupath(
             "overlap_pixels_later_object_wins": overwritten,
         }
         masks[mname] = _mask(objs, list(range(1, len(objs) + 1)), keep, labels, types,
-                             ann_masks, mname, measurements, None)
+                             ann_masks, mname, None)
     if nuclei_of:
         polys = PolygonSet()
         for o, lab in nuclei_of:
@@ -431,10 +433,10 @@ def read_qupath(
             "ids": "nucleus label = label of its cell",
         }
         masks[nucleus_mask] = _mask(objs, labs.tolist(), keep, labels, types, ann_masks,
-                                    nucleus_mask, measurements, "nucleus")
+                                    nucleus_mask, "nucleus")
     source = file_source(p, tool="qupath", fmt="geojson", metadata=meta)
-    for m in masks.values():
-        m.source = source
+    for mask in masks.values():
+        mask.source = source
     size = PhysicalSize.coerce(physical_size) if physical_size is not None else None
     return Segmentation(masks=masks, physical_size=size, source=source)
 
@@ -447,17 +449,13 @@ def _mask(
     types: Mapping[str, str],
     ann_masks: Mapping[str, str],
     mname: str,
-    measurements: bool,
     only_prefix: str | None,
 ) -> Mask:
-    frame, specs = _features_frame(objs, labels_of, keep, only_prefix if measurements else None)
-    if not measurements:
-        frame = frame[[c for c in frame.columns if c.startswith("QuPath ")]]
-        specs = {k: v for k, v in specs.items() if k in frame.columns}
+    frame, specs = _features_frame(objs, labels_of, keep, only_prefix)
     obj_types: dict[int, str] = {
         lab: types[o.classification]
         for lab, o in zip(labels_of, objs, strict=True)
-        if keep[lab] and o.classification in types
+        if keep[lab] and o.classification is not None and o.classification in types
     }
     mask_id = None
     ann_classes = [c for c, m in ann_masks.items() if m == mname]
