@@ -45,9 +45,19 @@ _ASCII_SPELLING = {
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes (streamed; constant memory)."""
+    """Hex SHA-256 of a file's bytes (streamed; constant memory).
+
+    For a directory (a zarr store): SHA-256 over ``relative/path NUL sha256(file) LF``
+    of every file, in sorted path order.
+    """
+    p = Path(path)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            h.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
+        return h.hexdigest()
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(p, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -84,10 +94,13 @@ def file_source(
 ) -> dict[str, Any]:
     """The provenance record of one input file: name, absolute path, size, SHA-256, tool."""
     p = Path(path)
+    size = (
+        sum(q.stat().st_size for q in p.rglob("*") if q.is_file()) if p.is_dir() else p.stat().st_size
+    )
     return {
         "file": p.name,
         "path": str(p.resolve()),
-        "size_bytes": p.stat().st_size,
+        "size_bytes": size,
         "sha256": sha256_file(p),
         "tool": tool,
         "format": fmt,
