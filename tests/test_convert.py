@@ -788,3 +788,77 @@ def test_every_reader_converts_to_a_valid_bundle(tmp_path: Path) -> None:
     assert back.source["tool"] == "maskbundle"
     np.testing.assert_array_equal(back.masks["cells"].labels, cells)  # already 1..N
     assert back.physical_size is not None and back.physical_size.x == 0.5
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _cli(args: list[str]) -> Any:
+    from click.testing import CliRunner
+
+    from maskbundle.cli import main
+
+    return CliRunner().invoke(main, args)
+
+
+def test_cli_convert_each_tool(tmp_path: Path) -> None:
+    cells, nuclei = synthetic_tissue((48, 40), cell_spacing=10, seed=4)
+    common = ["--physical-size", "0.5", "--physical-size", "0.5", "--protocol-doi", DOI]
+    cellpose_seg_npy(tmp_path / "a_seg.npy", cells)
+    cellpose_seg_npy(tmp_path / "b_seg.npy", nuclei)
+    res = _cli(["convert", "cellpose", str(tmp_path / "a_seg.npy"), str(tmp_path / "b_seg.npy"),
+                "--mask-name", "cells", "--mask-name", "nuclei", "--match", "nuclei=cells",
+                "-o", str(tmp_path / "cp"), *common])
+    assert res.exit_code == 0, res.output
+    run_checker(tmp_path / "cp")
+    prov = json.loads((tmp_path / "cp/derived/extras/provenance.json").read_text())
+    assert prov["masks"]["nuclei"]["source"]["matched"]["parent_mask"] == "cells"
+    assert prov["source"]["inputs"][1]["file"] == "b_seg.npy"
+
+    np.savez(tmp_path / "sd.npz", **stardist_details(10, (48, 40), seed=3))
+    res = _cli(["convert", "stardist", str(tmp_path / "sd.npz"), "--shape", "48", "40",
+                "-o", str(tmp_path / "sd"), *common])
+    assert res.exit_code == 0, res.output
+    run_checker(tmp_path / "sd")
+
+    f = [qupath_feature({"type": "Polygon", "coordinates": [square(1, 1, 9, 9)]}, cls="Tumor",
+                        nucleus={"type": "Polygon", "coordinates": [square(2, 2, 5, 5)]}),
+         qupath_feature({"type": "Polygon", "coordinates": [square(0, 0, 30, 30)]},
+                        kind="annotation", cls="Glomerulus")]
+    q = qupath_file(tmp_path, f)
+    res = _cli(["convert", "qupath", str(q), "--shape", "48", "40",
+                "--class-type", "Tumor=CL:0001064", "--annotation", "Glomerulus=glomeruli",
+                "--mask-id", "glomeruli=UBERON:0000074", "-o", str(tmp_path / "qp"), *common])
+    assert res.exit_code == 0, res.output
+    run_checker(tmp_path / "qp")
+    manifest = (tmp_path / "qp/derived/segmentation_masks/segmentation-masks.csv").read_text()
+    assert "glomeruli" in manifest and "nuclei" in manifest
+
+    np.save(tmp_path / "m.npy", np.stack([cells, nuclei], -1))
+    res = _cli(["convert", "mesmer", str(tmp_path / "m.npy"), "-o", str(tmp_path / "me"),
+                *common])
+    assert res.exit_code == 0, res.output
+    run_checker(tmp_path / "me")
+
+    tifffile.imwrite(tmp_path / "c.tif", cells)
+    tifffile.imwrite(tmp_path / "n.tif", nuclei)
+    res = _cli(["convert", "labels", str(tmp_path / "c.tif"), str(tmp_path / "n.tif"),
+                "-o", str(tmp_path / "lb"), *common])
+    assert res.exit_code == 2 and "--mask-name" in res.output
+    res = _cli(["convert", "labels", str(tmp_path / "c.tif"), str(tmp_path / "n.tif"),
+                "--mask-name", "cells", "--mask-name", "nuclei", "-o", str(tmp_path / "lb"),
+                *common])
+    assert res.exit_code == 0, res.output
+    run_checker(tmp_path / "lb")
+
+
+def test_cli_convert_errors_are_one_line(tmp_path: Path) -> None:
+    evil = tmp_path / "e_seg.npy"
+    np.save(evil, {"masks": np.ones((3, 3), np.uint16), "x": _System("true")})  # type: ignore[arg-type]
+    res = _cli(["convert", "cellpose", str(evil), "-o", str(tmp_path / "o"),
+                "--physical-size", "1", "--physical-size", "1", "--protocol-doi", DOI])
+    assert res.exit_code == 2
+    assert res.output.startswith("error: ") and "posix.system" in res.output
+    q = qupath_file(tmp_path, [])
+    res = _cli(["convert", "qupath", str(q), "-o", str(tmp_path / "o"), "--protocol-doi", DOI])
+    assert res.exit_code == 2 and "--shape" in res.output

@@ -306,8 +306,9 @@ def read_qupath(
         Full-resolution shape of the image the objects were drawn on (the parent image).
     object_types : mapping of classification name to obo id, optional
         ``{"Tumor": "CL:0001064", "Immune cells": "CL:0000738"}``: the ``Object type``
-        of each classified object. Every class found must be mapped (unclassified objects
-        stay blank); the id of an annotation class also becomes that mask's Mask ID.
+        of each classified object. Every class of a cell or detection must be mapped
+        (unclassified objects stay blank); the id of an annotation class, when given,
+        becomes the Object type of those annotations and the Mask ID of their mask.
     annotations : mapping of classification name to mask name, optional
         Annotations of these classes become tissue-unit masks, e.g.
         ``{"Glomerulus": "glomeruli"}``. Other annotations are skipped (and counted).
@@ -385,7 +386,9 @@ def read_qupath(
             nuclei_of.append((obj, len(lst)))
 
     if types:
-        missing = sorted({o.classification for objs in per_mask.values() for o in objs
+        ann_names = set(ann_masks.values())
+        missing = sorted({o.classification for mname, objs in per_mask.items() for o in objs
+                          if mname not in ann_names or o.kind != "annotation"
                           if o.classification and o.classification not in types})
         if missing:
             raise OptionError(
