@@ -5,6 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .bundle.build import write_segmentation_bundle
+from .bundle.metadata import write_upload_metadata
 from .errors import (
     BundleInvalidError,
     CorruptInputError,
@@ -42,4 +43,5 @@ __all__ = [
     "TableFormatError",
     "__version__",
     "write_segmentation_bundle",
+    "write_upload_metadata",
 ]

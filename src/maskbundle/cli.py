@@ -326,6 +326,25 @@ def convert_labels(inputs: tuple[Path, ...], **opts: Any) -> None:
     _write_converted([read_labels(p) for p in inputs], opts)
 
 
+@main.command("metadata")
+@click.argument("tsv", type=click.Path(path_type=Path))
+@click.argument("datasets", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False,
+                path_type=Path))
+@click.option("--parent-dataset-id", required=True, help="HuBMAP ID(s) of the parent dataset.")
+@click.option("--lab-id", default="")
+@click.option("--program-url", default="")
+@click.option("--overwrite", is_flag=True)
+@handle_errors
+def metadata_command(tsv: Path, datasets: tuple[Path, ...], parent_dataset_id: str, lab_id: str,
+                     program_url: str, overwrite: bool) -> None:
+    """Write the upload-level metadata TSV for one or more bundle DATASETS."""
+    from .bundle.metadata import write_upload_metadata
+
+    write_upload_metadata(tsv, datasets, parent_dataset_id=parent_dataset_id, lab_id=lab_id,
+                          program_url=program_url, overwrite=overwrite)
+    click.echo(f"wrote {tsv}")
+
+
 def run() -> None:
     """Console entry point with multi-value --physical-size."""
     main(args=_physical_size_args(sys.argv[1:]), prog_name="maskbundle")

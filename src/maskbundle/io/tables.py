@@ -32,6 +32,7 @@ __all__ = [
     "EXCEL_MAX_OBJECTS",
     "HEADER_LABELS",
     "check_objects_table",
+    "read_json",
     "read_table_cells",
     "write_csv",
     "write_json",
@@ -274,3 +275,8 @@ def write_json(path: Path, obj: Any) -> None:
     """JSON with sorted keys and a final newline (byte-stable for equal content)."""
     path.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
                     encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file (provenance)."""
+    return json.loads(path.read_text(encoding="utf-8"))
