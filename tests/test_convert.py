@@ -572,6 +572,19 @@ def test_match_labels_equals_brute_force(nuc: list[int], cel: list[int]) -> None
     assert not res.labels[nuclei == 0].any()
 
 
+def test_match_labels_huge_label_values_use_ranks() -> None:
+    big = 2**63 + 5
+    nuclei = np.zeros((4, 4), np.uint64)
+    nuclei[0, :2] = big
+    nuclei[3, 3] = big + 1
+    cells = np.zeros((4, 4), np.uint64)
+    cells[0, :3] = big + 2
+    res = match_labels(nuclei, cells)
+    assert res.labels.dtype == np.uint64
+    assert res.labels[0, 0] == big + 2 and res.labels[3, 3] == big + 3
+    assert res.matched == 1 and res.unmatched == 1
+
+
 def test_mesmer_batch_array_matches_nuclei_to_cells(tmp_path: Path) -> None:
     """Mesmer.predict(compartment='both') -> (1, Y, X, 2): 0 whole-cell, 1 nuclear."""
     cells, nuclei = synthetic_tissue((120, 100), cell_spacing=14, seed=6)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import fastremap
 import numpy as np
 import pandas as pd
 
@@ -85,19 +86,36 @@ def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float =
     fg = child != 0
     c = child[fg]
     q = parent[fg]
-    child_ids, child_rank, child_area = np.unique(c, return_inverse=True, return_counts=True)
-    parent_ids = np.unique(parent[parent != 0])
+    child_ids, child_area = fastremap.unique(c, return_counts=True)  # sorted
+    parent_ids = fastremap.unique(parent)
+    parent_ids = parent_ids[parent_ids != 0]
     n_child = child_ids.size
-    n_parent = max(parent_ids.size, 1)
-    inside = q != 0
-    # ranks keep the packed key below n_child * n_parent <= (pixels)**2 < 2**64
-    p_rank = np.searchsorted(parent_ids, q[inside])
-    keys = child_rank[inside].astype(np.uint64) * np.uint64(n_parent) + p_rank.astype(np.uint64)
-    pair, count = np.unique(keys, return_counts=True)
-    pc = (pair // np.uint64(n_parent)).astype(np.int64)
-    pp = (pair % np.uint64(n_parent)).astype(np.int64)
+    both = q != 0
+    cb, qb = c[both], q[both]
+    del c, q
+    pmax = int(parent_ids[-1]) if parent_ids.size else 0
+    cmax = int(child_ids[-1]) if n_child else 0
+    pc: np.ndarray
+    pp: np.ndarray
+    if (cmax + 1) * (pmax + 1) <= np.iinfo(np.uint64).max:
+        # pack the raw labels: no sort of the pixels beyond the one np.unique of the keys
+        base = np.uint64(pmax + 1)
+        keys = cb.astype(np.uint64) * base + qb.astype(np.uint64)
+        pair, count = np.unique(keys, return_counts=True)
+        pc = np.searchsorted(child_ids, (pair // base).astype(child_ids.dtype))
+        pp = np.searchsorted(parent_ids, (pair % base).astype(parent_ids.dtype))
+    else:  # labels near 2**64: pack ranks instead (n_child * n_parent < pixels**2)
+        base = np.uint64(max(parent_ids.size, 1))
+        keys = np.searchsorted(child_ids, cb).astype(np.uint64) * base + np.searchsorted(
+            parent_ids, qb
+        ).astype(np.uint64)
+        pair, count = np.unique(keys, return_counts=True)
+        pc, pp = pair // base, pair % base
+    del keys, cb, qb
+    pc = pc.astype(np.int64)
+    pp = pp.astype(np.int64)
     # best parent per child: largest count, then smallest parent label
-    order = np.lexsort((pp, -count, pc))
+    order = np.lexsort((pp, -count.astype(np.int64), pc))
     pc, pp, count = pc[order], pp[order], count[order]
     first = np.ones(pc.size, dtype=bool)
     first[1:] = pc[1:] != pc[:-1]
@@ -106,7 +124,7 @@ def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float =
     below = int(n_child - np.count_nonzero(ok))
     best_c, best_p, best_n = best_c[ok], best_p[ok], best_n[ok]
     # one child per parent: the larger overlap wins, then the smaller child label
-    order = np.lexsort((best_c, -best_n, best_p))
+    order = np.lexsort((best_c, -best_n.astype(np.int64), best_p))
     best_c, best_p = best_c[order], best_p[order]
     win = np.ones(best_p.size, dtype=bool)
     win[1:] = best_p[1:] != best_p[:-1]
@@ -127,7 +145,7 @@ def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float =
     parent_object_ids = np.zeros(n_child, dtype=np.int64)
     parent_object_ids[best_c] = best_p + 1
     out = np.zeros(child.shape, dtype=dtype)
-    out[fg] = new_ids[child_rank.reshape(-1)]
+    out[fg] = new_ids[np.searchsorted(child_ids, child[fg])]
     return MatchResult(
         labels=out,
         original_ids=child_ids,
