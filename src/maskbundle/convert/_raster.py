@@ -51,12 +51,39 @@ class PolygonSet:
         self._part_sizes: list[int] = []
         self._values: list[int] = []
         self._planes: list[int] = []
+        self._packed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._values) if self._packed is None else int(self._packed[3].size)
+
+    @classmethod
+    def from_rings(cls, rings: np.ndarray, values: np.ndarray) -> PolygonSet:
+        """Polygons without holes that all have the same number of vertices, vectorised.
+
+        ``rings`` is (N, n_vertices, 2) (row, col); ``values`` (N,) the labels, painted in
+        this order.
+        """
+        r = np.ascontiguousarray(rings, dtype=np.float64)
+        if r.ndim != 3 or r.shape[2] != 2:
+            raise CorruptInputError(f"polygon array has shape {r.shape}; expected (N, n, 2)")
+        if not np.isfinite(r).all():
+            bad = int(np.argwhere(~np.isfinite(r))[0][0])
+            raise CorruptInputError(f"polygon {bad} has a NaN or infinite vertex coordinate")
+        n, nv = r.shape[0], r.shape[1]
+        out = cls()
+        out._packed = (
+            r.reshape(n * nv, 2),
+            np.arange(n + 1, dtype=np.int64) * nv,
+            np.arange(n + 1, dtype=np.int64),
+            np.asarray(values, dtype=np.uint64).reshape(n),
+            np.zeros(n, dtype=np.int64),
+        )
+        return out
 
     def add(self, rings: list[np.ndarray], value: int, plane: int = 0) -> None:
         """Add one polygon part: ``rings[0]`` the exterior, the rest holes, each (n, 2) (row, col)."""
+        if self._packed is not None:
+            raise CorruptInputError("a PolygonSet made by from_rings cannot take more parts")
         kept = []
         for ring in rings:
             r = np.asarray(ring, dtype=np.float64)
@@ -80,6 +107,8 @@ class PolygonSet:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(coords, ring_offsets, part_offsets, values, planes) as described above."""
+        if self._packed is not None:
+            return self._packed
         coords = (
             np.concatenate(self._coords) if self._coords else np.zeros((0, 2), dtype=np.float64)
         )
@@ -93,15 +122,35 @@ class PolygonSet:
 
 
 @numba.njit(cache=True)
+def _insertion_sort(a: np.ndarray, n: int) -> None:
+    """Sort ``a[:n]`` in place (a row crosses a ring a few times: n is small)."""
+    for i in range(1, n):
+        v = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+@numba.njit(cache=True)
 def _ring_row(
-    coords: np.ndarray, start: int, stop: int, y: float, minc: int, flags: np.ndarray
+    coords: np.ndarray,
+    start: int,
+    stop: int,
+    y: float,
+    minc: int,
+    flags: np.ndarray,
+    xr: np.ndarray,
+    xl: np.ndarray,
 ) -> None:
-    """Set ``flags[c - minc] = 1`` for every column c of row y inside or on the ring."""
+    """Set ``flags[c - minc] = 1`` for every column c of row y inside or on the ring.
+
+    ``xr`` and ``xl`` are scratch buffers of at least ``stop - start`` values.
+    """
     n = stop - start
     if n == 0:
         return
-    xr = np.empty(n, dtype=np.float64)
-    xl = np.empty(n, dtype=np.float64)
     nr = 0
     nl = 0
     width = flags.shape[0]
@@ -129,8 +178,14 @@ def _ring_row(
         xa = xb
     if nr == 0 and nl == 0:
         return
-    xr_s = np.sort(xr[:nr])
-    xl_s = np.sort(xl[:nl])
+    if nr <= 32 and nl <= 32:
+        _insertion_sort(xr, nr)
+        _insertion_sort(xl, nl)
+        xr_s = xr
+        xl_s = xl
+    else:  # many crossings (a long, wiggly annotation outline)
+        xr_s = np.sort(xr[:nr])
+        xl_s = np.sort(xl[:nl])
     pr = 0  # number of right crossings <= c
     pl = 0  # number of left crossings < c
     for k in range(width):
@@ -155,6 +210,10 @@ def _paint(
     """Paint every part into ``labels`` (Z, Y, X); return the number of pixels overwritten."""
     nz, ny, nx = labels.shape
     overwritten = 0
+    inside_buf = np.zeros(64, dtype=np.uint8)
+    hole_buf = np.zeros(64, dtype=np.uint8)
+    xr = np.empty(64, dtype=np.float64)
+    xl = np.empty(64, dtype=np.float64)
     for p in range(values.shape[0]):
         z = planes[p]
         if z < 0 or z >= nz:
@@ -178,15 +237,25 @@ def _paint(
         if maxr < minr or maxc < minc:
             continue
         width = maxc - minc + 1
-        inside = np.zeros(width, dtype=np.uint8)
-        hole = np.zeros(width, dtype=np.uint8)
+        longest = 0
+        for h in range(r_ext, part_offsets[p + 1]):
+            longest = max(longest, ring_offsets[h + 1] - ring_offsets[h])
+        if inside_buf.shape[0] < width:
+            inside_buf = np.zeros(2 * width, dtype=np.uint8)
+            hole_buf = np.zeros(2 * width, dtype=np.uint8)
+        if xr.shape[0] < longest:
+            xr = np.empty(2 * longest, dtype=np.float64)
+            xl = np.empty(2 * longest, dtype=np.float64)
+        inside = inside_buf[:width]
+        hole = hole_buf[:width]
         value = values[p]
         for r in range(minr, maxr + 1):
             inside[:] = 0
-            _ring_row(coords, s0, s1, float(r), minc, inside)
+            _ring_row(coords, s0, s1, float(r), minc, inside, xr, xl)
             for h in range(r_ext + 1, part_offsets[p + 1]):
                 hole[:] = 0
-                _ring_row(coords, ring_offsets[h], ring_offsets[h + 1], float(r), minc, hole)
+                _ring_row(coords, ring_offsets[h], ring_offsets[h + 1], float(r), minc, hole,
+                          xr, xl)
                 for k in range(width):
                     if hole[k]:
                         inside[k] = 0

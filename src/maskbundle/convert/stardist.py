@@ -69,10 +69,8 @@ def details_to_labels(
                 f"StarDist 'prob' has {p.shape[0]} values for {n} polygons in 'coord'"
             )
         order = np.argsort(p, kind="stable")
-    polys = PolygonSet()
-    xy = np.ascontiguousarray(np.transpose(coord, (0, 2, 1)), dtype=np.float64)  # (N, n_rays, 2)
-    for i in order.tolist():
-        polys.add([xy[i]], i + 1)
+    xy = np.transpose(coord[order], (0, 2, 1))  # (N, n_rays, 2) as (row, col)
+    polys = PolygonSet.from_rings(xy, order + 1)
     labels, overwritten = paint_polygons(polys, shape)
     return labels, overwritten
 
