@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastremap
+import numba
 import numpy as np
 import pandas as pd
 
@@ -54,6 +55,17 @@ class MatchResult:
             "unmatched_because_mostly_outside_any_parent": self.below_fraction,
             "unmatched_because_parent_taken_by_larger_overlap": self.lost_to_larger_overlap,
         }
+
+
+@numba.njit(cache=True)
+def _remap_sorted(
+    labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray, out: np.ndarray
+) -> None:
+    """``out[i] = new_ids[k]`` where ``labels[i] == ids[k]`` (``ids`` sorted); 0 stays 0."""
+    for i in range(labels.shape[0]):
+        v = labels[i]
+        if v != 0:
+            out[i] = new_ids[np.searchsorted(ids, v)]
 
 
 def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float = 0.5) -> MatchResult:
@@ -144,8 +156,9 @@ def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float =
     new_ids[~matched] = np.arange(parent_max + 1, parent_max + 1 + n_new, dtype=dtype)
     parent_object_ids = np.zeros(n_child, dtype=np.int64)
     parent_object_ids[best_c] = best_p + 1
+    del fg
     out = np.zeros(child.shape, dtype=dtype)
-    out[fg] = new_ids[np.searchsorted(child_ids, child[fg])]
+    _remap_sorted(child.reshape(-1), child_ids, new_ids, out.reshape(-1))
     return MatchResult(
         labels=out,
         original_ids=child_ids,
