@@ -523,6 +523,45 @@ def test_qupath_unmapped_class_empty_and_bad_input(tmp_path: Path) -> None:
     assert seg.masks["cells"].features is None or len(seg.masks["cells"].features) == 0
 
 
+def test_qupath_and_stardist_take_shape_from_parent_image(tmp_path: Path) -> None:
+    parent = tmp_path / "parent.ome.tiff"
+    tifffile.imwrite(parent, np.zeros((2, 24, 20), np.uint8), photometric="minisblack",
+                     metadata={"axes": "CYX", "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325,
+                               "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"})
+    f = [qupath_feature({"type": "Polygon", "coordinates": [square(2, 2, 8, 9)]})]
+    seg = read_qupath(qupath_file(tmp_path, f), shape=None, parent_image=parent)
+    assert seg.masks["cells"].labels.shape == (24, 20)
+    assert seg.physical_size is not None and seg.physical_size.x == 0.325
+    np.savez(tmp_path / "d.npz", **stardist_details(5, (24, 20), seed=0))
+    sd = read_stardist(tmp_path / "d.npz", parent_image=parent)
+    assert sd.masks["nuclei"].labels.shape == (24, 20)
+    from maskbundle.bundle.build import write_segmentation_bundle
+
+    out = write_segmentation_bundle(tmp_path / "b", seg, parent_image=parent, protocol_doi=DOI)
+    if CHECKER.exists():
+        res = subprocess.run([sys.executable, str(CHECKER), str(out), "--parent", str(parent),
+                              "--quiet"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout
+
+
+def test_damaged_files_raise_corrupt_input(tmp_path: Path) -> None:
+    tif = tmp_path / "t.tif"
+    tifffile.imwrite(tif, np.arange(4096, dtype=np.uint16).reshape(64, 64))
+    tif.write_bytes(tif.read_bytes()[:200])
+    with pytest.raises(CorruptInputError, match="TIFF"):
+        read_labels(tif)
+    png = tmp_path / "p.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    with pytest.raises(CorruptInputError, match="PNG"):
+        read_labels(png)
+    roi = tmp_path / "r.zip"
+    roi.write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(CorruptInputError, match="ROI"):
+        read_stardist(roi, shape=(4, 4))
+    with pytest.raises(CorruptInputError, match="no such file"):
+        read_labels(tmp_path / "missing.tif")
+
+
 def test_ascii_safe() -> None:
     assert ascii_safe("Nucleus: Area µm²") == "Nucleus: Area um^2"
     assert ascii_safe("=cmd|x") == "equals cmd|x"

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LabelError, OptionError
+from ..model import PhysicalSize
 
 __all__ = [
     "as_label_array",
@@ -24,6 +25,7 @@ __all__ = [
     "check_obo_id",
     "check_shape",
     "file_source",
+    "image_shape",
     "jsonable",
     "sha256_file",
 ]
@@ -163,6 +165,21 @@ def check_shape(shape: object, *, what: str) -> tuple[int, ...]:
     if len(dims) not in (2, 3) or min(dims) < 1:
         raise OptionError(f"{what}: shape must be (Y, X) or (Z, Y, X) with sizes >= 1, got {shape!r}")
     return dims
+
+
+def image_shape(
+    shape: object, parent_image: str | os.PathLike[str] | None, *, what: str
+) -> tuple[tuple[int, ...], PhysicalSize | None]:
+    """The image shape from ``shape=`` or else the parent OME-TIFF (with its pixel size)."""
+    if shape is None and parent_image is not None:
+        from ..io.ometiff import read_parent_image
+
+        parent = read_parent_image(Path(parent_image))
+        dims: tuple[int, ...] = (parent.size_y, parent.size_x)
+        if parent.size_z > 1:
+            dims = (parent.size_z, *dims)
+        return dims, parent.physical_size
+    return check_shape(shape, what=what), None
 
 
 def check_obo_id(value: object, *, what: str) -> str:

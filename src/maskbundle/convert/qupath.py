@@ -33,7 +33,7 @@ import pandas as pd
 from ..errors import CorruptInputError, OptionError
 from ..model import ColumnSpec, Mask, PhysicalSize, Segmentation
 from ..names import check_mask_name, check_mask_names
-from ._common import ascii_safe, check_obo_id, check_shape, file_source
+from ._common import ascii_safe, check_obo_id, file_source, image_shape
 from ._raster import PolygonSet, paint_polygons
 
 __all__ = ["measurement_spec", "read_qupath"]
@@ -295,6 +295,7 @@ def read_qupath(
     detection_mask: str = "cells",
     measurements: bool = True,
     physical_size: PhysicalSize | tuple[float, ...] | float | None = None,
+    parent_image: str | os.PathLike[str] | None = None,
 ) -> Segmentation:
     """Read a QuPath GeoJSON export as label masks.
 
@@ -303,7 +304,8 @@ def read_qupath(
     path : path-like
         GeoJSON file (FeatureCollection or list of features).
     shape : (Y, X)
-        Full-resolution shape of the image the objects were drawn on (the parent image).
+        Full-resolution shape of the image the objects were drawn on. May be ``None``
+        when ``parent_image`` is given.
     object_types : mapping of classification name to obo id, optional
         ``{"Tumor": "CL:0001064", "Immune cells": "CL:0000738"}``: the ``Object type``
         of each classified object. Every class of a cell or detection must be mapped
@@ -321,6 +323,8 @@ def read_qupath(
         Add QuPath's measurements as float columns (nuclei get the ``Nucleus: ...`` ones).
     physical_size : optional
         Micrometres per pixel, recorded on the result.
+    parent_image : path, optional
+        Parent OME-TIFF: gives the shape (when ``shape`` is None) and the pixel size.
 
     Returns
     -------
@@ -330,7 +334,7 @@ def read_qupath(
         by label; objects that cover no pixel of the image are left out and counted.
     """
     p = Path(path)
-    dims = check_shape(shape, what=str(p))
+    dims, parent_size = image_shape(shape, parent_image, what=str(p))
     if len(dims) != 2:
         raise OptionError(f"{p}: QuPath objects are 2D; shape must be (Y, X), got {dims}")
     check_mask_names({cell_mask, nucleus_mask, detection_mask} | set((annotations or {}).values()))
@@ -440,7 +444,7 @@ def read_qupath(
     source = file_source(p, tool="qupath", fmt="geojson", metadata=meta)
     for mask in masks.values():
         mask.source = source
-    size = PhysicalSize.coerce(physical_size) if physical_size is not None else None
+    size = PhysicalSize.coerce(physical_size) if physical_size is not None else parent_size
     return Segmentation(masks=masks, physical_size=size, source=source)
 
 

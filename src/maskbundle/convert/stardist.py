@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import CorruptInputError
 from ..model import ColumnSpec, Mask, Segmentation
 from ..names import check_mask_name
-from ._common import as_label_array, ascii_safe, check_shape, file_source
+from ._common import as_label_array, ascii_safe, file_source, image_shape
 from ._raster import PolygonSet, paint_polygons
 from .generic import read_label_arrays
 
@@ -101,7 +101,7 @@ def rois_to_labels(rois: list[Any], shape: tuple[int, ...]) -> tuple[np.ndarray,
     return labels, overwritten, names
 
 
-def _read_details(path: Path, shape: tuple[int, ...] | None) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_details(path: Path, dims: tuple[int, ...]) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
@@ -116,7 +116,6 @@ def _read_details(path: Path, shape: tuple[int, ...] | None) -> tuple[np.ndarray
             f"{path}: no 'coord' array (found {sorted(data)}); save StarDist's details with "
             "np.savez(path, **details)"
         )
-    dims = check_shape(shape, what=str(path))
     if len(dims) != 2:
         raise CorruptInputError(f"{path}: StarDist 2D polygons need a 2D shape (Y, X), got {dims}")
     coord = data["coord"]
@@ -150,6 +149,7 @@ def read_stardist(
     shape: tuple[int, ...] | None = None,
     name: str = "nuclei",
     mask_id: str | None = None,
+    parent_image: str | os.PathLike[str] | None = None,
 ) -> Segmentation:
     """Read a StarDist result as a one-mask :class:`~maskbundle.model.Segmentation`.
 
@@ -160,11 +160,14 @@ def read_stardist(
         returned by ``predict_instances`` (``coord``, ``points``, ``prob``), or an ImageJ
         ROI ``.zip`` / ``.roi``.
     shape : (Y, X) or (Z, Y, X), optional
-        Full-resolution image shape; required for polygons (``.npz``, ROIs).
+        Full-resolution image shape; required for polygons (``.npz``, ROIs) unless
+        ``parent_image`` is given.
     name : str
         Mask name (StarDist's published models segment nuclei).
     mask_id : str, optional
         obo id of the mask's class.
+    parent_image : path, optional
+        Parent OME-TIFF giving the shape (when ``shape`` is None) and the pixel size.
 
     Returns
     -------
@@ -180,13 +183,16 @@ def read_stardist(
     size = None
     features = None
     specs: dict[str, ColumnSpec] = {}
+    parent_size = None
+    if suffix in (".npz", ".zip", ".roi"):
+        dims, parent_size = image_shape(shape, parent_image, what=str(p))
+        size = parent_size
     if suffix == ".npz":
-        labels, meta = _read_details(p, shape)
+        labels, meta = _read_details(p, dims)
         fmt = "stardist details npz"
     elif suffix in (".zip", ".roi"):
         import roifile
 
-        dims = check_shape(shape, what=str(p))
         try:
             rois = roifile.roiread(p)
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
