@@ -690,6 +690,10 @@ def test_match_masks_remaps_features_and_types() -> None:
     assert list(n.features.index) == [4, 8]
     assert list(n.features["Object ID in cells"]) == [1, 2]  # cells 4, 8 become Object IDs 1, 2
     assert seg.masks["nuclei"].labels[1, 1] == 1  # the input is not modified
+    again = match_masks(out, {"nuclei": "cells"})  # idempotent
+    np.testing.assert_array_equal(again.masks["nuclei"].labels, n.labels)
+    assert again.masks["nuclei"].features is not None
+    pd.testing.assert_frame_equal(again.masks["nuclei"].features, n.features)
     with pytest.raises(OptionError, match="spleen"):
         match_masks(seg, {"spleen": "cells"})
 

@@ -188,8 +188,11 @@ def rematch_mask(mask: Mask, result: MatchResult, parent_name: str, stats_key: s
     link = pd.DataFrame(
         {col: result.parent_object_ids}, index=pd.Index(result.new_ids.astype(np.int64), name="label")
     )
-    if mask.features is not None and len(mask.features.columns):
-        feats = mask.features.copy()
+    old_feats = mask.features
+    if old_feats is not None and col in old_feats.columns:  # matched before: replace
+        old_feats = old_feats.drop(columns=[col])
+    if old_feats is not None and len(old_feats.columns):
+        feats = old_feats.copy()
         feats.index = pd.Index(_remap_index(feats.index, result), name="label")
         feats = feats.join(link, how="outer")
         feats[col] = feats[col].fillna(0).astype(np.int64)
