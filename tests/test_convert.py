@@ -296,6 +296,21 @@ def test_cellpose_empty_masks(tmp_path: Path) -> None:
     assert not lab.masks["cells"].labels.any()
 
 
+def test_seg_npy_written_by_numpy_1_loads(tmp_path: Path) -> None:
+    """numpy < 2 pickles name ``numpy.core.multiarray``; protocol 2 spells bytes via _codecs."""
+    from numpy.lib import format as npformat
+
+    masks = np.arange(20, dtype=np.uint16).reshape(4, 5)
+    payload = pickle.dumps(np.array({"masks": masks, "filename": "a.tif"}, dtype=object), protocol=2)
+    payload = payload.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert b"cnumpy.core.multiarray\n_reconstruct" in payload and b"c_codecs\nencode" in payload
+    path = tmp_path / "old_seg.npy"
+    with open(path, "wb") as fh:
+        npformat.write_array_header_1_0(fh, {"descr": "|O", "fortran_order": False, "shape": ()})
+        fh.write(payload)
+    np.testing.assert_array_equal(read_cellpose(path).masks["cells"].labels, masks)
+
+
 @pytest.mark.parametrize("kind", ["exec", "system"])
 def test_malicious_seg_npy_is_refused_without_running(tmp_path: Path, kind: str) -> None:
     marker = tmp_path / "PWNED"
