@@ -486,6 +486,12 @@ def test_bundle_with_meshes_names_nodes_by_the_table_ids(tmp_path: Path, checker
     prov = json.loads((out / "derived/extras/provenance.json").read_text())
     assert prov["meshes"]["masks"]["nuclei"]["file"] == "nuclei-mesh.glb"
     assert prov["meshes"]["options"] == {"simplify": True, "max_error": 1.3, "reduction": 100}
+    from maskbundle.bundle.validate import validate_bundle
+
+    report = validate_bundle(out)
+    assert report.ok, report.errors
+    passed = {f.code for f in report.findings if f.status == "passed"}
+    assert {"mesh.loads", "mesh.node-count", "mesh.node-names", "mesh.bounds"} <= passed
     result = checker(out)
     assert result.returncode == 0, result.stdout + result.stderr
 

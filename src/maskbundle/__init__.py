@@ -6,6 +6,15 @@ __version__ = "0.1.0"
 
 from .bundle.build import write_segmentation_bundle
 from .bundle.metadata import write_upload_metadata
+from .bundle.validate import validate_bundle
+from .convert import (
+    match_masks,
+    read_cellpose,
+    read_labels,
+    read_mesmer,
+    read_qupath,
+    read_stardist,
+)
 from .errors import (
     BundleInvalidError,
     CorruptInputError,
@@ -42,6 +51,13 @@ __all__ = [
     "ShapeMismatchError",
     "TableFormatError",
     "__version__",
+    "match_masks",
+    "read_cellpose",
+    "read_labels",
+    "read_mesmer",
+    "read_qupath",
+    "read_stardist",
+    "validate_bundle",
     "write_segmentation_bundle",
     "write_upload_metadata",
 ]

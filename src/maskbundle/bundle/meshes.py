@@ -227,7 +227,8 @@ def add_meshes(
     -----
     All files are staged beside their targets and moved into place only after every mesh
     has been written and reread (node names against the channel's labels); provenance.json
-    gains (or updates) its ``"meshes"`` entry.
+    gains (or updates) its ``"meshes"`` entry. Afterwards the bundle is validated and any
+    failed mesh rule raises BundleInvalidError.
     """
     dataset = Path(path)
     image = read_label_ome_tiff(_find_ome_tiff(dataset))
@@ -285,4 +286,13 @@ def add_meshes(
         provenance["meshes"] = mesh_provenance(options, entries)
         prov_stage = stack.enter_context(staged_path(prov_path, overwrite=True))
         write_json(prov_stage, provenance)
+    # the files are in place: the validator's mesh rules must pass
+    from .validate import validate_bundle
+
+    failed = [f for f in validate_bundle(dataset).errors if f.code.startswith("mesh.")]
+    if failed:
+        raise BundleInvalidError(
+            "the meshes written fail validation: "
+            + "; ".join(f"{f.location}: {f.code} {f.message}" for f in failed[:5])
+        )
     return written
