@@ -552,6 +552,34 @@ def test_add_meshes_matches_build_and_is_atomic(tmp_path: Path) -> None:
         add_meshes(plain, masks=["cells"], overwrite=True)
 
 
+def test_cli_bundle_with_meshes(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from helpers import DOI
+    from maskbundle.cli import main
+
+    np.save(tmp_path / "nuclei.npy", nuclei())
+    args = [
+        "bundle",
+        str(tmp_path / "out"),
+        "--mask",
+        f"nuclei={tmp_path / 'nuclei.npy'}",
+        "--physical-size",
+        "0.4",
+        "--physical-size",
+        "0.5",
+        "--physical-size",
+        "1.3",
+        "--protocol-doi",
+        DOI,
+        "--meshes",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    glb = tmp_path / "out" / SEG / "nuclei-mesh.glb"
+    assert glb.read_bytes() == glb_bytes(meshed(True), mask="nuclei")
+
+
 def test_cli_mesh_command(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
