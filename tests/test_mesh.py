@@ -528,6 +528,13 @@ def test_empty_mask_gets_no_file_and_a_note(tmp_path: Path) -> None:
     assert not (out / SEG / "cells-mesh.glb").exists()
     note = json.loads((out / "derived/extras/provenance.json").read_text())["meshes"]["masks"]
     assert note["cells"]["file"] is None and "empty" in note["cells"]["note"]
+    from maskbundle.bundle.meshes import add_meshes
+
+    plain = write_3d_bundle(tmp_path / "p", masks=masks, mask_ids={"cells": "CL:0000000"})
+    assert add_meshes(plain, masks=["cells"]) == {"cells": None}
+    assert not list((plain / SEG).glob("*-mesh.glb"))
+    prov = json.loads((plain / "derived/extras/provenance.json").read_text())
+    assert prov["meshes"]["masks"]["cells"]["file"] is None
 
 
 def test_add_meshes_matches_build_and_is_atomic(tmp_path: Path) -> None:

@@ -234,6 +234,8 @@ def mesh_labels(
 
     out: list[ObjectMesh] = []
     pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+    box_lo = (-0.5 * scale_xyz).astype(np.float32)
+    box_hi = ((np.array(arr.shape[::-1]) - 0.5) * scale_xyz).astype(np.float32)
     pending_faces = 0
 
     def flush() -> None:
@@ -242,6 +244,9 @@ def mesh_labels(
             [(v, f) for _, v, f in pending], max_error=max_error, reduction=int(reduction)
         )
         for (oid, _, _), (verts, faces) in zip(pending, done, strict=True):
+            # a simplified vertex never leaves the volume's box (half a voxel beyond the
+            # outermost voxel centres), where the full-resolution surface lies
+            np.clip(verts, box_lo, box_hi, out=verts)
             out.append(ObjectMesh(oid, verts, faces, vertex_normals(verts, faces)))
         pending.clear()
         pending_faces = 0
