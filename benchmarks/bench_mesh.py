@@ -134,7 +134,8 @@ def run_common(volume: Path, out: Path) -> dict[str, object]:
             "rss_mb": _rss_mb(), "rss_added_mb": _rss_mb() - base}
 
 
-def run_ours(volume: Path, out: Path, simplify: bool, trimesh_export: bool) -> dict[str, object]:
+def run_ours(volume: Path, out: Path, simplify: bool, trimesh_export: bool,
+             max_error: float | None = None) -> dict[str, object]:
     from maskbundle.io.glb import write_glb
     from maskbundle.mesh import mesh_labels
 
@@ -142,7 +143,7 @@ def run_ours(volume: Path, out: Path, simplify: bool, trimesh_export: bool) -> d
     mesh_labels(np.zeros((2, 2, 2), np.uint8) + 1, physical_size=PS)  # compile numba first
     base = _rss_mb()
     t0 = time.perf_counter()
-    meshes = mesh_labels(labels, physical_size=PS, simplify=simplify)
+    meshes = mesh_labels(labels, physical_size=PS, simplify=simplify, max_error=max_error)
     t_mesh = time.perf_counter() - t0
     t1 = time.perf_counter()
     path = write_glb(out / f"ours-{simplify}.glb", meshes, mask="cells", overwrite=True)
@@ -152,7 +153,8 @@ def run_ours(volume: Path, out: Path, simplify: bool, trimesh_export: bool) -> d
                         _signed_volumes([m.vertices for m in meshes], [m.faces for m in meshes]),
                         labels)
     result: dict[str, object] = {
-        "method": f"maskbundle mesh_labels(simplify={simplify}) + write_glb",
+        "method": f"maskbundle mesh_labels(simplify={simplify}, max_error={max_error}) "
+                  "+ write_glb",
         "mesh_s": t_mesh, "write_s": t_write, "total_s": t_mesh + t_write,
         "triangles": int(sum(len(m.faces) for m in meshes)), "bytes": path.stat().st_size,
         "vol_err_mean": err[0], "vol_err_max": err[1], "objects_ge_1000": err[2],
@@ -177,15 +179,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", type=int, nargs=3, default=[256, 512, 512])
     ap.add_argument("--spacing", type=float, default=24.0)
+    ap.add_argument("--max-error", type=float, default=None,
+                    help="also run the simplification with this max_error (um)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        method, volume, out, _ = args.child
+        method, volume, out, err = args.child
         if method == "common":
             res = run_common(Path(volume), Path(out))
         else:
-            res = run_ours(Path(volume), Path(out), simplify=method == "simplified",
-                           trimesh_export=method == "full")
+            res = run_ours(Path(volume), Path(out), simplify=method != "full",
+                           trimesh_export=method == "full",
+                           max_error=float(err) if method == "custom" else None)
         print(json.dumps(res))
         return
 
@@ -200,9 +205,10 @@ def main() -> None:
         del labels
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         results = {}
-        for method in ("common", "full", "simplified"):
+        methods = ["common", "full", "simplified"] + (["custom"] if args.max_error else [])
+        for method in methods:
             run = subprocess.run([sys.executable, __file__, "--child", method, str(volume), tmp,
-                                  "x"], capture_output=True, text=True, check=True)
+                                  str(args.max_error)], capture_output=True, text=True, check=True)
             results[method] = json.loads(run.stdout.strip().splitlines()[-1])
     for key, r in results.items():
         print(f"\n[{key}] {r['method']}")
@@ -217,7 +223,7 @@ def main() -> None:
                   f"({r['trimesh_export_same_meshes_s'] / r['write_s']:.1f}x)")
     print(f"\nload average after: {os.getloadavg()[0]:.1f} (other jobs share the machine)")
     c = results["common"]
-    for key in ("full", "simplified"):
+    for key in [k for k in results if k != "common"]:
         print(f"\nratio common/{key}: time {c['total_s'] / results[key]['total_s']:.2f}x, "
               f"file {c['bytes'] / results[key]['bytes']:.2f}x")
 
