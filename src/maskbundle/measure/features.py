@@ -6,8 +6,8 @@ the pixels in one pass (numba; all markers fused) plus, in 2D, a second pass ove
 labels for the convex hulls, so it is much faster than ``skimage.measure.regionprops``
 and never allocates in proportion to the largest label value.
 
-:func:`object_type_column` and :func:`user_columns` check and align the per-object
-values a user supplies (cell types, extra columns) to the Object IDs.
+:func:`user_columns` checks user-given extra columns against the header rules and aligns
+them to the Object IDs.
 
 Definitions follow ``skimage.measure.regionprops`` (with ``spacing`` = the physical
 pixel size) unless a column's Description says otherwise:
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,14 +32,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LabelError, OptionError, ShapeMismatchError, TableFormatError
-from ..model import (
-    COLUMN_TYPES,
-    COLUMN_UNITS,
-    FEATURE_CLASSES,
-    REQUIREMENT_LEVELS,
-    ColumnSpec,
-    PhysicalSize,
-)
+from ..io.tables import check_objects_table, check_spec
+from ..model import ColumnSpec, PhysicalSize
 from ._accumulate import (
     Accumulator,
     accumulate,
@@ -55,7 +48,6 @@ __all__ = [
     "STATISTICS",
     "FeatureTable",
     "compute_features",
-    "object_type_column",
     "user_columns",
 ]
 
@@ -66,8 +58,6 @@ CENTROID_COLUMNS: dict[str, str] = {"x": "Centroid X", "y": "Centroid Y", "z": "
 """Names of the exact (float, pixel) centroid columns; ``Centroid Z`` only for 3D."""
 
 INDEX_NAME = "Object ID"
-OBO_RE = re.compile(r"^[A-Za-z]+:[0-9]{7}$")
-_DOI_RE = re.compile(r"^10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+$")
 _FORMULA_START = ("=", "+", "-", "@")
 _STAT_LABEL = {
     "mean": "mean intensity",
@@ -603,66 +593,6 @@ def compute_features(
 # ----------------------------------------------------------------- user-given columns
 
 
-def object_type_column(
-    original_ids: np.ndarray, object_types: str | Mapping[int, str]
-) -> np.ndarray:
-    """``Object type`` values in Object ID order.
-
-    Parameters
-    ----------
-    original_ids : ndarray of shape (N,)
-        ``original_ids[k - 1]`` is the input label of Object ID k (``RelabelledMask``).
-    object_types : str or mapping of int to str
-        One obo id (``^[A-Za-z]+:[0-9]{7}$``) for every object, or a mapping original
-        label -> obo id (for example cell types from an annotation). Objects missing from
-        the mapping get a blank cell; labels that are not objects of the mask are refused.
-
-    Returns
-    -------
-    ndarray of object (str), shape (N,)
-
-    Raises
-    ------
-    OptionError
-        A value is not an obo id (naming the label), or a label is not in the mask.
-    """
-    ids = np.asarray(original_ids)
-    if isinstance(object_types, str):
-        if not OBO_RE.match(object_types):
-            raise OptionError(
-                f"object type {object_types!r} is not an obo id like 'CL:0000000' "
-                "(letters, colon, seven digits)"
-            )
-        return np.full(ids.size, object_types, dtype=object)
-    if not isinstance(object_types, Mapping):
-        raise OptionError(
-            "object_types must be one obo id or a mapping original label -> obo id, got "
-            f"{type(object_types).__name__}"
-        )
-    keys = np.fromiter((int(k) for k in object_types), dtype=np.int64, count=len(object_types))
-    vals = list(object_types.values())
-    for k, v in zip(keys, vals, strict=True):
-        if not isinstance(v, str) or not OBO_RE.match(v):
-            raise OptionError(
-                f"object type of label {int(k)} is {v!r}, not an obo id like 'CL:0000000' "
-                "(letters, colon, seven digits)"
-            )
-    ids64 = ids.astype(np.int64)
-    order = np.argsort(ids64, kind="stable")
-    sorted_ids = ids64[order]
-    pos = np.searchsorted(sorted_ids, keys)
-    found = (pos < sorted_ids.size) & (sorted_ids[np.minimum(pos, sorted_ids.size - 1)] == keys)
-    if not found.all():
-        extra = keys[~found]
-        raise OptionError(
-            f"object types given for {extra.size} label(s) that are not objects of the mask, "
-            f"e.g. {extra[:5].tolist()}; give types only for labels present in the mask"
-        )
-    out = np.full(ids.size, "", dtype=object)
-    out[order[pos]] = np.asarray(vals, dtype=object)
-    return out
-
-
 def user_columns(
     frame: pd.DataFrame, specs: Mapping[str, ColumnSpec], original_ids: np.ndarray
 ) -> FeatureTable:
@@ -701,114 +631,39 @@ def user_columns(
     if extra_specs:
         raise TableFormatError(f"header cells given for absent columns {extra_specs}")
     for name in columns:
-        _check_spec(name, specs[name])
-    try:
-        index = pd.Index(frame.index).astype(np.int64)
-    except (TypeError, ValueError) as exc:
+        if specs[name].name != name:
+            raise TableFormatError(
+                f"ColumnSpec name {specs[name].name!r} differs from its column {name!r}"
+            )
+        check_spec(specs[name])
+    given = pd.Index(frame.index)
+    if given.dtype.kind not in "iu":
         raise TableFormatError(
-            f"user columns must be indexed by the original integer labels: {exc}"
-        ) from exc
+            f"user columns must be indexed by the original integer labels of the mask, got an "
+            f"index of dtype {given.dtype}; use frame.set_index(<label column>)"
+        )
+    index = given.astype(np.int64)
     if index.has_duplicates:
         dup = index[index.duplicated()].unique()[:5].tolist()
         raise TableFormatError(f"user columns repeat labels {dup}; give one row per object")
-    have = set(index.tolist())
-    want = set(ids.tolist())
-    missing = sorted(want - have)
-    extra = sorted(have - want)
-    if missing or extra:
+    missing = np.setdiff1d(ids, index.to_numpy())
+    extra = np.setdiff1d(index.to_numpy(), ids)
+    if missing.size or extra.size:
         parts = []
-        if missing:
-            parts.append(f"{len(missing)} object(s) of the mask have no row, e.g. {missing[:5]}")
-        if extra:
-            parts.append(f"{len(extra)} row(s) are not objects of the mask, e.g. {extra[:5]}")
+        if missing.size:
+            parts.append(
+                f"{missing.size} object(s) of the mask have no row, e.g. {missing[:5].tolist()}"
+            )
+        if extra.size:
+            parts.append(
+                f"{extra.size} row(s) are not objects of the mask, e.g. {extra[:5].tolist()}"
+            )
         raise TableFormatError(
             "user columns must have exactly one row per object of the mask: " + "; ".join(parts)
         )
     out = frame.set_axis(index, axis=0).reindex(ids)
     out.index = pd.RangeIndex(1, ids.size + 1, name=INDEX_NAME)
     out.columns = columns
-    for name in columns:
-        _check_values(name, specs[name], out[name])
-    return FeatureTable(out, {c: specs[c] for c in columns})
-
-
-def _check_spec(name: str, spec: ColumnSpec) -> None:
-    _check_text(name, "user column name", error=TableFormatError)
-    if spec.name != name:
-        raise TableFormatError(f"ColumnSpec name {spec.name!r} differs from column {name!r}")
-    checks = (
-        ("Type", spec.type, COLUMN_TYPES),
-        ("Unit", spec.unit, COLUMN_UNITS),
-        ("Feature class", spec.feature_class, FEATURE_CLASSES),
-        ("Requirement level", spec.requirement, REQUIREMENT_LEVELS),
-    )
-    for row, value, allowed in checks:
-        if value not in allowed:
-            raise TableFormatError(
-                f"column {name!r}: {row} {value!r} is not one of {list(allowed)}"
-                + (" (say a unit that is not listed in the Description)" if row == "Unit" else "")
-            )
-    for row, text in (
-        ("Description", spec.description),
-        ("Protocol", spec.protocol_doi),
-        ("Alternative ID", spec.alternative_id),
-        *(("Permissible value", p) for p in spec.permissible_values),
-    ):
-        if row == "Description" and not text.strip():
-            raise TableFormatError(f"column {name!r} needs a Description")
-        if text and (not text.isascii() or any(c in text for c in "\t\n\r")):
-            raise TableFormatError(
-                f"column {name!r}: {row} {text!r} must be ASCII without tabs or line breaks"
-            )
-    if spec.protocol_doi and not _DOI_RE.match(spec.protocol_doi):
-        raise TableFormatError(
-            f"column {name!r}: protocol {spec.protocol_doi!r} is not a bare DOI (10.xxxx/...)"
-        )
-
-
-def _check_values(name: str, spec: ColumnSpec, col: pd.Series) -> None:
-    """Cells of one user column against its Type (and permissible values)."""
-    blank = col.isna() | (col.astype(str).str.strip() == "")
-    if spec.requirement == "REQUIRED" or spec.type == "integer":
-        if blank.any():
-            oid = int(col.index[np.flatnonzero(blank.to_numpy())[0]])
-            raise TableFormatError(
-                f"column {name!r} ({spec.type}, {spec.requirement}) is blank for Object ID "
-                f"{oid}; fill every cell"
-            )
-    present = col[~blank]
-    if spec.type in ("integer", "float"):
-        nums = pd.to_numeric(present, errors="coerce")
-        bad = nums.isna()
-        if spec.type == "integer":
-            bad |= nums != np.floor(nums)
-        if bad.any():
-            oid = int(present.index[np.flatnonzero(bad.to_numpy())[0]])
-            raise TableFormatError(
-                f"column {name!r} ({spec.type}): value {present.loc[oid]!r} of Object ID {oid}"
-                " is not a number of that type"
-            )
-        return
-    text = present.astype(str)
-    allowed = [p.strip().lower() for p in spec.permissible_values]
-    rules: list[tuple[pd.Series, str]] = [
-        (~text.map(str.isascii) | text.str.contains(r"[\t\n\r]"),
-         "must be ASCII without tabs or line breaks"),
-        (text.str.startswith(_FORMULA_START)
-         & ~text.str.fullmatch(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?"),
-         "starts with a formula character (= + - @)"),
-    ]
-    if spec.type == "obo id":
-        rules.append((~text.str.fullmatch(OBO_RE.pattern), "is not an obo id like CL:0000000"))
-    if spec.type == "doi":
-        rules.append((~text.str.fullmatch(_DOI_RE.pattern), "is not a bare DOI (10.xxxx/...)"))
-    if allowed:
-        rules.append((~text.str.strip().str.lower().isin(allowed),
-                      f"is not one of {list(spec.permissible_values)}"))
-    for bad_mask, problem in rules:
-        if bad_mask.any():
-            pos = int(np.flatnonzero(bad_mask.to_numpy())[0])
-            raise TableFormatError(
-                f"column {name!r}: value {text.iloc[pos]!r} of Object ID "
-                f"{int(text.index[pos])} {problem}"
-            )
+    ordered = [specs[c] for c in columns]
+    check_objects_table(ordered, out.reset_index())
+    return FeatureTable(out, {s.name: s for s in ordered})
