@@ -151,6 +151,7 @@ def _accumulate_kernel(
     image_shape: np.ndarray,
     perimeter_weights: np.ndarray,
     want_perimeter: bool,
+    want_faces: bool,
     count: np.ndarray,
     ref: np.ndarray,
     s1: np.ndarray,
@@ -238,7 +239,7 @@ def _accumulate_kernel(
                 right_open = xe == nx - 1 or labels[z, y, xe + 1] != lab
                 faces[lab, 2] += left_open + right_open
                 exposed_y = 0
-                for xx in range(xs, xe + 1):
+                for xx in range(xs, xe + 1 if want_faces or want_perimeter else xs):
                     up_open = y == 0 or labels[z, y - 1, xx] != lab
                     down_open = y == ny - 1 or labels[z, y + 1, xx] != lab
                     exposed_y += up_open + down_open
@@ -308,6 +309,7 @@ def accumulate(
     moments: bool = False,
     extremes: bool = False,
     perimeter: bool = True,
+    faces: bool = True,
     core: tuple[int, int, int, int, int, int] | None = None,
     origin: tuple[int, int, int] = (0, 0, 0),
     image_shape: tuple[int, int, int] | None = None,
@@ -326,6 +328,8 @@ def accumulate(
         Also accumulate the intensity sums for the std (``moments``) and min / max.
     perimeter : bool
         Accumulate the scikit-image perimeter weights (2D images only).
+    faces : bool
+        Count the exposed faces normal to y (and z); x faces are always counted.
     core : (z0, z1, y0, y1, x0, x1), optional
         Window of the block whose pixels are counted (default: the whole block); the
         rest is halo, read only by neighbour look-ups.
@@ -352,6 +356,7 @@ def accumulate(
         np.asarray(image_shape, np.int64),
         _PERIMETER_WEIGHTS,
         bool(perimeter and image_shape[0] == 1),
+        bool(faces),
         acc.count,
         acc.ref,
         acc.s1,

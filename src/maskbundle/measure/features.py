@@ -256,6 +256,7 @@ def _run(
     moments: bool,
     extremes: bool,
     perimeter: bool,
+    faces: bool,
 ) -> Accumulator:
     """Accumulate the whole image in ``_N_BANDS`` row bands on threads, merged in order."""
     nz, ny, nx = labels.shape
@@ -277,6 +278,7 @@ def _run(
             moments=moments,
             extremes=extremes,
             perimeter=perimeter,
+            faces=faces,
             core=core,  # type: ignore[arg-type]
         )
 
@@ -517,6 +519,7 @@ def compute_features(
         moments="std" in stats,
         extremes="min" in stats or "max" in stats,
         perimeter=morphology and not is3d,
+        faces=morphology and is3d,
     )
     if n and int(acc.count[1:].min()) == 0:
         missing = int(np.flatnonzero(acc.count[1:] == 0)[0]) + 1
