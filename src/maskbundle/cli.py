@@ -63,6 +63,15 @@ def bundle_options(func: F) -> F:
                      show_default=True),
         click.option("--compression", type=click.Choice(["zlib", "zstd"]), default="zlib",
                      show_default=True),
+        click.option("--intensity", "intensity", type=click.Path(exists=True, dir_okay=False,
+                     path_type=Path), help="Marker image (OME-TIFF CYX/CZYX, TIFF or NPY) on the "
+                     "masks' grid; adds intensity columns per marker."),
+        click.option("--marker", "markers", multiple=True, metavar="NAME",
+                     help="Marker name of each intensity channel, in order (default: the "
+                     "OME channel names)."),
+        click.option("--features", "features", default=None, metavar="LIST",
+                     help="Comma-separated: morphology, mean, median, std, min, max, sum; "
+                     "'none' for the required columns only [default: morphology,mean]."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
     ]
     for deco in reversed(decorators):
@@ -83,8 +92,21 @@ def bundle_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
         "annotation_tool": opts["annotation_tool"],
         "objects_format": opts["objects_format"],
         "compression": opts["compression"],
+        "intensity_image": opts.get("intensity"),
+        "marker_names": list(opts["markers"]) if opts.get("markers") else None,
+        "features": parse_features(opts.get("features")),
         "overwrite": opts["overwrite"],
     }
+
+
+def parse_features(value: str | None) -> bool | tuple[str, ...]:
+    """``--features morphology,mean,std`` / ``none``; None keeps the default (True)."""
+    if value is None:
+        return True
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if items in ((), ("none",)):
+        return False
+    return items
 
 
 def _physical_size_args(args: list[str]) -> list[str]:

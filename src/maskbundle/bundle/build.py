@@ -16,19 +16,34 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from .. import __version__
-from ..errors import OptionError, ShapeMismatchError
+from ..errors import OptionError, ShapeMismatchError, TableFormatError
+from ..io.intensity import read_intensity_image
 from ..io.ometiff import build_ome_xml, read_parent_image, write_label_ome_tiff
 from ..io.staging import staged_path
 from ..io.tables import EXCEL_MAX_OBJECTS, write_csv, write_json, write_objects_table, write_tsv
 from ..labels.relabel import label_dtype, relabel_mask
 from ..measure.centroids import object_centroids
-from ..model import Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
+from ..measure.features import (
+    CENTROID_COLUMNS,
+    STATISTICS,
+    FeatureTable,
+    compute_features,
+    user_columns,
+)
+from ..model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 from ..names import check_mask_names, safe_stem
 from . import layout
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
-from .objects import check_obo_id, object_type_values, objects_frame, ontology_abbreviation
+from .objects import (
+    check_obo_id,
+    object_type_values,
+    objects_frame,
+    ontology_abbreviation,
+    required_specs,
+)
 
 __all__ = ["DEFAULT_MASK_IDS", "write_segmentation_bundle"]
 
@@ -148,6 +163,78 @@ def _check_shapes(prepared: Sequence[_Prepared], parent: ParentImage | None) -> 
     return tuple(shape)
 
 
+_REQUIRED_NAMES = {"Object ID", *(s.name for s in required_specs("In-house"))}
+
+
+def _feature_plan(features: bool | str | Sequence[str]) -> tuple[bool, tuple[str, ...]]:
+    """(morphology?, intensity statistics) from the ``features`` option."""
+    if features is True:
+        return True, ("mean",)
+    if features is False or features is None:
+        return False, ()
+    items = [features] if isinstance(features, str) else list(features)
+    allowed = ("morphology", *STATISTICS)
+    bad = [f for f in items if f not in allowed]
+    if bad:
+        raise OptionError(
+            f"features {bad} unknown; choose from {list(allowed)}, True (morphology and mean "
+            "intensities) or False (required columns only)"
+        )
+    return "morphology" in items, tuple(f for f in STATISTICS if f in items)
+
+
+def _intensity(
+    intensity_image: np.ndarray | str | Path | None,
+    marker_names: Sequence[str] | None,
+    ndim: int,
+) -> tuple[np.ndarray | None, list[str] | None, str | None]:
+    """The intensity array for masks of ``ndim`` dims, marker names, and its source."""
+    if intensity_image is None:
+        if marker_names is not None:
+            raise OptionError("marker_names given without an intensity_image")
+        return None, None, None
+    if isinstance(intensity_image, str | Path):
+        image = read_intensity_image(intensity_image)
+        names = list(marker_names) if marker_names is not None else image.channel_names
+        return image.for_masks(ndim), names, Path(intensity_image).name
+    return np.asarray(intensity_image), None if marker_names is None else list(marker_names), \
+        "array"
+
+
+def _mask_features(
+    p: _Prepared,
+    *,
+    physical_size: PhysicalSize,
+    morphology: bool,
+    statistics: tuple[str, ...],
+    intensity: np.ndarray | None,
+    marker_names: list[str] | None,
+    alternative_ids: Mapping[str, str] | Sequence[str] | None,
+    extra: tuple[pd.DataFrame, Mapping[str, ColumnSpec]] | None,
+) -> FeatureTable:
+    """Computed features, then the user's extra columns, indexed by Object ID."""
+    table = compute_features(
+        p.mask.labels,
+        physical_size=physical_size,
+        intensity_image=intensity if statistics else None,
+        marker_names=marker_names if statistics else None,
+        alternative_ids=alternative_ids if statistics else None,
+        statistics=statistics or ("mean",),
+        morphology=morphology,
+    )
+    if extra is None and p.source.features is not None:
+        extra = (p.source.features, p.source.feature_specs)
+    if extra is not None:
+        table = table.join(user_columns(extra[0], extra[1], p.mask.original_ids))
+    clash = [c for c in table.specs if c in _REQUIRED_NAMES]
+    if clash:
+        raise TableFormatError(
+            f"mask {p.mask.name!r}: user column {clash[0]!r} has the name of a required column; "
+            "rename it"
+        )
+    return table
+
+
 def _entire_image_masked(labels: np.ndarray) -> str:
     return "Yes" if labels.size and bool(np.all(labels != 0)) else "No"
 
@@ -166,6 +253,11 @@ def write_segmentation_bundle(
     objects_format: ObjectsFormat = "tsv",
     contributors: Sequence[Mapping[str, Any]] | None = None,
     compression: Literal["zlib", "zstd"] = "zlib",
+    intensity_image: np.ndarray | str | Path | None = None,
+    marker_names: Sequence[str] | None = None,
+    alternative_ids: Mapping[str, str] | Sequence[str] | None = None,
+    features: bool | Sequence[str] = True,
+    extra_columns: Mapping[str, tuple[pd.DataFrame, Mapping[str, ColumnSpec]]] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a HuBMAP Segmentation Mask dataset directory and return its path.
@@ -201,6 +293,22 @@ def write_segmentation_bundle(
         Rows of ``extras/contributors.tsv`` (fields as in SPEC section 1).
     compression : {"zlib", "zstd"}
         OME-TIFF tile compression; zstd is faster but fewer readers decode it.
+    intensity_image : array of shape (C, Y, X) / (C, Z, Y, X), or a path, optional
+        Marker intensities on the masks' pixel grid (an OME-TIFF's channel names become
+        the marker names); adds per-marker intensity columns to every objects table.
+    marker_names : sequence of str, optional
+        One name per intensity channel (default: the OME channel names, else
+        ``Channel 0``, ``Channel 1``, ...).
+    alternative_ids : mapping marker -> str or sequence, optional
+        ``Alternative ID`` header cell of each marker's columns (for example an RRID).
+    features : bool or sequence of str
+        Feature columns (see :func:`maskbundle.measure.features.compute_features`):
+        True (default) = morphology plus mean intensity per marker; False = only the
+        required columns; or a selection of ``"morphology"``, ``"mean"``, ``"median"``,
+        ``"std"``, ``"min"``, ``"max"``, ``"sum"``.
+    extra_columns : mapping of mask name to (DataFrame, {column: ColumnSpec}), optional
+        User columns per mask, indexed by ORIGINAL label, one row per object (also taken
+        from ``Mask.features`` / ``Mask.feature_specs``).
     overwrite : bool
         Replace an existing directory at ``path``.
 
@@ -220,7 +328,9 @@ def write_segmentation_bundle(
     rows = contributor_rows(contributors)
     mask_ids = dict(mask_ids or {})
     object_types = dict(object_types or {})
-    for key in [*mask_ids, *object_types]:
+    extra_columns = dict(extra_columns or {})
+    morphology, statistics = _feature_plan(features)
+    for key in [*mask_ids, *object_types, *extra_columns]:
         if key not in given:
             raise OptionError(f"option names mask {key!r}, which is not among {list(given)}")
 
@@ -238,6 +348,18 @@ def write_segmentation_bundle(
         prepared.append(_Prepared(relabelled, m, mid, array_checksum(raw), str(raw.dtype)))
     shape = _check_shapes(prepared, parent)
     ps = _resolve_physical_size(physical_size, parent, seg, len(shape))
+    intensity, markers, intensity_source = _intensity(intensity_image, marker_names, len(shape))
+    if intensity is not None and not statistics:
+        raise OptionError(
+            "an intensity image was given but features select no intensity statistic; "
+            "add e.g. 'mean' to features"
+        )
+    if statistics and intensity is None and features is not True:
+        raise OptionError(
+            f"features {list(statistics)} need an intensity image: pass intensity_image="
+        )
+    with_features = morphology or intensity is not None or bool(extra_columns) or any(
+        p.source.features is not None for p in prepared)
 
     stem = safe_stem(name if name is not None else target.name)
     tiff_rel = layout.ome_tiff_path(stem)
@@ -267,6 +389,13 @@ def write_segmentation_bundle(
             "compression": compression,
             "name": stem,
         },
+        "features": {
+            "morphology": morphology,
+            "intensity_statistics": list(statistics) if intensity is not None else [],
+            "intensity_image": intensity_source,
+            "definitions": "scikit-image regionprops with spacing = pixel size, except where "
+                           "a column's Description says otherwise",
+        },
         "relabel": "ascending by original label to 1..N; 0 stays background",
         "masks": {},
         "source": dict(seg.source) if seg is not None else {},
@@ -282,7 +411,25 @@ def write_segmentation_bundle(
         manifest = []
         for c, p in enumerate(prepared):
             stack[c] = p.mask.labels.reshape(zyx)
-            _, cents = object_centroids(p.mask.labels, p.mask.n_objects)
+            extra_specs: list[tuple[ColumnSpec, np.ndarray]] = []
+            if with_features:
+                table = _mask_features(
+                    p, physical_size=ps, morphology=morphology,
+                    statistics=statistics if intensity is not None else (),
+                    intensity=intensity, marker_names=markers,
+                    alternative_ids=alternative_ids,
+                    extra=extra_columns.get(p.mask.name),
+                )
+                f = table.frame
+                cents = np.stack([
+                    f[CENTROID_COLUMNS["z"]].to_numpy() if CENTROID_COLUMNS["z"] in f
+                    else np.zeros(len(f)),
+                    f[CENTROID_COLUMNS["y"]].to_numpy(),
+                    f[CENTROID_COLUMNS["x"]].to_numpy(),
+                ], axis=1)
+                extra_specs = [(spec, f[name].to_numpy()) for name, spec in table.specs.items()]
+            else:
+                _, cents = object_centroids(p.mask.labels, p.mask.n_objects)
             types = object_type_values(p.mask, object_types.get(p.mask.name, p.source.object_types))
             specs, frame = objects_frame(
                 p.mask,
@@ -292,6 +439,7 @@ def write_segmentation_bundle(
                 annotation_tool=annotation_tool,
                 centroids_zyx=cents,
                 object_types=types,
+                extra=extra_specs,
             )
             mfmt: ObjectsFormat = "tsv" if p.mask.name in too_many else fmt
             write_objects_table(stage / layout.objects_path(p.mask.name, mfmt), specs, frame)
