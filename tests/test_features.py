@@ -292,7 +292,7 @@ def test_tile_merge_equals_whole_image(seed: int, tile: int) -> None:
     np.testing.assert_allclose(var[0], var[1], rtol=1e-9, atol=1e-9)
     # hull rows merge by min / max over column tiles
     _, lo_w, hi_w = acc_mod.hull_rows(labels[0], whole)
-    lo_t = np.full_like(lo_w, np.iinfo(np.int64).max)
+    lo_t = np.full_like(lo_w, np.iinfo(np.int32).max)
     hi_t = np.full_like(hi_w, -1)
     for x0 in range(0, labels.shape[2], tile):
         _, lo_p, hi_p = acc_mod.hull_rows(labels[0, :, x0:x0 + tile], whole, x_origin=x0)

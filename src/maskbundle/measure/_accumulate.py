@@ -142,6 +142,20 @@ def _is_border(labels: np.ndarray, z: int, y: int, x: int, lab: int) -> bool:
     )
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _border_nb(labels: np.ndarray, z: int, y: int, x: int, lab: int) -> int:
+    """1 when (z, y, x) is a border pixel of ``lab`` (caller keeps y, x >= 1 from edges)."""
+    return int(
+        (labels[z, y, x] == lab)
+        & (
+            (labels[z, y - 1, x] != lab)
+            | (labels[z, y + 1, x] != lab)
+            | (labels[z, y, x - 1] != lab)
+            | (labels[z, y, x + 1] != lab)
+        )
+    )
+
+
 @numba.njit(cache=True, nogil=True)
 def _accumulate_kernel(
     labels: np.ndarray,
@@ -254,19 +268,33 @@ def _accumulate_kernel(
                         or (xx == xe and right_open)
                     ):
                         # a border pixel (4-connectivity); weight by its border neighbours
-                        code = 1
-                        for oy in range(-1, 2):
-                            yy = y + oy
-                            if yy < 0 or yy >= ny:
-                                continue
-                            for ox in range(-1, 2):
-                                if oy == 0 and ox == 0:
+                        if 2 <= y < ny - 2 and 2 <= xx < nx - 2:
+                            # interior fast path: no bounds checks, no data-dependent branches
+                            code = 1 + 2 * (
+                                _border_nb(labels, z, y - 1, xx, lab)
+                                + _border_nb(labels, z, y + 1, xx, lab)
+                                + _border_nb(labels, z, y, xx - 1, lab)
+                                + _border_nb(labels, z, y, xx + 1, lab)
+                            ) + 10 * (
+                                _border_nb(labels, z, y - 1, xx - 1, lab)
+                                + _border_nb(labels, z, y - 1, xx + 1, lab)
+                                + _border_nb(labels, z, y + 1, xx - 1, lab)
+                                + _border_nb(labels, z, y + 1, xx + 1, lab)
+                            )
+                        else:
+                            code = 1
+                            for oy in range(-1, 2):
+                                yy = y + oy
+                                if yy < 0 or yy >= ny:
                                     continue
-                                xn = xx + ox
-                                if xn < 0 or xn >= nx or labels[z, yy, xn] != lab:
-                                    continue
-                                if _is_border(labels, z, yy, xn, lab):
-                                    code += 2 if (oy == 0 or ox == 0) else 10
+                                for ox in range(-1, 2):
+                                    if oy == 0 and ox == 0:
+                                        continue
+                                    xn = xx + ox
+                                    if xn < 0 or xn >= nx or labels[z, yy, xn] != lab:
+                                        continue
+                                    if _is_border(labels, z, yy, xn, lab):
+                                        code += 2 if (oy == 0 or ox == 0) else 10
                         perimeter[lab] += perimeter_weights[code]
                 faces[lab, 1] += exposed_y
                 for c in range(n_markers):
@@ -472,15 +500,15 @@ def hull_rows(
     -------
     row_offset : int64 (N + 2,)
         Rows of object k are ``row_offset[k]:row_offset[k + 1]``.
-    row_lo, row_hi : int64 (sum of bounding-box heights,)
+    row_lo, row_hi : int32 (sum of bounding-box heights,)
         Global columns; ``row_lo > row_hi`` for a row the object does not occupy.
     """
     heights = np.where(acc.count > 0, acc.hi[:, 1] - acc.lo[:, 1] + 1, 0)
     row_offset = np.zeros(heights.size + 1, np.int64)
     np.cumsum(heights, out=row_offset[1:])
     total = int(row_offset[-1])
-    row_lo = np.full(total, np.iinfo(np.int64).max, np.int64)
-    row_hi = np.full(total, -1, np.int64)
+    row_lo = np.full(total, np.iinfo(np.int32).max, np.int32)
+    row_hi = np.full(total, -1, np.int32)
     ylo = np.ascontiguousarray(acc.lo[:, 1])
     edges = np.linspace(0, labels2d.shape[0], max(1, threads) + 1).astype(int)
 
