@@ -20,12 +20,14 @@ from .errors import (
     ShapeMismatchError,
     TableFormatError,
 )
+from .measure.features import FeatureTable, compute_features
 from .model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 
 __all__ = [
     "BundleInvalidError",
     "ColumnSpec",
     "CorruptInputError",
+    "FeatureTable",
     "Finding",
     "LabelError",
     "Mask",
@@ -42,6 +44,7 @@ __all__ = [
     "ShapeMismatchError",
     "TableFormatError",
     "__version__",
+    "compute_features",
     "write_segmentation_bundle",
     "write_upload_metadata",
 ]
