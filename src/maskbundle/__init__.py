@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from .bundle.build import write_segmentation_bundle
 from .bundle.metadata import write_upload_metadata
+from .bundle.validate import validate_bundle
 from .errors import (
     BundleInvalidError,
     CorruptInputError,
@@ -45,6 +46,7 @@ __all__ = [
     "TableFormatError",
     "__version__",
     "compute_features",
+    "validate_bundle",
     "write_segmentation_bundle",
     "write_upload_metadata",
 ]

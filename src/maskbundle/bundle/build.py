@@ -163,9 +163,6 @@ def _check_shapes(prepared: Sequence[_Prepared], parent: ParentImage | None) -> 
     return tuple(shape)
 
 
-_REQUIRED_NAMES = {"Object ID", *(s.name for s in required_specs("In-house"))}
-
-
 def _feature_plan(features: bool | str | Sequence[str]) -> tuple[bool, tuple[str, ...]]:
     """(morphology?, intensity statistics) from the ``features`` option."""
     if features is True:
@@ -212,7 +209,7 @@ def _mask_features(
     alternative_ids: Mapping[str, str] | Sequence[str] | None,
     extra: tuple[pd.DataFrame, Mapping[str, ColumnSpec]] | None,
 ) -> FeatureTable:
-    """Computed features, then the user's extra columns, indexed by Object ID."""
+    """Computed features, then the ``extra_columns`` of this mask, indexed by Object ID."""
     table = compute_features(
         p.mask.labels,
         physical_size=physical_size,
@@ -222,17 +219,66 @@ def _mask_features(
         statistics=statistics or ("mean",),
         morphology=morphology,
     )
-    if extra is None and p.source.features is not None:
-        extra = (p.source.features, p.source.feature_specs)
     if extra is not None:
         table = table.join(user_columns(extra[0], extra[1], p.mask.original_ids))
-    clash = [c for c in table.specs if c in _REQUIRED_NAMES]
-    if clash:
-        raise TableFormatError(
-            f"mask {p.mask.name!r}: user column {clash[0]!r} has the name of a required column; "
-            "rename it"
-        )
     return table
+
+
+def _feature_columns(p: _Prepared, reserved: set[str]) -> list[tuple[ColumnSpec, np.ndarray]]:
+    """Extra table columns from ``Mask.features`` (indexed by original label), in Object ID order."""
+    feats = p.source.features
+    if feats is None or not len(feats.columns):
+        return []
+    name = p.mask.name
+    index = np.asarray(feats.index)
+    if index.dtype.kind not in "iu" or pd.Index(index).has_duplicates:
+        raise OptionError(
+            f"mask {name!r}: features must be indexed by unique integer labels of the mask"
+        )
+    stray = np.setdiff1d(index.astype(np.int64), p.mask.original_ids.astype(np.int64))
+    if stray.size:
+        raise OptionError(
+            f"mask {name!r}: features name label {int(stray[0])}, which is not in the mask "
+            f"({stray.size} such label(s)); drop those rows"
+        )
+    frame = feats.reindex(p.mask.original_ids.astype(np.int64))
+    out: list[tuple[ColumnSpec, np.ndarray]] = []
+    for col in frame.columns:
+        spec = p.source.feature_specs.get(col)
+        if spec is None or spec.name != col:
+            raise OptionError(
+                f"mask {name!r}: feature column {col!r} has no ColumnSpec in feature_specs"
+            )
+        if col in reserved:
+            raise OptionError(
+                f"mask {name!r}: feature column {col!r} would replace a required column; rename it"
+            )
+        values = frame[col].to_numpy()
+        if spec.type == "integer":
+            if pd.isna(values).any():
+                raise OptionError(
+                    f"mask {name!r}: integer feature column {col!r} has no value for some "
+                    "objects; integer columns must be filled"
+                )
+            values = values.astype(np.int64)
+        elif spec.type != "float":
+            values = np.array(["" if pd.isna(v) else str(v) for v in values], dtype=object)
+        out.append((spec, values))
+    return out
+
+
+def _check_extra_names(mask: str, names: list[str], reserved: set[str]) -> None:
+    """Computed, converter and user columns must not repeat or shadow a required column."""
+    for i, name in enumerate(names):
+        if name in reserved:
+            raise TableFormatError(
+                f"mask {mask!r}: column {name!r} has the name of a required column; rename it"
+            )
+        if name in names[:i]:
+            raise TableFormatError(
+                f"mask {mask!r}: column {name!r} occurs twice (computed features, Mask.features "
+                "and extra_columns share one table); rename one of them"
+            )
 
 
 def _entire_image_masked(labels: np.ndarray) -> str:
@@ -358,8 +404,7 @@ def write_segmentation_bundle(
         raise OptionError(
             f"features {list(statistics)} need an intensity image: pass intensity_image="
         )
-    with_features = morphology or intensity is not None or bool(extra_columns) or any(
-        p.source.features is not None for p in prepared)
+    with_features = morphology or intensity is not None or bool(extra_columns)
 
     stem = safe_stem(name if name is not None else target.name)
     tiff_rel = layout.ome_tiff_path(stem)
@@ -408,6 +453,7 @@ def write_segmentation_bundle(
         (stage / layout.CONTRIBUTORS).parent.mkdir(parents=True)
 
         stack = np.empty((len(prepared), *zyx), dtype=dtype)
+        reserved = {"Object ID", *(s.name for s in required_specs(annotation_tool))}
         manifest = []
         for c, p in enumerate(prepared):
             stack[c] = p.mask.labels.reshape(zyx)
@@ -430,6 +476,8 @@ def write_segmentation_bundle(
                 extra_specs = [(spec, f[name].to_numpy()) for name, spec in table.specs.items()]
             else:
                 _, cents = object_centroids(p.mask.labels, p.mask.n_objects)
+            extra_specs += _feature_columns(p, reserved)
+            _check_extra_names(p.mask.name, [spec.name for spec, _ in extra_specs], reserved)
             types = object_type_values(p.mask, object_types.get(p.mask.name, p.source.object_types))
             specs, frame = objects_frame(
                 p.mask,
