@@ -404,51 +404,73 @@ def accumulate(
     return acc
 
 
-def _shift(
-    n: np.ndarray, s1: np.ndarray, s2: np.ndarray, d: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Re-express coordinate sums taken about ``ref`` as sums about ``ref - d``."""
-    s1n = s1 + n[:, None] * d
-    s2n = s2.copy()
-    for k, (i, j) in enumerate(MOMENT_PAIRS):
-        s2n[:, k] += d[:, i] * s1[:, j] + d[:, j] * s1[:, i] + n * d[:, i] * d[:, j]
-    return s1n, s2n
+@numba.njit(cache=True, nogil=True)
+def _merge_kernel(
+    a_count: np.ndarray, a_ref: np.ndarray, a_s1: np.ndarray, a_s2: np.ndarray,
+    a_iref: np.ndarray, a_is1: np.ndarray, a_is2: np.ndarray,
+    b_count: np.ndarray, b_ref: np.ndarray, b_s1: np.ndarray, b_s2: np.ndarray,
+    b_iref: np.ndarray, b_is1: np.ndarray, b_is2: np.ndarray,
+) -> None:
+    """Add b's moment sums into a's (in place), re-expressed about a's reference."""
+    n_markers = a_is1.shape[1]
+    for k in range(a_count.size):
+        nb = b_count[k]
+        if nb == 0:
+            continue
+        if a_count[k] == 0:  # a has none of this object: take b's reference
+            for i in range(3):
+                a_ref[k, i] = b_ref[k, i]
+            for c in range(n_markers):
+                a_iref[k, c] = b_iref[k, c]
+        d0 = b_ref[k, 0] - a_ref[k, 0]
+        d1 = b_ref[k, 1] - a_ref[k, 1]
+        d2 = b_ref[k, 2] - a_ref[k, 2]
+        t0 = b_s1[k, 0]
+        t1 = b_s1[k, 1]
+        t2 = b_s1[k, 2]
+        # sum (u + d)(v + d') = sum uv + d' sum u + d sum v + n d d'  (pairs as MOMENT_PAIRS)
+        a_s2[k, 0] += b_s2[k, 0] + 2 * d0 * t0 + nb * d0 * d0
+        a_s2[k, 1] += b_s2[k, 1] + 2 * d1 * t1 + nb * d1 * d1
+        a_s2[k, 2] += b_s2[k, 2] + 2 * d2 * t2 + nb * d2 * d2
+        a_s2[k, 3] += b_s2[k, 3] + d0 * t1 + d1 * t0 + nb * d0 * d1
+        a_s2[k, 4] += b_s2[k, 4] + d0 * t2 + d2 * t0 + nb * d0 * d2
+        a_s2[k, 5] += b_s2[k, 5] + d1 * t2 + d2 * t1 + nb * d1 * d2
+        a_s1[k, 0] += t0 + nb * d0
+        a_s1[k, 1] += t1 + nb * d1
+        a_s1[k, 2] += t2 + nb * d2
+        for c in range(n_markers):
+            di = b_iref[k, c] - a_iref[k, c]
+            a_is2[k, c] += b_is2[k, c] + 2.0 * di * b_is1[k, c] + nb * di * di
+            a_is1[k, c] += b_is1[k, c] + nb * di
+        a_count[k] += nb
 
 
 def merge(a: Accumulator, b: Accumulator) -> Accumulator:
     """Combine the accumulators of two disjoint pixel sets (for example two tiles).
 
     Coordinate sums are exact (int64), so a tiled run merges to exactly the result of a
-    single pass; intensity sums agree to floating-point rounding.
+    single pass; intensity sums agree to floating-point rounding. Neither input changes.
     """
-    n_a, n_b = a.count, b.count
-    only_b = (n_a == 0) & (n_b > 0)
-    ref = np.where(only_b[:, None], b.ref, a.ref)
-    # b's sums re-expressed about the merged ref
-    d = np.where((n_b > 0)[:, None], b.ref - ref, 0)
-    b_s1, b_s2 = _shift(n_b, b.s1, b.s2, d)
-    n = n_a + n_b
-    iref = np.where(only_b[:, None], b.iref, a.iref)
-    di = np.where((n_b > 0)[:, None], b.iref - iref, 0.0)
-    b_is1 = b.is1 + n_b[:, None] * di
-    b_is2 = b.is2 + 2.0 * di * b.is1 + n_b[:, None] * di * di
-    return Accumulator(
-        count=n,
-        ref=ref,
-        s1=a.s1 + b_s1,
-        s2=a.s2 + b_s2,
+    out = Accumulator(
+        count=a.count.copy(),
+        ref=a.ref.copy(),
+        s1=a.s1.copy(),
+        s2=a.s2.copy(),
         lo=np.minimum(a.lo, b.lo),
         hi=np.maximum(a.hi, b.hi),
         border=a.border | b.border,
         perimeter=a.perimeter + b.perimeter,
         faces=a.faces + b.faces,
         isum=a.isum + b.isum,
-        iref=iref,
-        is1=a.is1 + b_is1,
-        is2=a.is2 + b_is2,
+        iref=a.iref.copy(),
+        is1=a.is1.copy(),
+        is2=a.is2.copy(),
         imin=np.minimum(a.imin, b.imin),
         imax=np.maximum(a.imax, b.imax),
     )
+    _merge_kernel(out.count, out.ref, out.s1, out.s2, out.iref, out.is1, out.is2,
+                  b.count, b.ref, b.s1, b.s2, b.iref, b.is1, b.is2)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

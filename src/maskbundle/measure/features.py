@@ -322,11 +322,10 @@ def _covariances(acc: Accumulator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _morphology_2d(
-    acc: Accumulator, labels: np.ndarray, um: tuple[float, float, float]
+    acc: Accumulator, cov: np.ndarray, labels: np.ndarray, um: tuple[float, float, float]
 ) -> tuple[dict[str, np.ndarray], dict[str, ColumnSpec]]:
     _, sy, sx = um
     n = acc.count[1:].astype(np.float64)
-    _, cov = _covariances(acc)
     # inertia tensor of regionprops (spacing = pixel size): [[a, b], [b, c]]
     a = cov[:, 2] * sx * sx  # variance along x (columns)
     c = cov[:, 1] * sy * sy  # variance along y (rows)
@@ -396,11 +395,10 @@ def _morphology_2d(
 
 
 def _morphology_3d(
-    acc: Accumulator, um: tuple[float, float, float]
+    acc: Accumulator, cov: np.ndarray, um: tuple[float, float, float]
 ) -> tuple[dict[str, np.ndarray], dict[str, ColumnSpec]]:
     sz, sy, sx = um
     n = acc.count[1:].astype(np.float64)
-    _, cov = _covariances(acc)
     s = (sz, sy, sx)
     cphys = np.empty((n.size, 3, 3))
     pairs = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
@@ -546,7 +544,7 @@ def compute_features(
         values[spec.name] = v
         specs[spec.name] = spec
 
-    centroid, _ = _covariances(acc)
+    centroid, cov = _covariances(acc)
     axes = ("z", "y", "x")
     for ax in ("x", "y", "z") if is3d else ("x", "y"):
         i = axes.index(ax)
@@ -560,7 +558,7 @@ def compute_features(
         count_name, "integer", "morphology",
         f"Number of {'voxels' if is3d else 'pixels'} of the object.", "count"))
     if morphology:
-        mv, ms = _morphology_3d(acc, um) if is3d else _morphology_2d(acc, lab, um)
+        mv, ms = _morphology_3d(acc, cov, um) if is3d else _morphology_2d(acc, cov, lab, um)
         for name, v in mv.items():
             add(v, ms[name])
     for ax in ("x", "y", "z") if is3d else ("x", "y"):
