@@ -152,14 +152,25 @@ def main() -> None:
 @bundle_options
 @handle_errors
 def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
-    """Build a bundle in OUT from label files."""
+    """Build a bundle in OUT from label files (one mask per file)."""
     from .bundle.build import write_segmentation_bundle
-    from .io.labelfiles import read_label_file
+    from .convert import read_labels
+    from .model import Segmentation
 
     files = parse_pairs(masks, "--mask")
-    arrays = {name: read_label_file(path) for name, path in files.items()}
-    path = write_segmentation_bundle(out, arrays, **bundle_kwargs(opts))
-    click.echo(f"wrote {path}")
+    combined = Segmentation(masks={})
+    for name, file in files.items():
+        seg = read_labels(file, name=name)
+        if len(seg.masks) != 1:
+            raise OptionError(
+                f"{file} holds {len(seg.masks)} label arrays; give one mask per file, or use "
+                "'maskbundle convert labels' to take every channel of it"
+            )
+        combined.masks[name] = next(iter(seg.masks.values()))
+        if combined.physical_size is None:
+            combined.physical_size = seg.physical_size
+    written = write_segmentation_bundle(out, combined, **bundle_kwargs(opts))
+    click.echo(f"wrote {written}")
 
 
 @main.command("demo")
@@ -168,7 +179,10 @@ def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
 @handle_errors
 def demo_command(out: Path, overwrite: bool) -> None:
     """Segment scikit-image's IHC image, write a two-mask bundle to OUT and validate it."""
+    import numpy as np
+
     from .bundle.build import write_segmentation_bundle
+    from .bundle.validate import validate_bundle
     from .demo import DEMO_PHYSICAL_SIZE, demo_masks
 
     _, masks = demo_masks()
@@ -182,7 +196,10 @@ def demo_command(out: Path, overwrite: bool) -> None:
     )
     click.echo(f"wrote {path}")
     for name, labels in masks.items():
-        click.echo(f"  {name}: {len(set(labels.ravel().tolist())) - 1} objects")
+        click.echo(f"  {name}: {np.unique(labels).size - 1} objects")
+    report = validate_bundle(path)
+    click.echo(report.format())
+    sys.exit(0 if report.ok else 1)
 
 
 @main.group("convert")

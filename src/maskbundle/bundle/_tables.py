@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import Report
+from ..io.tables import HEADER_LABELS
 from ._pixels import LabelStats
 
 __all__ = [
@@ -27,16 +28,6 @@ __all__ = [
     "check_objects_rows",
 ]
 
-HEADER_LABELS: tuple[str, ...] = (
-    "Type",
-    "Unit",
-    "Feature class",
-    "Description",
-    "Protocol used to derive this feature value (DOI)",
-    "Alternative ID",
-    "Permissible values",
-    "Requirement level",
-)
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "Object ID",
     "Source file",

@@ -56,16 +56,6 @@ DEFAULT_MASK_IDS = {
     "nuclei": "GO:0005634",
     "nucleus": "GO:0005634",
 }
-MANIFEST_COLUMNS = (
-    "Channel number",
-    "Mask name",
-    "Source file",
-    "Ontology abbreviation",
-    "Ontology ID",
-    "Protocol",
-    "Is entire image masked",
-    "Num objects",
-)
 _DOI_URL = re.compile(r"^(?:https?://)?(?:dx\.)?doi\.org/", re.IGNORECASE)
 _DOI_RE = re.compile(r"^10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+$")
 
@@ -525,7 +515,7 @@ def write_segmentation_bundle(
         del stack
         provenance["ome_tiff"] = {"file": source_file, "dtype": str(dtype), "levels": levels,
                                   "tile": 512, "downsampling": "stride: level[k] = level0[..., ::2**k, ::2**k]"}
-        write_csv(stage / layout.MANIFEST, MANIFEST_COLUMNS, manifest)
+        write_csv(stage / layout.MANIFEST, layout.MANIFEST_COLUMNS, manifest)
         write_tsv(stage / layout.CONTRIBUTORS, CONTRIBUTOR_COLUMNS, rows)
         write_json(stage / layout.PROVENANCE, provenance)
     return target

@@ -62,16 +62,7 @@ LOSSLESS = frozenset({"NONE", "ADOBE_DEFLATE", "DEFLATE", "LZW", "ZSTD"})
 PIXEL_TYPES = frozenset({"uint8", "uint16", "uint32"})
 # Directory schema 2.7 also allows anything under these two folders; we warn on such files.
 CATCH_ALL = (r"derived/.*", r"derived/segmentation_masks/.*")
-MANIFEST_COLUMNS = [
-    "Channel number",
-    "Mask name",
-    "Source file",
-    "Ontology abbreviation",
-    "Ontology ID",
-    "Protocol",
-    "Is entire image masked",
-    "Num objects",
-]
+MANIFEST_COLUMNS = list(layout.MANIFEST_COLUMNS)
 ADJACENCY_HEADER = ["Object ID 1", "Object ID 2", "Distance (micrometer)"]
 _SHOW = 5
 

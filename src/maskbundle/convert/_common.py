@@ -114,18 +114,21 @@ def as_label_array(array: np.ndarray, what: str) -> np.ndarray:
     """Check that ``array`` can hold labels and return it without changing any value.
 
     Accepts unsigned integers, signed integers whose values are all >= 0 (StarDist writes
-    int32), booleans (as uint8) and floats whose values are all finite non-negative
+    int32) and floats whose values are all finite non-negative
     integers (returned unchanged; the bundle writer converts them after its own range check).
 
     Raises
     ------
     LabelError
-        Negative, NaN or fractional values, or a non-numeric dtype.
+        Booleans, negative, NaN or fractional values, or a non-numeric dtype.
     """
     a = np.asarray(array)
     kind = a.dtype.kind
     if kind == "b":
-        return a.astype(np.uint8)
+        raise LabelError(
+            f"{what}: a boolean array has no object ids; label its connected components "
+            "first, e.g. skimage.measure.label(mask)"
+        )
     if kind == "u":
         return a
     if kind == "i":
