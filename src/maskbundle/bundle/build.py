@@ -343,8 +343,9 @@ def write_segmentation_bundle(
         required columns; or a selection of ``"morphology"``, ``"mean"``, ``"median"``,
         ``"std"``, ``"min"``, ``"max"``, ``"sum"``.
     extra_columns : mapping of mask name to (DataFrame, {column: ColumnSpec}), optional
-        User columns per mask, indexed by ORIGINAL label, one row per object (also taken
-        from ``Mask.features`` / ``Mask.feature_specs``).
+        User columns per mask, indexed by ORIGINAL label, exactly one row per object
+        (checked by :func:`maskbundle.measure.features.user_columns`); a ``Mask``'s own
+        ``features`` are written after them.
     overwrite : bool
         Replace an existing directory at ``path``.
 
