@@ -79,8 +79,8 @@ _STAT_DESCRIPTION = {
 # Dtypes the kernel reads directly; others are converted to float64 first.
 _NATIVE_INTENSITY = {np.dtype(t) for t in ("uint8", "uint16", "uint32", "int8", "int16",
                                            "int32", "float32", "float64")}
-# Rows per band of the in-memory run (two bands run on two threads and are merged in a
-# fixed order, so the result does not depend on the number of cores).
+# Bands of the in-memory run: a fixed number (not the core count), run on threads and
+# merged in a fixed order, so the result is byte-identical on every machine.
 _N_BANDS = 2
 
 
