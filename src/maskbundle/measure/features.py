@@ -166,6 +166,8 @@ def _check_intensity(
             f"intensity image shape {tuple(np.shape(intensity_image))} does not match the "
             f"mask shape {spatial}; expected {axes} with the same spatial size"
         )
+    if not arr.dtype.isnative:  # big-endian TIFF data: same type, native byte order
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype == np.bool_:
         arr = arr.view(np.uint8)
     elif arr.dtype.kind not in "uif":
