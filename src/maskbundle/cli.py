@@ -183,13 +183,15 @@ def demo_command(out: Path, overwrite: bool) -> None:
 
     from .bundle.build import write_segmentation_bundle
     from .bundle.validate import validate_bundle
-    from .demo import DEMO_PHYSICAL_SIZE, demo_masks
+    from .demo import DEMO_MARKERS, DEMO_PHYSICAL_SIZE, demo_markers, demo_masks
 
-    _, masks = demo_masks()
+    rgb, masks = demo_masks()
     path = write_segmentation_bundle(
         out,
         masks,
         physical_size=DEMO_PHYSICAL_SIZE,
+        intensity_image=demo_markers(rgb),
+        marker_names=list(DEMO_MARKERS),
         mask_ids={"cells": "CL:0000000", "nuclei": "GO:0005634"},
         protocol_doi="10.17504/protocols.io.example",
         overwrite=overwrite,
