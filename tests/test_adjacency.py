@@ -534,3 +534,25 @@ def test_bad_inputs_raise_named_errors() -> None:
         centroid_adjacency(good, physical_size=1.0, max_distance=float("nan"))
     with pytest.raises(OptionError, match="physical size"):
         linkage_adjacency(good, physical_size=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("first", [1, 2])
+def test_gap_between_slabs_exposed_on_one_side_only(axis: int, first: int) -> None:
+    # each slab's only non-object neighbour lies along one axis on one side, so every
+    # boundary-pixel test direction must be right for the gap to be found
+    vol = np.zeros((4, 4, 4), np.uint16)
+    lo = [slice(None)] * 3
+    hi = [slice(None)] * 3
+    lo[axis] = slice(0, 1)
+    hi[axis] = slice(3, 4)
+    vol[tuple(lo)] = first
+    vol[tuple(hi)] = 3 - first
+    size = (0.5, 0.7, 1.1)
+    sp = spacing_zyx(size)
+    frame = linkage_adjacency(vol, physical_size=size, max_gap=2.5)
+    assert edges_of(frame) == pytest.approx(brute_gaps(vol, sp))
+    assert edges_of(frame)[(1, 2)] == pytest.approx(2 * sp[axis])
+    flat = vol[0] if axis else vol[:, 0]
+    frame = linkage_adjacency(flat, physical_size=size[:2] if axis else size[::2], max_gap=2.5)
+    assert len(frame) == 1
