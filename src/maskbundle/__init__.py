@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
+from .bundle.build import write_segmentation_bundle
+from .bundle.metadata import write_upload_metadata
 from .errors import (
     BundleInvalidError,
     CorruptInputError,
@@ -17,8 +21,6 @@ from .errors import (
     TableFormatError,
 )
 from .model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BundleInvalidError",
@@ -40,4 +42,6 @@ __all__ = [
     "ShapeMismatchError",
     "TableFormatError",
     "__version__",
+    "write_segmentation_bundle",
+    "write_upload_metadata",
 ]

@@ -1,0 +1,335 @@
+"""``write_segmentation_bundle``: masks in, a complete dataset directory out.
+
+Stages: resolve options -> check and relabel each mask -> per-mask tables -> write all
+files into a staging directory -> move it into place. Nothing touches the target until
+every file has been written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .. import __version__
+from ..errors import OptionError, ShapeMismatchError
+from ..io.ometiff import build_ome_xml, read_parent_image, write_label_ome_tiff
+from ..io.staging import staged_path
+from ..io.tables import EXCEL_MAX_OBJECTS, write_csv, write_json, write_objects_table, write_tsv
+from ..labels.relabel import label_dtype, relabel_mask
+from ..measure.centroids import object_centroids
+from ..model import Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
+from ..names import check_mask_names, safe_stem
+from . import layout
+from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
+from .objects import check_obo_id, object_type_values, objects_frame, ontology_abbreviation
+
+__all__ = ["DEFAULT_MASK_IDS", "write_segmentation_bundle"]
+
+ObjectsFormat = Literal["tsv", "xlsx"]
+
+# Mask ids used when none is given for these common names (recorded in provenance).
+DEFAULT_MASK_IDS = {
+    "cells": "CL:0000000",
+    "cell": "CL:0000000",
+    "nuclei": "GO:0005634",
+    "nucleus": "GO:0005634",
+}
+MANIFEST_COLUMNS = (
+    "Channel number",
+    "Mask name",
+    "Source file",
+    "Ontology abbreviation",
+    "Ontology ID",
+    "Protocol",
+    "Is entire image masked",
+    "Num objects",
+)
+_DOI_URL = re.compile(r"^(?:https?://)?(?:dx\.)?doi\.org/", re.IGNORECASE)
+_DOI_RE = re.compile(r"^10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+$")
+
+
+def normalise_doi(value: object) -> str:
+    """A bare DOI from a DOI or a doi.org URL; anything else is refused."""
+    if not isinstance(value, str) or not value.strip():
+        raise OptionError(
+            "protocol_doi is required: the DOI of the protocol that made the masks, "
+            "e.g. '10.17504/protocols.io.xxxx' (register one at protocols.io)"
+        )
+    doi = _DOI_URL.sub("", value.strip())
+    if not _DOI_RE.fullmatch(doi):
+        raise OptionError(f"protocol_doi {value!r} is not a DOI like 10.17504/protocols.io.xxxx")
+    return doi
+
+
+def array_checksum(array: np.ndarray) -> str:
+    """sha256 over dtype, shape and the C-ordered bytes of ``array``."""
+    h = hashlib.sha256()
+    h.update(f"{array.dtype.str}{array.shape}".encode())
+    h.update(np.ascontiguousarray(array).data)
+    return h.hexdigest()
+
+
+@dataclass
+class _Prepared:
+    """One mask after checks and relabelling, with what its files need."""
+
+    mask: RelabelledMask
+    source: Mask
+    mask_id: str
+    checksum: str
+    input_dtype: str
+
+
+def _as_masks(masks: Mapping[str, Any] | Segmentation) -> tuple[dict[str, Mask], Segmentation | None]:
+    seg = masks if isinstance(masks, Segmentation) else None
+    items = seg.masks if seg is not None else masks
+    if not isinstance(items, Mapping):
+        raise OptionError(
+            "masks must be a mapping of mask name -> label array, e.g. {'cells': labels}"
+        )
+    names = check_mask_names(items.keys())
+    out = {}
+    for name in names:
+        value = items[name]
+        out[name] = value if isinstance(value, Mask) else Mask(labels=np.asarray(value))
+    return out, seg
+
+
+def _resolve_physical_size(
+    physical_size: Any, parent: ParentImage | None, seg: Segmentation | None, ndim: int
+) -> PhysicalSize:
+    if parent is not None:
+        ps = parent.physical_size
+    elif physical_size is not None:
+        ps = PhysicalSize.coerce(physical_size)
+    elif seg is not None and seg.physical_size is not None:
+        ps = seg.physical_size
+    else:
+        raise OptionError(
+            "physical_size is required: micrometres per pixel as (x, y) or (x, y, z), "
+            "or pass parent_image= to copy it from the parent OME-TIFF"
+        )
+    if ndim == 3 and ps.z is None:
+        raise OptionError(
+            "3D masks need a z step: pass physical_size=(x, y, z) in micrometres "
+            "(or a parent image with PhysicalSizeZ)"
+        )
+    if ndim == 2 and ps.z is not None and parent is None:
+        ps = PhysicalSize(ps.x, ps.y, None, ps.unit_x, ps.unit_y, ps.unit_z)
+    return ps
+
+
+def _check_shapes(prepared: Sequence[_Prepared], parent: ParentImage | None) -> tuple[int, ...]:
+    shapes = {p.mask.name: p.mask.labels.shape for p in prepared}
+    first_name, shape = next(iter(shapes.items()))
+    for name, other in shapes.items():
+        if other != shape:
+            raise ShapeMismatchError(
+                f"mask {name!r} has shape {other} but mask {first_name!r} has {shape}; all masks "
+                "of a bundle must be drawn on the same image"
+            )
+    if parent is not None:
+        want = (parent.size_y, parent.size_x) if len(shape) == 2 else (
+            parent.size_z, parent.size_y, parent.size_x)
+        if len(shape) == 2 and parent.size_z != 1:
+            want = (parent.size_z, parent.size_y, parent.size_x)
+        if tuple(shape) != want:
+            raise ShapeMismatchError(
+                f"masks have shape {shape} but the parent image {parent.path} is {want} "
+                "(Z, Y, X); masks must be drawn on the parent image at full resolution"
+            )
+    return tuple(shape)
+
+
+def _entire_image_masked(labels: np.ndarray) -> str:
+    return "Yes" if labels.size and bool(np.all(labels != 0)) else "No"
+
+
+def write_segmentation_bundle(
+    path: str | Path,
+    masks: Mapping[str, Any] | Segmentation,
+    *,
+    physical_size: PhysicalSize | tuple[float, ...] | float | None = None,
+    mask_ids: Mapping[str, str] | None = None,
+    protocol_doi: str | None = None,
+    parent_image: str | Path | None = None,
+    name: str | None = None,
+    annotation_tool: str = "In-house",
+    object_types: Mapping[str, Any] | None = None,
+    objects_format: ObjectsFormat = "tsv",
+    contributors: Sequence[Mapping[str, Any]] | None = None,
+    compression: Literal["zlib", "zstd"] = "zlib",
+    overwrite: bool = False,
+) -> Path:
+    """Write a HuBMAP Segmentation Mask dataset directory and return its path.
+
+    Parameters
+    ----------
+    path : str or Path
+        The dataset directory to create (it holds ``extras/`` and ``derived/``).
+    masks : mapping of str to array_like of shape (M, N) or (P, M, N), or Segmentation
+        Mask name -> integer labels (0 = background), or :class:`~maskbundle.Mask` objects
+        as returned by the readers in :mod:`maskbundle.convert`. Names must be lower case
+        and digit-free (``cells``, ``nuclei``, ``glomeruli``).
+    physical_size : (x, y) or (x, y, z)
+        Micrometres per pixel (column, row, plane). Not needed with ``parent_image``.
+    mask_ids : mapping of str to str
+        OBO id of each mask's class (``CL:0000000`` cells, ``GO:0005634`` nuclei, which
+        are also the defaults for masks named ``cells`` and ``nuclei``).
+    protocol_doi : str
+        DOI of the protocol that produced the masks (required; a doi.org URL is accepted
+        and stored bare).
+    parent_image : path, optional
+        Parent OME-TIFF: its SizeX/Y/Z, physical sizes and units are copied verbatim and
+        masks of another shape are refused.
+    name : str, optional
+        Stem of ``<name>.segmentations.ome.tiff``; default from the directory name.
+    annotation_tool : str
+        One of Azimuth, STELLAR, FUSION, In-house, Manual, Not applicable.
+    object_types : mapping of mask name to an obo id or {original label: obo id}
+        The ``Object type`` column.
+    objects_format : {"tsv", "xlsx"}
+        Tables beyond Excel's row limit are written as TSV with a warning.
+    contributors : sequence of mappings
+        Rows of ``extras/contributors.tsv`` (fields as in SPEC section 1).
+    compression : {"zlib", "zstd"}
+        OME-TIFF tile compression; zstd is faster but fewer readers decode it.
+    overwrite : bool
+        Replace an existing directory at ``path``.
+
+    Returns
+    -------
+    Path
+        The dataset directory.
+    """
+    target = Path(path)
+    if objects_format not in ("tsv", "xlsx"):
+        raise OptionError(f"objects_format must be 'tsv' or 'xlsx', got {objects_format!r}")
+    if compression not in ("zlib", "zstd"):
+        raise OptionError(f"compression must be 'zlib' or 'zstd', got {compression!r}")
+    doi = normalise_doi(protocol_doi)
+    given, seg = _as_masks(masks)
+    parent = read_parent_image(parent_image) if parent_image is not None else None
+    rows = contributor_rows(contributors)
+    mask_ids = dict(mask_ids or {})
+    object_types = dict(object_types or {})
+    for key in [*mask_ids, *object_types]:
+        if key not in given:
+            raise OptionError(f"option names mask {key!r}, which is not among {list(given)}")
+
+    prepared: list[_Prepared] = []
+    for mname, m in given.items():
+        mid = mask_ids.get(mname) or m.mask_id or DEFAULT_MASK_IDS.get(mname)
+        if mid is None:
+            raise OptionError(
+                f"mask {mname!r} needs an OBO id: pass mask_ids={{{mname!r}: 'UBERON:0000074'}} "
+                "(for example) naming the class of its objects"
+            )
+        check_obo_id(mid, f"mask id of {mname!r}")
+        raw = np.asarray(m.labels)
+        relabelled = relabel_mask(mname, raw)
+        prepared.append(_Prepared(relabelled, m, mid, array_checksum(raw), str(raw.dtype)))
+    shape = _check_shapes(prepared, parent)
+    ps = _resolve_physical_size(physical_size, parent, seg, len(shape))
+
+    stem = safe_stem(name if name is not None else target.name)
+    tiff_rel = layout.ome_tiff_path(stem)
+    source_file = tiff_rel.name
+    dtype = label_dtype(max(p.mask.n_objects for p in prepared))
+    zyx = shape if len(shape) == 3 else (1, *shape)
+
+    fmt: ObjectsFormat = objects_format
+    too_many = [p.mask.name for p in prepared if p.mask.n_objects > EXCEL_MAX_OBJECTS]
+    if fmt == "xlsx" and too_many:
+        warnings.warn(
+            f"masks {too_many} have more objects than Excel's row limit; their tables are "
+            "written as TSV (HuBMAP's online table check reads only xlsx)",
+            stacklevel=2,
+        )
+
+    provenance: dict[str, Any] = {
+        "maskbundle_version": __version__,
+        "options": {
+            "physical_size_um_zyx": list(ps.um_zyx()),
+            "physical_size": {"x": ps.x, "y": ps.y, "z": ps.z, "unit_x": ps.unit_x,
+                              "unit_y": ps.unit_y, "unit_z": ps.unit_z},
+            "parent_image": None if parent is None else Path(parent.path).name,
+            "protocol_doi": doi,
+            "annotation_tool": annotation_tool,
+            "objects_format": objects_format,
+            "compression": compression,
+            "name": stem,
+        },
+        "relabel": "ascending by original label to 1..N; 0 stays background",
+        "masks": {},
+        "source": dict(seg.source) if seg is not None else {},
+    }
+
+    with staged_path(target, overwrite=overwrite) as stage:
+        seg_dir = stage / layout.SEG_DIR
+        seg_dir.mkdir(parents=True)
+        (stage / layout.DERIVED_EXTRAS).mkdir(parents=True)
+        (stage / layout.CONTRIBUTORS).parent.mkdir(parents=True)
+
+        stack = np.empty((len(prepared), *zyx), dtype=dtype)
+        manifest = []
+        for c, p in enumerate(prepared):
+            stack[c] = p.mask.labels.reshape(zyx)
+            _, cents = object_centroids(p.mask.labels, p.mask.n_objects)
+            types = object_type_values(p.mask, object_types.get(p.mask.name, p.source.object_types))
+            specs, frame = objects_frame(
+                p.mask,
+                source_file=source_file,
+                mask_id=p.mask_id,
+                protocol_doi=doi,
+                annotation_tool=annotation_tool,
+                centroids_zyx=cents,
+                object_types=types,
+            )
+            mfmt: ObjectsFormat = "tsv" if p.mask.name in too_many else fmt
+            write_objects_table(stage / layout.objects_path(p.mask.name, mfmt), specs, frame)
+            if p.mask.changed:
+                write_csv(
+                    stage / layout.label_map_path(p.mask.name),
+                    ("Original label", "Object ID"),
+                    zip(p.mask.original_ids.tolist(), range(1, p.mask.n_objects + 1), strict=True),
+                )
+            manifest.append(
+                (c, p.mask.name, source_file, ontology_abbreviation(p.mask_id), p.mask_id, doi,
+                 _entire_image_masked(p.mask.labels), p.mask.n_objects)
+            )
+            provenance["masks"][p.mask.name] = {
+                "channel": c,
+                "objects": p.mask.n_objects,
+                "mask_id": p.mask_id,
+                "input_sha256": p.checksum,
+                "input_dtype": p.input_dtype,
+                "shape": list(p.mask.labels.shape),
+                "relabelled": p.mask.changed,
+                "objects_table": layout.objects_path(p.mask.name, mfmt).name,
+                "source": dict(p.source.source),
+            }
+
+        xml = build_ome_xml(
+            channel_names=[p.mask.name for p in prepared],
+            shape_zyx=zyx,  # type: ignore[arg-type]
+            dtype=dtype,
+            physical_size=ps,
+            image_name=stem,
+            parent=parent,
+        )
+        levels = write_label_ome_tiff(stage / tiff_rel, stack, ome_xml=xml, compression=compression)
+        del stack
+        provenance["ome_tiff"] = {"file": source_file, "dtype": str(dtype), "levels": levels,
+                                  "tile": 512, "downsampling": "stride: level[k] = level0[..., ::2**k, ::2**k]"}
+        write_csv(stage / layout.MANIFEST, MANIFEST_COLUMNS, manifest)
+        write_tsv(stage / layout.CONTRIBUTORS, CONTRIBUTOR_COLUMNS, rows)
+        write_json(stage / layout.PROVENANCE, provenance)
+    return target

@@ -1,0 +1,85 @@
+"""The upload-level metadata TSV (SPEC section 1) for one or more dataset directories."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import OptionError
+from ..io.staging import staged_path
+from ..io.tables import read_json, read_table_cells, write_tsv
+from . import layout
+from .contributors import METADATA_COLUMNS, METADATA_SCHEMA_ID
+
+__all__ = ["write_upload_metadata"]
+
+HUBMAP_ID_RE = re.compile(r"^(?:HBM|SNT)\d{3}\.[A-Z]{4}\.\d{3}$")
+
+
+def _annotation_included(dataset: Path) -> str:
+    """'Yes' when any objects table of the bundle has a filled Object type cell."""
+    for table in sorted((dataset / layout.SEG_DIR).glob("*-objects.*")):
+        rows = read_table_cells(table)
+        if len(rows) > 10 and "Object type" in rows[9]:
+            j = rows[9].index("Object type")
+            if any(len(r) > j and r[j].strip() for r in rows[10:]):
+                return "Yes"
+    return "No"
+
+
+def write_upload_metadata(
+    path: str | Path,
+    datasets: Sequence[str | Path],
+    *,
+    parent_dataset_id: str | Sequence[str],
+    lab_id: str = "",
+    program_url: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Write ``path`` (a ``*metadata.tsv`` at the upload's top level), one row per dataset.
+
+    The protocol DOI comes from each bundle's provenance, ``contributors_path`` and
+    ``data_path`` are relative to the TSV's folder, and ``is_cell_type_annotation_included``
+    is Yes when an objects table fills its ``Object type`` column.
+    """
+    path = Path(path)
+    if not path.name.endswith("metadata.tsv"):
+        raise OptionError(f"{path.name}: the upload metadata file name must end in 'metadata.tsv'")
+    parents = [parent_dataset_id] if isinstance(parent_dataset_id, str) else list(parent_dataset_id)
+    parents = [p.strip() for item in parents for p in item.split(",") if p.strip()]
+    bad = [p for p in parents if not HUBMAP_ID_RE.fullmatch(p)]
+    if not parents or bad:
+        raise OptionError(
+            f"parent_dataset_id {bad or parents!r}: give the parent's HuBMAP ID, e.g. HBM386.ZGKG.235"
+        )
+    rows = []
+    top = path.parent.resolve()
+    for ds in datasets:
+        d = Path(ds).resolve()
+        prov_file = d / layout.PROVENANCE
+        if not prov_file.is_file():
+            raise OptionError(f"{ds} is not a maskbundle dataset directory (no {layout.PROVENANCE})")
+        try:
+            rel = Path(os.path.relpath(d, top))
+        except ValueError as exc:  # another drive on Windows
+            raise OptionError(f"{ds} must lie inside the upload folder {top}") from exc
+        if rel.parts[:1] == ("..",):
+            raise OptionError(f"{ds} must lie inside the upload folder {top}")
+        data_path = "." if str(rel) == "." else f"./{rel.as_posix()}"
+        prov = read_json(prov_file)
+        rows.append([
+            ",".join(parents),
+            lab_id,
+            prov["options"]["protocol_doi"],
+            "Segmentation Mask",
+            program_url,
+            f"{data_path}/{layout.CONTRIBUTORS.as_posix()}",
+            data_path,
+            _annotation_included(d),
+            METADATA_SCHEMA_ID,
+        ])
+    with staged_path(path, overwrite=overwrite) as stage:
+        write_tsv(stage, METADATA_COLUMNS, rows)
+    return path

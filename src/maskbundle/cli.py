@@ -1,0 +1,187 @@
+"""The ``maskbundle`` command: thin wrappers that parse arguments and call the library.
+
+Every MaskBundleError becomes a one-line message on stderr and exit status 2; a failed
+validation is exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import MaskBundleError, OptionError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(func: F) -> F:
+    """Map library errors to a clear message and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MaskBundleError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_pairs(values: Sequence[str], what: str) -> dict[str, str]:
+    """``NAME=VALUE`` options to a dict (``--mask cells=cells.tif``)."""
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise OptionError(f"{what} {item!r} must look like NAME=VALUE, e.g. cells=cells.tif")
+        out[key] = value
+    return out
+
+
+def bundle_options(func: F) -> F:
+    """Options shared by every command that writes a bundle (bundle, convert)."""
+    decorators = [
+        click.option("--physical-size", "physical_size", type=float, multiple=True,
+                     help="Micrometres per pixel: X Y [Z] (repeat the option or give 2-3 values)."),
+        click.option("--parent", "parent", type=click.Path(exists=True, dir_okay=False,
+                     path_type=Path), help="Parent OME-TIFF: copy sizes and physical sizes."),
+        click.option("--mask-id", "mask_id", multiple=True, metavar="MASK=OBO",
+                     help="OBO id of a mask's class, e.g. cells=CL:0000000."),
+        click.option("--object-type", "object_type", multiple=True, metavar="MASK=OBO",
+                     help="One OBO id for every object of a mask."),
+        click.option("--protocol-doi", required=True, help="DOI of the segmentation protocol."),
+        click.option("--name", default=None, help="Stem of <name>.segmentations.ome.tiff."),
+        click.option("--annotation-tool", default="In-house", show_default=True),
+        click.option("--objects-format", type=click.Choice(["tsv", "xlsx"]), default="tsv",
+                     show_default=True),
+        click.option("--compression", type=click.Choice(["zlib", "zstd"]), default="zlib",
+                     show_default=True),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
+    ]
+    for deco in reversed(decorators):
+        func = deco(func)
+    return func
+
+
+def bundle_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of write_segmentation_bundle from the shared CLI options."""
+    ps = tuple(opts["physical_size"]) or None
+    return {
+        "physical_size": ps,
+        "parent_image": opts["parent"],
+        "mask_ids": parse_pairs(opts["mask_id"], "--mask-id"),
+        "object_types": parse_pairs(opts["object_type"], "--object-type"),
+        "protocol_doi": opts["protocol_doi"],
+        "name": opts["name"],
+        "annotation_tool": opts["annotation_tool"],
+        "objects_format": opts["objects_format"],
+        "compression": opts["compression"],
+        "overwrite": opts["overwrite"],
+    }
+
+
+def _physical_size_args(args: list[str]) -> list[str]:
+    """Let ``--physical-size 0.5 0.5 [2]`` take several values (click takes one per flag)."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        out.append(args[i])
+        if args[i] == "--physical-size":
+            j = i + 1
+            vals: list[str] = []
+            while j < len(args) and len(vals) < 3 and _is_number(args[j]):
+                vals.append(args[j])
+                j += 1
+            if vals:
+                out.append(vals[0])
+                for v in vals[1:]:
+                    out += ["--physical-size", v]
+                i = j
+                continue
+        i += 1
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="maskbundle")
+def main() -> None:
+    """Write and check HuBMAP Segmentation Mask bundles."""
+
+
+@main.command("bundle")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--mask", "masks", multiple=True, required=True, metavar="NAME=FILE",
+              help="A mask and its label file (TIFF/OME-TIFF, NPY, NPZ, PNG); repeat per mask.")
+@bundle_options
+@handle_errors
+def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
+    """Build a bundle in OUT from label files."""
+    from .bundle.build import write_segmentation_bundle
+    from .io.labelfiles import read_label_file
+
+    files = parse_pairs(masks, "--mask")
+    arrays = {name: read_label_file(path) for name, path in files.items()}
+    path = write_segmentation_bundle(out, arrays, **bundle_kwargs(opts))
+    click.echo(f"wrote {path}")
+
+
+@main.command("demo")
+@click.argument("out", type=click.Path(path_type=Path), default=Path("out/demo"))
+@click.option("--overwrite", is_flag=True)
+@handle_errors
+def demo_command(out: Path, overwrite: bool) -> None:
+    """Segment scikit-image's IHC image, write a two-mask bundle to OUT and validate it."""
+    from .bundle.build import write_segmentation_bundle
+    from .demo import DEMO_PHYSICAL_SIZE, demo_masks
+
+    _, masks = demo_masks()
+    path = write_segmentation_bundle(
+        out,
+        masks,
+        physical_size=DEMO_PHYSICAL_SIZE,
+        mask_ids={"cells": "CL:0000000", "nuclei": "GO:0005634"},
+        protocol_doi="10.17504/protocols.io.example",
+        overwrite=overwrite,
+    )
+    click.echo(f"wrote {path}")
+    for name, labels in masks.items():
+        click.echo(f"  {name}: {len(set(labels.ravel().tolist())) - 1} objects")
+
+
+@main.command("metadata")
+@click.argument("tsv", type=click.Path(path_type=Path))
+@click.argument("datasets", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False,
+                path_type=Path))
+@click.option("--parent-dataset-id", required=True, help="HuBMAP ID(s) of the parent dataset.")
+@click.option("--lab-id", default="")
+@click.option("--program-url", default="")
+@click.option("--overwrite", is_flag=True)
+@handle_errors
+def metadata_command(tsv: Path, datasets: tuple[Path, ...], parent_dataset_id: str, lab_id: str,
+                     program_url: str, overwrite: bool) -> None:
+    """Write the upload-level metadata TSV for one or more bundle DATASETS."""
+    from .bundle.metadata import write_upload_metadata
+
+    write_upload_metadata(tsv, datasets, parent_dataset_id=parent_dataset_id, lab_id=lab_id,
+                          program_url=program_url, overwrite=overwrite)
+    click.echo(f"wrote {tsv}")
+
+
+def run() -> None:
+    """Console entry point with multi-value --physical-size."""
+    main(args=_physical_size_args(sys.argv[1:]), prog_name="maskbundle")

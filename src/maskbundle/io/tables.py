@@ -1,0 +1,282 @@
+"""Writers (and a raw reader) for the bundle's tables: objects TSV/XLSX, CSV, JSON, TSV.
+
+Cell rules of SPEC section 5 are enforced here, before any byte is written, because this
+is the last place every table passes through.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TableFormatError
+from ..model import (
+    COLUMN_TYPES,
+    COLUMN_UNITS,
+    FEATURE_CLASSES,
+    REQUIREMENT_LEVELS,
+    ColumnSpec,
+)
+
+__all__ = [
+    "EXCEL_MAX_OBJECTS",
+    "HEADER_LABELS",
+    "check_objects_table",
+    "read_json",
+    "read_table_cells",
+    "write_csv",
+    "write_json",
+    "write_objects_table",
+    "write_tsv",
+]
+
+HEADER_LABELS = (
+    "Type",
+    "Unit",
+    "Feature class",
+    "Description",
+    "Protocol used to derive this feature value (DOI)",
+    "Alternative ID",
+    "Permissible values",
+    "Requirement level",
+)
+EXCEL_MAX_ROWS = 1_048_576
+EXCEL_MAX_OBJECTS = EXCEL_MAX_ROWS - 10
+DOI_RE = re.compile(r"^10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+$")
+OBO_RE = re.compile(r"^[A-Za-z]+:[0-9]{7}$")
+_NUMBER_RE = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
+_FLOAT_FORMAT = "%.7g"
+# a fixed timestamp keeps xlsx files byte-identical between runs
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_FIXED_ISO = "2000-01-01T00:00:00Z"
+
+
+def _check_text(value: str, where: str, *, tsv: bool = True) -> None:
+    if not value.isascii():
+        raise TableFormatError(f"{where}: {value!r} is not ASCII; HuBMAP accepts ASCII text only")
+    if tsv and ("\t" in value or "\n" in value or "\r" in value):
+        raise TableFormatError(
+            f"{where}: {value!r} holds a tab or line break, which would break the TSV; remove it"
+        )
+    if value[:1] in ("=", "+", "-", "@") and not _NUMBER_RE.fullmatch(value):
+        raise TableFormatError(
+            f"{where}: {value!r} starts with {value[0]!r} and would run as a spreadsheet "
+            "formula; rephrase it"
+        )
+
+
+def check_spec(spec: ColumnSpec) -> None:
+    """Refuse header cells outside the published value lists (SPEC section 5)."""
+    where = f"column {spec.name!r}"
+    if not spec.name or spec.name.strip() != spec.name:
+        raise TableFormatError(f"{where}: column names must be non-empty without outer spaces")
+    _check_text(spec.name, where)
+    for value, allowed, what in (
+        (spec.type, COLUMN_TYPES, "Type"),
+        (spec.unit, COLUMN_UNITS, "Unit"),
+        (spec.feature_class, FEATURE_CLASSES, "Feature class"),
+        (spec.requirement, REQUIREMENT_LEVELS, "Requirement level"),
+    ):
+        if value not in allowed:
+            raise TableFormatError(
+                f"{where}: {what} {value!r} is not one of {list(allowed)}; a physical unit "
+                "without a published Unit value goes in the Description with Unit left blank"
+            )
+    if not spec.description.strip():
+        raise TableFormatError(f"{where}: the Description cell is empty; say what the column holds")
+    for cell in spec.header_cells():
+        if cell.strip().upper() in ("N/A", "NA"):
+            raise TableFormatError(f"{where}: header cell {cell!r}: leave it blank instead of N/A")
+        if cell:
+            _check_text(cell, where)
+    if spec.protocol_doi and not DOI_RE.match(spec.protocol_doi):
+        raise TableFormatError(
+            f"{where}: protocol DOI {spec.protocol_doi!r} is not a bare DOI (10.xxxx/...); "
+            "drop any https://doi.org/ prefix"
+        )
+
+
+def check_objects_table(specs: Sequence[ColumnSpec], frame: pd.DataFrame) -> None:
+    """Check header specs and every cell of ``frame`` (columns: Object ID then ``specs``)."""
+    names = ["Object ID", *[s.name for s in specs]]
+    if list(frame.columns) != names:
+        raise TableFormatError(f"table columns {list(frame.columns)} differ from specs {names}")
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise TableFormatError(f"column names must be unique; repeated: {dup}")
+    for spec in specs:
+        check_spec(spec)
+        col = frame[spec.name]
+        where = f"column {spec.name!r}"
+        missing = col.isna().to_numpy().copy()
+        if spec.type == "text" or spec.type in ("doi", "obo id", "boolean"):
+            missing |= col.astype(str).str.len().to_numpy() == 0
+        if missing.any() and (spec.requirement == "REQUIRED" or spec.type == "integer"):
+            first = int(frame["Object ID"].iloc[int(np.argmax(missing))])
+            raise TableFormatError(
+                f"{where}: {int(missing.sum())} empty cell(s), first at Object ID {first}; "
+                f"{'REQUIRED' if spec.requirement == 'REQUIRED' else 'integer'} columns "
+                "must be filled"
+            )
+        present = col[~missing]
+        if spec.type in ("text", "doi", "obo id", "boolean") and len(present):
+            values = pd.unique(present.astype(str))
+            for v in values:
+                _check_text(v, where)
+                if spec.type == "doi" and not DOI_RE.match(v):
+                    raise TableFormatError(f"{where}: {v!r} is not a bare DOI (10.xxxx/...)")
+                if spec.type == "obo id" and not OBO_RE.match(v):
+                    raise TableFormatError(
+                        f"{where}: {v!r} is not an OBO id like CL:0000000 (prefix, colon, 7 digits)"
+                    )
+            if spec.permissible_values:
+                allowed = {p.lower() for p in spec.permissible_values}
+                bad = [v for v in values if v.lower() not in allowed]
+                if bad:
+                    raise TableFormatError(
+                        f"{where}: {bad[0]!r} is not one of {list(spec.permissible_values)}"
+                    )
+        elif spec.type in ("integer", "float") and len(present):
+            arr = pd.to_numeric(present, errors="coerce").to_numpy(dtype=float)
+            if np.isnan(arr).any() or not np.isfinite(arr).all():
+                raise TableFormatError(f"{where}: non-numeric or infinite values in a number column")
+            if spec.type == "integer" and (arr != np.round(arr)).any():
+                raise TableFormatError(f"{where}: fractional values in an integer column")
+
+
+def _header_rows(specs: Sequence[ColumnSpec]) -> list[list[str]]:
+    cells = [s.header_cells() for s in specs]
+    rows = [[label, *[c[i] for c in cells]] for i, label in enumerate(HEADER_LABELS)]
+    rows.append([""] * (len(specs) + 1))
+    rows.append(["Object ID", *[s.name for s in specs]])
+    return rows
+
+
+def write_objects_table(path: Path, specs: Sequence[ColumnSpec], frame: pd.DataFrame) -> None:
+    """Write an objects table in the object-by-feature layout (.tsv or .xlsx by suffix).
+
+    ``frame`` has the column ``Object ID`` followed by one column per spec, in order.
+    """
+    check_objects_table(specs, frame)
+    if path.suffix == ".xlsx":
+        if len(frame) > EXCEL_MAX_OBJECTS:
+            raise TableFormatError(
+                f"{len(frame)} objects exceed Excel's row limit ({EXCEL_MAX_OBJECTS}); write TSV"
+            )
+        _write_xlsx(path, _header_rows(specs), frame)
+        return
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for row in _header_rows(specs):
+            f.write("\t".join(row) + "\n")
+        frame.to_csv(
+            f,
+            sep="\t",
+            header=False,
+            index=False,
+            quoting=csv.QUOTE_NONE,
+            quotechar="\x00",
+            lineterminator="\n",
+            float_format=_FLOAT_FORMAT,
+        )
+
+
+def _xlsx_value(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _write_xlsx(path: Path, header: list[list[str]], frame: pd.DataFrame) -> None:
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("MAIN")
+    for row in header:
+        ws.append([c if c != "" else None for c in row])
+    columns = [frame[c].to_numpy(dtype=object) for c in frame.columns]
+    for i in range(len(frame)):
+        ws.append([_xlsx_value(col[i]) for col in columns])
+    buf = io.BytesIO()
+    wb.save(buf)
+    _write_deterministic_zip(path, buf.getvalue())
+
+
+def _write_deterministic_zip(path: Path, data: bytes) -> None:
+    """Rewrite an OOXML zip with fixed timestamps so equal content gives equal bytes."""
+    stamp = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z")
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(
+        path, "w", compression=zipfile.ZIP_DEFLATED
+    ) as dst:
+        for info in src.infolist():
+            payload = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                payload = stamp.sub(_FIXED_ISO.encode(), payload)
+            out = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_TIME)
+            out.compress_type = zipfile.ZIP_DEFLATED
+            out.external_attr = 0o600 << 16
+            dst.writestr(out, payload)
+
+
+def read_table_cells(path: Path) -> list[list[str]]:
+    """All cells of a TSV or XLSX table as strings ('' for empty), row by row."""
+    if path.suffix == ".xlsx":
+        from openpyxl import load_workbook
+
+        wb = load_workbook(path, read_only=True, data_only=True)
+        try:
+            ws = wb[wb.sheetnames[0]]
+            rows = [["" if v is None else str(v) for v in r] for r in ws.iter_rows(values_only=True)]
+        finally:
+            wb.close()
+        return rows
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.split("\t") for line in lines]
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]] | pd.DataFrame) -> None:
+    """Comma-separated file with a header row and ``\\n`` line ends."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        if isinstance(rows, pd.DataFrame):
+            rows.to_csv(f, header=list(header), index=False, lineterminator="\n",
+                        float_format=_FLOAT_FORMAT)
+            return
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Tab-separated file (contributors, upload metadata) with ``\\n`` line ends."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        for row in [list(header), *[list(r) for r in rows]]:
+            cells = ["" if c is None else str(c) for c in row]
+            for c in cells:
+                if "\t" in c or "\n" in c:
+                    raise TableFormatError(f"{path.name}: cell {c!r} holds a tab or line break")
+            f.write("\t".join(cells) + "\n")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """JSON with sorted keys and a final newline (byte-stable for equal content)."""
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file (provenance)."""
+    return json.loads(path.read_text(encoding="utf-8"))
