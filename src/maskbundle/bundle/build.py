@@ -27,6 +27,12 @@ from ..measure.centroids import object_centroids
 from ..model import Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 from ..names import check_mask_names, safe_stem
 from . import layout
+from .adjacency import (
+    check_adjacency_request,
+    mask_adjacency,
+    provenance_entry,
+    write_adjacency_csv,
+)
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
 from .objects import check_obo_id, object_type_values, objects_frame, ontology_abbreviation
 
@@ -166,6 +172,8 @@ def write_segmentation_bundle(
     objects_format: ObjectsFormat = "tsv",
     contributors: Sequence[Mapping[str, Any]] | None = None,
     compression: Literal["zlib", "zstd"] = "zlib",
+    adjacency: str | Sequence[str] | None = None,
+    adjacency_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a HuBMAP Segmentation Mask dataset directory and return its path.
@@ -201,6 +209,13 @@ def write_segmentation_bundle(
         Rows of ``extras/contributors.tsv`` (fields as in SPEC section 1).
     compression : {"zlib", "zstd"}
         OME-TIFF tile compression; zstd is faster but fewer readers decode it.
+    adjacency : "centroid", "linkage", both, or None
+        Also write ``<mask>-centroid-adjacency.csv`` / ``<mask>-linkage-adjacency.csv``
+        for every mask (SPEC section 6); definitions and parameters are recorded in
+        provenance.json under ``"adjacency"``.
+    adjacency_options : mapping, optional
+        ``method``, ``max_distance``, ``k``, ``radius`` (centroid) and ``max_gap``,
+        ``contact`` (linkage); see :mod:`maskbundle.measure.adjacency`.
     overwrite : bool
         Replace an existing directory at ``path``.
 
@@ -215,6 +230,7 @@ def write_segmentation_bundle(
     if compression not in ("zlib", "zstd"):
         raise OptionError(f"compression must be 'zlib' or 'zstd', got {compression!r}")
     doi = normalise_doi(protocol_doi)
+    adj_kinds, adj_opts = check_adjacency_request(adjacency, adjacency_options)
     given, seg = _as_masks(masks)
     parent = read_parent_image(parent_image) if parent_image is not None else None
     rows = contributor_rows(contributors)
@@ -305,6 +321,15 @@ def write_segmentation_bundle(
                 (c, p.mask.name, source_file, ontology_abbreviation(p.mask_id), p.mask_id, doi,
                  _entire_image_masked(p.mask.labels), p.mask.n_objects)
             )
+            if adj_kinds:
+                frames = mask_adjacency(
+                    p.mask.labels, physical_size=ps, kinds=adj_kinds, options=adj_opts,
+                    centroids_px=cents,
+                )
+                for kind, adj in frames.items():
+                    entry = provenance_entry(p.mask.name, kind, adj)
+                    write_adjacency_csv(seg_dir / entry["file"], adj)
+                    provenance.setdefault("adjacency", {}).setdefault(p.mask.name, {})[kind] = entry
             provenance["masks"][p.mask.name] = {
                 "channel": c,
                 "objects": p.mask.n_objects,

@@ -58,6 +58,7 @@ import pandas as pd
 
 from ..errors import LabelError, OptionError
 from ..model import PhysicalSize
+from .centroids import object_centroids
 
 __all__ = [
     "CENTROID_COLUMNS",
@@ -142,23 +143,6 @@ def _finite_nonneg(value: float, name: str) -> float:
 # ------------------------------------------------------------------------------ centroids
 
 
-@numba.njit(cache=True)  # type: ignore[misc]
-def _sums_kernel(lab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
-    count = np.zeros(n + 1, np.int64)
-    sums = np.zeros((n + 1, 3), np.int64)
-    nz, ny, nx = lab.shape
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                v = lab[z, y, x]
-                if v != 0:
-                    count[v] += 1
-                    sums[v, 0] += z
-                    sums[v, 1] += y
-                    sums[v, 2] += x
-    return count, sums
-
-
 def centroids_um(
     labels: np.ndarray, *, physical_size: PhysicalSizeLike
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -187,9 +171,9 @@ def centroids_um(
             f"centroid adjacency: largest label {hi} exceeds the number of pixels "
             f"({lab3.size}); relabel the mask to 1..N first (relabel_mask)"
         )
-    count, sums = _sums_kernel(lab3, hi)
-    ids = np.flatnonzero(count[1:]) + 1
-    pts = sums[ids] / count[ids, None] * np.asarray(spacing)
+    counts, cents = object_centroids(lab3, hi)
+    ids = np.flatnonzero(counts) + 1
+    pts = cents[ids - 1] * np.asarray(spacing)
     if labels.ndim == 2:
         pts = pts[:, 1:]
     return ids.astype(np.int64), np.ascontiguousarray(pts)
