@@ -11,7 +11,6 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m ipykernel install --user --name maskbundle-venv --display-name "maskbundle (.venv)" >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)

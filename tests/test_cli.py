@@ -1,0 +1,70 @@
+"""The command line, run in-process through click's runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from click.testing import CliRunner
+from PIL import Image
+from skimage.segmentation import relabel_sequential
+
+from helpers import DOI, run_reference_checker
+from maskbundle.cli import _physical_size_args, main
+from maskbundle.io.ometiff import read_label_ome_tiff
+
+
+def test_physical_size_takes_two_or_three_values() -> None:
+    assert _physical_size_args(["bundle", "o", "--physical-size", "0.5", "0.6", "--mask", "a=b"]) == [
+        "bundle", "o", "--physical-size", "0.5", "--physical-size", "0.6", "--mask", "a=b"]
+
+
+def test_bundle_from_tiff_npy_and_png_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    cells = rng.integers(0, 30, (40, 50)).astype(np.uint16)
+    nuclei = np.where(cells % 3 == 0, cells, 0).astype(np.int32)
+    glom = (cells > 25).astype(np.uint8) * 7
+    tifffile.imwrite(tmp_path / "cells.tif", cells)
+    np.save(tmp_path / "nuclei.npy", nuclei)
+    Image.fromarray(glom).save(tmp_path / "glom.png")
+    args = ["bundle", str(tmp_path / "out"), "--mask", f"cells={tmp_path / 'cells.tif'}",
+            "--mask", f"nuclei={tmp_path / 'nuclei.npy'}", "--mask",
+            f"glomeruli={tmp_path / 'glom.png'}", "--physical-size", "0.5", "--physical-size",
+            "0.5", "--mask-id", "glomeruli=UBERON:0000074", "--protocol-doi", DOI]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    img = read_label_ome_tiff(next((tmp_path / "out").rglob("*.ome.tiff")))
+    assert img.channel_names == ["cells", "nuclei", "glomeruli"]
+    for ch, raw in enumerate((cells, nuclei, glom)):
+        assert np.array_equal(img.labels[ch, 0], relabel_sequential(raw)[0])
+    assert run_reference_checker(tmp_path / "out").returncode == 0
+    # the same target again is refused with exit status 2 and a message naming the fix
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
+    np.save(tmp_path / "m.npy", np.ones((5, 5), bool))
+    result = CliRunner().invoke(main, ["bundle", str(tmp_path / "o"), "--mask",
+                                       f"cells={tmp_path / 'm.npy'}", "--physical-size", "1",
+                                       "--protocol-doi", DOI])
+    assert result.exit_code == 2
+    assert "error: mask 'cells': a boolean array" in result.output
+    bad = CliRunner().invoke(main, ["bundle", str(tmp_path / "o"), "--mask", "cells",
+                                    "--protocol-doi", DOI])
+    assert bad.exit_code == 2 and "NAME=VALUE" in bad.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_demo_writes_a_valid_two_mask_bundle(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    img = read_label_ome_tiff(next((tmp_path / "demo").rglob("*.ome.tiff")))
+    assert img.channel_names == ["cells", "nuclei"]
+    n_cells = int(img.labels[0].max())
+    assert n_cells > 100 and f"cells: {n_cells} objects" in result.output
+    # every nucleus lies inside the cell grown from it
+    cells, nuclei = img.labels[0, 0], img.labels[1, 0]
+    assert np.all(cells[nuclei > 0] > 0)
+    assert run_reference_checker(tmp_path / "demo").returncode == 0

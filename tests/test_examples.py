@@ -1,0 +1,30 @@
+"""The shipped examples run and write valid bundles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, run_reference_checker
+
+
+def test_python_example(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(REPO / "examples/python_quickstart.py"), str(tmp_path)],
+                   check=True, capture_output=True)
+    assert (tmp_path / "segmentation-metadata.tsv").is_file()
+    assert run_reference_checker(tmp_path / "tissue-1").returncode == 0
+
+
+def test_cli_example(tmp_path: Path) -> None:
+    bindir = Path(sys.executable).parent
+    if not (bindir / "maskbundle").exists() or shutil.which("bash") is None:
+        pytest.skip("the maskbundle console script is not installed next to this python")
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run(["bash", str(REPO / "examples/cli_quickstart.sh"), str(tmp_path)], check=True,
+                   capture_output=True, env=env)
+    assert run_reference_checker(tmp_path / "upload/dataset-1").returncode == 0
