@@ -3,8 +3,10 @@ simplices, per-object distance transforms, brute-force distance matrices."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,8 @@ from hypothesis import strategies as st
 from scipy import ndimage
 from scipy.spatial import Delaunay, QhullError
 
-from maskbundle.errors import LabelError, OptionError
+from maskbundle.errors import LabelError, OptionError, TableFormatError
+from maskbundle.io.adjacency_csv import format_adjacency_csv, write_adjacency_csv
 from maskbundle.measure.adjacency import (
     CENTROID_COLUMNS,
     CONTACT_AREA,
@@ -409,7 +412,9 @@ def test_zero_or_one_object_gives_header_only(n: int, ndim: int) -> None:
         labels[(1,) * ndim] = 1
     size = (1.0, 1.0, 1.0) if ndim == 3 else (1.0, 1.0)
     for method in ("delaunay", "knn"):
-        frame = centroid_adjacency(labels, physical_size=size, method=method)  # type: ignore[arg-type]
+        frame = centroid_adjacency(
+            labels, physical_size=size, method=method  # type: ignore[arg-type]
+        )
         assert list(frame.columns) == list(CENTROID_COLUMNS) and len(frame) == 0
     frame = centroid_adjacency(labels, physical_size=size, method="radius", radius=3.0)
     assert len(frame) == 0
@@ -556,3 +561,60 @@ def test_gap_between_slabs_exposed_on_one_side_only(axis: int, first: int) -> No
     flat = vol[0] if axis else vol[:, 0]
     frame = linkage_adjacency(flat, physical_size=size[:2] if axis else size[::2], max_gap=2.5)
     assert len(frame) == 1
+
+
+# ---------------------------------------------------------------------------- CSV writer
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 2**32 - 1),
+            st.floats(0, 1e9, allow_nan=False),
+            st.floats(-1e6, 1e6, allow_nan=False),
+        ),
+        max_size=30,
+    )
+)
+def test_adjacency_csv_formats_like_python(rows: list[tuple[int, int, float, float]]) -> None:
+    frame = pd.DataFrame(
+        {
+            "Object ID 1": np.array([r[0] for r in rows], np.int64),
+            "Object ID 2": np.array([r[1] for r in rows], np.uint32),
+            "Distance (micrometer)": np.array([r[2] for r in rows], np.float64),
+            "Contact length (micrometer)": np.array([r[3] for r in rows], np.float64),
+        }
+    )
+
+    def py(v: float) -> str:  # Python's own decimal formatting, then trailing zeros dropped
+        text = f"{round(v * 1e6) / 1e6:.6f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+
+    want = ",".join(frame.columns) + "\n" + "".join(
+        f"{a},{b},{py(c)},{py(d)}\n" for a, b, c, d in rows
+    )
+    got = format_adjacency_csv(frame).decode("ascii")
+    assert got == want
+    back = pd.read_csv(io.StringIO(got))
+    assert list(back.columns) == list(frame.columns)
+    if rows:
+        np.testing.assert_allclose(back.iloc[:, 2:], frame.iloc[:, 2:], atol=5.1e-7, rtol=1e-14)
+        assert back.iloc[:, :2].to_numpy().tolist() == frame.iloc[:, :2].to_numpy().tolist()
+
+
+def test_adjacency_csv_refuses_what_it_cannot_write(tmp_path: Path) -> None:
+    ok = {"Object ID 1": [1], "Object ID 2": [2]}
+    with pytest.raises(TableFormatError, match="finite"):
+        format_adjacency_csv(pd.DataFrame({**ok, "Distance (micrometer)": [math.inf]}))
+    with pytest.raises(TableFormatError, match="integers"):
+        format_adjacency_csv(pd.DataFrame({"Object ID 1": [1.5], "Object ID 2": [2]}))
+    with pytest.raises(TableFormatError, match="negative"):
+        format_adjacency_csv(pd.DataFrame({"Object ID 1": [-1], "Object ID 2": [2]}))
+    with pytest.raises(TableFormatError, match="header"):
+        format_adjacency_csv(pd.DataFrame({**ok, "a,b": [0.0]}))
+    write_adjacency_csv(tmp_path / "x.csv", pd.DataFrame({**ok, "Distance (micrometer)": [0.0]}))
+    assert (tmp_path / "x.csv").read_bytes() == (
+        b"Object ID 1,Object ID 2,Distance (micrometer)\n1,2,0\n"
+    )

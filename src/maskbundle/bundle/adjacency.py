@@ -23,10 +23,11 @@ import pandas as pd
 import tifffile
 
 from ..errors import CorruptInputError, OptionError, OutputExistsError, Report
+from ..io.adjacency_csv import write_adjacency_csv
 from ..io.labelfiles import read_label_file
 from ..io.ometiff import read_label_ome_tiff
 from ..io.staging import staged_path
-from ..io.tables import read_json, write_csv, write_json
+from ..io.tables import read_json, write_json
 from ..measure.adjacency import centroid_adjacency, linkage_adjacency
 from ..model import PhysicalSize
 from ..names import check_mask_name
@@ -39,7 +40,6 @@ __all__ = [
     "check_adjacency_request",
     "mask_adjacency",
     "provenance_entry",
-    "write_adjacency_csv",
 ]
 
 AdjacencyKind = Literal["centroid", "linkage"]
@@ -140,11 +140,6 @@ def _adjacency_rel(mask: str, kind: AdjacencyKind) -> Path:
     if kind == "centroid":
         return layout.centroid_adjacency_path(mask)
     return layout.linkage_adjacency_path(mask)
-
-
-def write_adjacency_csv(path: Path, frame: pd.DataFrame) -> None:
-    """Write one adjacency table (SPEC section 6) to ``path`` (the caller stages it)."""
-    write_csv(path, [str(c) for c in frame.columns], frame)
 
 
 def provenance_entry(mask: str, kind: AdjacencyKind, frame: pd.DataFrame) -> dict[str, Any]:

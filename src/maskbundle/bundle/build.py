@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import OptionError, ShapeMismatchError
+from ..io.adjacency_csv import write_adjacency_csv
 from ..io.ometiff import build_ome_xml, read_parent_image, write_label_ome_tiff
 from ..io.staging import staged_path
 from ..io.tables import EXCEL_MAX_OBJECTS, write_csv, write_json, write_objects_table, write_tsv
@@ -27,12 +28,7 @@ from ..measure.centroids import object_centroids
 from ..model import Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 from ..names import check_mask_names, safe_stem
 from . import layout
-from .adjacency import (
-    check_adjacency_request,
-    mask_adjacency,
-    provenance_entry,
-    write_adjacency_csv,
-)
+from .adjacency import check_adjacency_request, mask_adjacency, provenance_entry
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
 from .objects import check_obo_id, object_type_values, objects_frame, ontology_abbreviation
 
@@ -329,7 +325,8 @@ def write_segmentation_bundle(
                 for kind, adj in frames.items():
                     entry = provenance_entry(p.mask.name, kind, adj)
                     write_adjacency_csv(seg_dir / entry["file"], adj)
-                    provenance.setdefault("adjacency", {}).setdefault(p.mask.name, {})[kind] = entry
+                    adj_prov = provenance.setdefault("adjacency", {})
+                    adj_prov.setdefault(p.mask.name, {})[kind] = entry
             provenance["masks"][p.mask.name] = {
                 "channel": c,
                 "objects": p.mask.n_objects,
