@@ -618,3 +618,54 @@ def test_adjacency_csv_refuses_what_it_cannot_write(tmp_path: Path) -> None:
     assert (tmp_path / "x.csv").read_bytes() == (
         b"Object ID 1,Object ID 2,Distance (micrometer)\n1,2,0\n"
     )
+
+
+def test_duplicate_centroids_in_a_larger_image() -> None:
+    # rings around discs (same centroid) among ordinary cells; every ring/disc pair is an
+    # edge at distance 0 and each twin has the Delaunay edges of the shared point
+    cells, _ = synthetic_tissue((200, 200), seed=4)
+    labels = cells.astype(np.uint32)
+    n = int(labels.max())
+    extra = np.zeros_like(labels)
+    for k, (y, x) in enumerate([(5, 5), (100, 190), (190, 60)]):
+        extra[y - 1 : y + 2, x - 1 : x + 2] = n + 2 * k + 1
+        extra[y, x] = n + 2 * k + 2
+    labels = np.where(extra > 0, extra, labels)
+    _, inv = np.unique(labels, return_inverse=True)
+    labels = inv.reshape(labels.shape).astype(np.uint32)  # compact (0 stays 0)
+    ids, pts = centroids_um(labels, physical_size=1.0)
+    got = edges_of(centroid_adjacency(labels, physical_size=1.0, max_distance=math.inf))
+    uniq, inverse = np.unique(pts, axis=0, return_inverse=True)
+    assert uniq.shape[0] == ids.size - 3
+    ref_u = delaunay_reference(uniq)
+    assert ref_u is not None
+    groups: dict[int, list[int]] = {}
+    for i, g in enumerate(inverse.reshape(-1)):
+        groups.setdefault(int(g), []).append(int(ids[i]))
+    want = set()
+    for a, b in ref_u:
+        for x in groups[a]:
+            for y in groups[b]:
+                want.add((min(x, y), max(x, y)))
+    for members in groups.values():
+        for x, y in itertools.combinations(sorted(members), 2):
+            want.add((x, y))
+            assert got[(x, y)] == 0.0
+    assert set(got) == want
+
+
+def test_three_objects_with_one_centroid() -> None:
+    labels = np.zeros((11, 24), np.uint16)
+    labels[1:8, 1:8] = 3  # ring of rings around a disc, all centred on (4, 4)
+    labels[2:7, 2:7] = 2
+    labels[3:6, 3:6] = 1
+    labels[4, 4] = 4
+    labels[9, 20] = 5
+    labels[2, 16] = 6
+    frame = centroid_adjacency(labels, physical_size=(1.0, 1.0), max_distance=math.inf)
+    got = edges_of(frame)
+    for x, y in itertools.combinations([1, 2, 3, 4], 2):
+        assert got[(x, y)] == 0.0
+    for x in (1, 2, 3, 4):
+        assert (x, 5) in got and (x, 6) in got
+    assert (5, 6) in got and len(got) == 6 + 8 + 1

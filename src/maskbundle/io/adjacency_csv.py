@@ -25,7 +25,7 @@ _SCALE = 10**DECIMALS
 _MAX_ABS = 9.0e12  # |value| * 1e6 must fit an int64 exactly
 
 
-@numba.njit(cache=True)  # type: ignore[misc]
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _put_uint(buf: np.ndarray, pos: int, v: int) -> int:  # pragma: no cover
     if v == 0:
         buf[pos] = 48
@@ -43,7 +43,7 @@ def _put_uint(buf: np.ndarray, pos: int, v: int) -> int:  # pragma: no cover
     return end
 
 
-@numba.njit(cache=True)  # type: ignore[misc]
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _format_rows(ids: np.ndarray, vals: np.ndarray, scale: int, decimals: int) -> np.ndarray:
     # pragma: no cover
     n = ids.shape[0]

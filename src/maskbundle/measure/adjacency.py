@@ -195,45 +195,13 @@ def _unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _delaunay_index_pairs(points: np.ndarray) -> np.ndarray:
     """Unique index pairs (i < j) of the Delaunay edges of ``points`` (M, d), any rank.
 
-    Handles the degenerate cases: fewer than d + 1 points, points on a line or plane
-    (triangulated in their own affine subspace), and duplicate points (which Qhull drops:
-    each duplicate is linked to its twin at distance 0 and inherits the twin's edges).
+    Degenerate inputs: fewer than three points give their one pair (or none); points on a
+    line are joined in order along it; points on a plane in 3D are triangulated in that
+    plane; points Qhull leaves out of the triangulation (duplicates, or points closer to a
+    vertex than its precision) are linked to their nearest vertex, to that vertex's
+    neighbours and to each other, so twins with one centroid share its edges (distance 0
+    between them).
     """
-    m = points.shape[0]
-    if m < 2:
-        return np.empty((0, 2), np.int64)
-    uniq, inverse = np.unique(points, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    if uniq.shape[0] == m:
-        # no duplicates: triangulate the points in their given order (Qhull's choice among
-        # equally valid triangulations of cospherical points depends on the order)
-        return _delaunay_unique(points)
-    pairs_u = _delaunay_unique(uniq)
-    # map unique-point pairs to original points: every original point of group a with every
-    # original point of group b, plus all pairs inside each group (distance 0)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(uniq.shape[0] + 1))
-    out: list[np.ndarray] = []
-    if pairs_u.size:
-        for a, b in pairs_u:  # only reached with duplicate centroids (rare)
-            ga = order[starts[a] : starts[a + 1]]
-            gb = order[starts[b] : starts[b + 1]]
-            out.append(np.stack(np.meshgrid(ga, gb, indexing="ij"), -1).reshape(-1, 2))
-    for g in range(uniq.shape[0]):
-        if starts[g + 1] - starts[g] > 1:
-            grp = order[starts[g] : starts[g + 1]]
-            ii, jj = np.triu_indices(grp.size, 1)
-            out.append(np.stack([grp[ii], grp[jj]], -1))
-    if not out:
-        return np.empty((0, 2), np.int64)
-    pairs = np.concatenate(out).astype(np.int64)
-    keys = np.unique(_pack(pairs[:, 0], pairs[:, 1]))
-    a, b = _unpack(keys)
-    return np.stack([a, b], -1)
-
-
-def _delaunay_unique(points: np.ndarray) -> np.ndarray:
-    """Delaunay edges of distinct points (M, d); reduces to the affine span when flat."""
     from scipy.spatial import Delaunay, QhullError
 
     m, d = points.shape
@@ -243,18 +211,16 @@ def _delaunay_unique(points: np.ndarray) -> np.ndarray:
         return np.array([[0, 1]], np.int64)
     centred = points - points.mean(axis=0)
     _, sv, vt = np.linalg.svd(centred, full_matrices=False)
-    scale = max(float(sv[0]), 1e-300)
-    rank = int(np.sum(sv > scale * 1e-9))
-    if rank == 1:
-        # collinear: the Delaunay "triangulation" of points on a line joins consecutive points
+    scale = float(sv[0])
+    rank = int(np.sum(sv > scale * 1e-9)) if scale > 0 else 0
+    if rank <= 1:
+        # on a line (or all equal): the Delaunay graph joins consecutive points
         t = centred @ vt[0]
         o = np.argsort(t, kind="stable")
-        return np.stack([o[:-1], o[1:]], -1).astype(np.int64)
+        return _sorted_pairs(o[:-1], o[1:])
+    # triangulate the given points in their given order: Qhull's choice among equally
+    # valid triangulations of cospherical points depends on the order
     proj = centred @ vt[:rank].T if rank < d else points
-    if proj.shape[0] <= rank:
-        # too few points to form a simplex in their span: all pairs (at most rank + 1 points)
-        ii, jj = np.triu_indices(proj.shape[0], 1)
-        return np.stack([ii, jj], -1).astype(np.int64)
     try:
         tri = Delaunay(proj)
     except QhullError:
@@ -263,7 +229,30 @@ def _delaunay_unique(points: np.ndarray) -> np.ndarray:
     src = np.repeat(np.arange(m, dtype=np.int64), np.diff(indptr))
     dst = indices.astype(np.int64)
     keep = src < dst
-    return np.stack([src[keep], dst[keep]], -1)
+    if tri.coplanar.shape[0] == 0:
+        return np.stack([src[keep], dst[keep]], -1)
+    extra_a: list[np.ndarray] = [src[keep]]
+    extra_b: list[np.ndarray] = [dst[keep]]
+    left_out = tri.coplanar[:, 0].astype(np.int64)
+    nearest = tri.coplanar[:, 2].astype(np.int64)
+    for p, v in zip(left_out.tolist(), nearest.tolist(), strict=True):
+        nbrs = indices[indptr[v] : indptr[v + 1]].astype(np.int64)
+        extra_a.append(np.full(nbrs.size + 1, p, np.int64))
+        extra_b.append(np.concatenate([[v], nbrs]))
+    order = np.argsort(nearest, kind="stable")
+    for grp in np.split(left_out[order], np.flatnonzero(np.diff(nearest[order])) + 1):
+        ii, jj = np.triu_indices(grp.size, 1)
+        extra_a.append(grp[ii])
+        extra_b.append(grp[jj])
+    return _sorted_pairs(np.concatenate(extra_a), np.concatenate(extra_b))
+
+
+def _sorted_pairs(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Unique (lo, hi) index pairs, lo < hi, sorted."""
+    keys = np.unique(_pack(i, j))
+    a, b = _unpack(keys)
+    keep = a != b
+    return np.stack([a[keep], b[keep]], -1)
 
 
 def _edge_frame(ids: np.ndarray, pairs: np.ndarray, dist: np.ndarray) -> pd.DataFrame:
@@ -434,10 +423,15 @@ def _pair_dist(points: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 
-@numba.njit(cache=True)  # type: ignore[misc]
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _slot(key: np.uint64, keys: np.ndarray) -> np.int64:  # pragma: no cover
     mask = np.int64(keys.size - 1)
-    h = (key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(29)
+    # splitmix64 finaliser: neighbouring objects have neighbouring ids, so the keys are
+    # highly structured and a weak hash clusters them under linear probing
+    h = key
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    h = h ^ (h >> np.uint64(31))
     i = np.int64(h & np.uint64(mask))
     while True:
         k = keys[i]
@@ -446,7 +440,7 @@ def _slot(key: np.uint64, keys: np.ndarray) -> np.int64:  # pragma: no cover
         i = (i + np.int64(1)) & mask
 
 
-@numba.njit(cache=True)  # type: ignore[misc]
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _grow(
     keys: np.ndarray, gap: np.ndarray, faces: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
@@ -465,7 +459,197 @@ def _grow(
     return nk, ng, nf
 
 
-@numba.njit(cache=True)  # type: ignore[misc]
+_CACHE_BITS = 13
+_CACHE_SIZE = 1 << _CACHE_BITS
+_CACHE_SHIFT = 64 - _CACHE_BITS
+
+
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
+def _merge_entry(
+    keys: np.ndarray,
+    gap: np.ndarray,
+    faces: np.ndarray,
+    used: int,
+    key: np.uint64,
+    g: float,
+    f0: int,
+    f1: int,
+    f2: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:  # pragma: no cover
+    """Merge one pair (smallest gap, face counts) into the open-addressing table."""
+    s = _slot(key, keys)
+    if keys[s] == np.uint64(0):
+        if 2 * (used + 1) > keys.size:
+            keys, gap, faces = _grow(keys, gap, faces)
+            s = _slot(key, keys)
+        keys[s] = key
+        used += 1
+    if g < gap[s]:
+        gap[s] = g
+    faces[s, 0] += f0
+    faces[s, 1] += f1
+    faces[s, 2] += f2
+    return keys, gap, faces, used
+
+
+@numba.njit(cache=True, nogil=True, inline="always")  # type: ignore[misc]
+def _cache_put(
+    ckey: np.ndarray,
+    cgap: np.ndarray,
+    cfaces: np.ndarray,
+    ua: np.uint64,
+    ub: np.uint64,
+    g: float,
+    axis: int,
+) -> tuple[np.uint64, float, int, int, int]:  # pragma: no cover
+    """Record pair (ua, ub) with gap ``g`` (and one face along ``axis`` when >= 0) in the
+    direct-mapped cache; return the entry it evicted (key 0 when none)."""
+    if ua < ub:
+        key = (ua << np.uint64(32)) | ub
+    else:
+        key = (ub << np.uint64(32)) | ua
+    c = np.int64((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(_CACHE_SHIFT))
+    ek = np.uint64(0)
+    eg = np.inf
+    e0 = 0
+    e1 = 0
+    e2 = 0
+    if ckey[c] != key:
+        ek = ckey[c]
+        eg = cgap[c]
+        e0 = cfaces[c, 0]
+        e1 = cfaces[c, 1]
+        e2 = cfaces[c, 2]
+        ckey[c] = key
+        cgap[c] = np.inf
+        cfaces[c, 0] = 0
+        cfaces[c, 1] = 0
+        cfaces[c, 2] = 0
+    if g < cgap[c]:
+        cgap[c] = g
+    if axis >= 0:
+        cfaces[c, axis] += 1
+    return ek, eg, e0, e1, e2
+
+
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
+def _faces_row(
+    lab: np.ndarray,
+    z: int,
+    y: int,
+    x0: int,
+    x1: int,
+    ckey: np.ndarray,
+    cgap: np.ndarray,
+    cfaces: np.ndarray,
+    bk: np.ndarray,
+    bg: np.ndarray,
+    bf: np.ndarray,
+) -> int:  # pragma: no cover
+    """Face contacts of row (z, y), columns x0..x1, each pixel against its next pixel per
+    axis; entries evicted from the cache go to the buffers (bk, bg, bf); returns their
+    count (at most 3 per pixel)."""
+    nz, ny, nx = lab.shape
+    below = z + 1 < nz
+    down = y + 1 < ny
+    n = 0
+    for x in range(x0, x1):
+        a = lab[z, y, x]
+        if a == 0:
+            continue
+        for axis in range(3):
+            if axis == 0:
+                if not below:
+                    continue
+                b = lab[z + 1, y, x]
+            elif axis == 1:
+                if not down:
+                    continue
+                b = lab[z, y + 1, x]
+            else:
+                if x + 1 >= nx:
+                    continue
+                b = lab[z, y, x + 1]
+            if b != a and b != 0:
+                ek, eg, e0, e1, e2 = _cache_put(
+                    ckey, cgap, cfaces, np.uint64(a), np.uint64(b), 0.0, axis
+                )
+                if ek != np.uint64(0):
+                    bk[n] = ek
+                    bg[n] = eg
+                    bf[n, 0] = e0
+                    bf[n, 1] = e1
+                    bf[n, 2] = e2
+                    n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
+def _offsets_row(
+    lab: np.ndarray,
+    z: int,
+    y: int,
+    x0: int,
+    x1: int,
+    offsets: np.ndarray,
+    odist: np.ndarray,
+    oaxis: np.ndarray,
+    ckey: np.ndarray,
+    cgap: np.ndarray,
+    cfaces: np.ndarray,
+    bk: np.ndarray,
+    bg: np.ndarray,
+    bf: np.ndarray,
+) -> int:  # pragma: no cover
+    """Pairs of row (z, y) within the given offsets, from boundary pixels only (a pixel
+    with a face neighbour of another label); evictions as in :func:`_faces_row` (at most
+    one per pixel and offset)."""
+    nz, ny, nx = lab.shape
+    nof = offsets.shape[0]
+    n = 0
+    for x in range(x0, x1):
+        a = lab[z, y, x]
+        if a == 0:
+            continue
+        edge = False
+        if x > 0 and lab[z, y, x - 1] != a:
+            edge = True
+        elif x + 1 < nx and lab[z, y, x + 1] != a:
+            edge = True
+        elif y > 0 and lab[z, y - 1, x] != a:
+            edge = True
+        elif y + 1 < ny and lab[z, y + 1, x] != a:
+            edge = True
+        elif z > 0 and lab[z - 1, y, x] != a:
+            edge = True
+        elif z + 1 < nz and lab[z + 1, y, x] != a:
+            edge = True
+        if not edge:
+            continue
+        ua = np.uint64(a)
+        for o in range(nof):
+            qz = z + offsets[o, 0]
+            qy = y + offsets[o, 1]
+            qx = x + offsets[o, 2]
+            if qz < 0 or qz >= nz or qy < 0 or qy >= ny or qx < 0 or qx >= nx:
+                continue
+            b = lab[qz, qy, qx]
+            if b == 0 or b == a:
+                continue
+            ek, eg, e0, e1, e2 = _cache_put(
+                ckey, cgap, cfaces, ua, np.uint64(b), odist[o], oaxis[o]
+            )
+            if ek != np.uint64(0):
+                bk[n] = ek
+                bg[n] = eg
+                bf[n, 0] = e0
+                bf[n, 1] = e1
+                bf[n, 2] = e2
+                n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _linkage_kernel(
     lab: np.ndarray,
     z0: int,
@@ -477,75 +661,47 @@ def _linkage_kernel(
     offsets: np.ndarray,
     odist: np.ndarray,
     oaxis: np.ndarray,
-    boundary_only: bool,
+    faces_only: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
-    nz, ny, nx = lab.shape
-    nof = offsets.shape[0]
+    """Pairs owned by the core box [z0, z1) x [y0, y1) x [x0, x1) of ``lab`` (Z, Y, X).
+
+    Returns keys (sorted), smallest gap and face counts per axis. The row functions feed a
+    small write-back cache (consecutive rows meet mostly the same pairs); what it evicts
+    is merged here, row by row, into an open-addressing table keyed by the packed pair.
+    (The table arrays are rebound only in this outer loop: rebinding them inside the
+    pixel loop made numba's reference counting dominate the run time.)
+    """
     keys = np.zeros(1024, np.uint64)
     gap = np.full(1024, np.inf)
     faces = np.zeros((1024, 3), np.int64)
     used = 0
-    last_key = np.zeros(nof, np.uint64)
-    last_slot = np.zeros(nof, np.int64)
+    ckey = np.zeros(_CACHE_SIZE, np.uint64)
+    cgap = np.full(_CACHE_SIZE, np.inf)
+    cfaces = np.zeros((_CACHE_SIZE, 3), np.int64)
+    width = max(x1 - x0, 0)
+    cap = width * (3 if faces_only else offsets.shape[0]) + 1
+    bk = np.zeros(cap, np.uint64)
+    bg = np.zeros(cap)
+    bf = np.zeros((cap, 3), np.int64)
     for z in range(z0, z1):
         for y in range(y0, y1):
-            for x in range(x0, x1):
-                a = lab[z, y, x]
-                if a == 0:
-                    continue
-                if boundary_only:
-                    edge = False
-                    if x > 0 and lab[z, y, x - 1] != a:
-                        edge = True
-                    elif x + 1 < nx and lab[z, y, x + 1] != a:
-                        edge = True
-                    elif y > 0 and lab[z, y - 1, x] != a:
-                        edge = True
-                    elif y + 1 < ny and lab[z, y + 1, x] != a:
-                        edge = True
-                    elif z > 0 and lab[z - 1, y, x] != a:
-                        edge = True
-                    elif z + 1 < nz and lab[z + 1, y, x] != a:
-                        edge = True
-                    if not edge:
-                        continue
-                ua = np.uint64(a)
-                for o in range(nof):
-                    qz = z + offsets[o, 0]
-                    qy = y + offsets[o, 1]
-                    qx = x + offsets[o, 2]
-                    if qz < 0 or qz >= nz or qy < 0 or qy >= ny or qx < 0 or qx >= nx:
-                        continue
-                    b = lab[qz, qy, qx]
-                    if b == 0 or b == a:
-                        continue
-                    ub = np.uint64(b)
-                    if ua < ub:
-                        key = (ua << np.uint64(32)) | ub
-                    else:
-                        key = (ub << np.uint64(32)) | ua
-                    if key == last_key[o]:
-                        s = last_slot[o]
-                    else:
-                        s = _slot(key, keys)
-                        if keys[s] == np.uint64(0):
-                            if 2 * (used + 1) > keys.size:
-                                keys, gap, faces = _grow(keys, gap, faces)
-                                for r in range(nof):
-                                    last_key[r] = np.uint64(0)
-                                s = _slot(key, keys)
-                            keys[s] = key
-                            used += 1
-                        last_key[o] = key
-                        last_slot[o] = s
-                    if odist[o] < gap[s]:
-                        gap[s] = odist[o]
-                    ax = oaxis[o]
-                    if ax >= 0:
-                        faces[s, ax] += 1
+            if faces_only:
+                n = _faces_row(lab, z, y, x0, x1, ckey, cgap, cfaces, bk, bg, bf)
+            else:
+                n = _offsets_row(
+                    lab, z, y, x0, x1, offsets, odist, oaxis, ckey, cgap, cfaces, bk, bg, bf
+                )
+            for i in range(n):
+                keys, gap, faces, used = _merge_entry(
+                    keys, gap, faces, used, bk[i], bg[i], bf[i, 0], bf[i, 1], bf[i, 2]
+                )
+    for c in range(ckey.size):
+        if ckey[c] != np.uint64(0):
+            keys, gap, faces, used = _merge_entry(
+                keys, gap, faces, used, ckey[c], cgap[c], cfaces[c, 0], cfaces[c, 1], cfaces[c, 2]
+            )
     sel = np.flatnonzero(keys != np.uint64(0))
-    k_out = keys[sel]
-    order = np.argsort(k_out)
+    order = np.argsort(keys[sel])
     sel = sel[order]
     return keys[sel], gap[sel], faces[sel]
 
@@ -678,7 +834,7 @@ def linkage_tile(
         offs,
         odist,
         oaxis,
-        g > 0,
+        g == 0,
     )
     sz, sy, sx = spacing
     return LinkagePartial(keys, gap, faces, ndim, (sz, sy, sx), g)
