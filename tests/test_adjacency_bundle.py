@@ -128,6 +128,7 @@ def test_add_adjacency_equals_written_with_bundle(
     prov_before = json.loads((plain / "derived/extras/provenance.json").read_text())
     result = add_adjacency(plain, **opts)  # type: ignore[arg-type]
     assert len(result.written) == 4
+    assert result.report is not None and result.report.ok, result.report.format()
     for f in sorted((with_adj / SEG).glob("*-adjacency.csv")):
         assert (plain / SEG / f.name).read_bytes() == f.read_bytes()
     prov_a = json.loads((with_adj / "derived/extras/provenance.json").read_text())

@@ -50,7 +50,7 @@ def test_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
                                        f"cells={tmp_path / 'm.npy'}", "--physical-size", "1",
                                        "--protocol-doi", DOI])
     assert result.exit_code == 2
-    assert "error: mask 'cells': a boolean array" in result.output
+    assert "a boolean array has no object ids" in result.output
     bad = CliRunner().invoke(main, ["bundle", str(tmp_path / "o"), "--mask", "cells",
                                     "--protocol-doi", DOI])
     assert bad.exit_code == 2 and "NAME=VALUE" in bad.output
@@ -64,6 +64,7 @@ def test_demo_writes_a_valid_two_mask_bundle(tmp_path: Path) -> None:
     assert img.channel_names == ["cells", "nuclei"]
     n_cells = int(img.labels[0].max())
     assert n_cells > 100 and f"cells: {n_cells} objects" in result.output
+    assert "OK: 0 error(s)" in result.output
     # every nucleus lies inside the cell grown from it
     cells, nuclei = img.labels[0, 0], img.labels[1, 0]
     assert np.all(cells[nuclei > 0] > 0)

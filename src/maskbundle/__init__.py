@@ -7,6 +7,15 @@ __version__ = "0.1.0"
 from .bundle.adjacency import add_adjacency
 from .bundle.build import write_segmentation_bundle
 from .bundle.metadata import write_upload_metadata
+from .bundle.validate import validate_bundle
+from .convert import (
+    match_masks,
+    read_cellpose,
+    read_labels,
+    read_mesmer,
+    read_qupath,
+    read_stardist,
+)
 from .errors import (
     BundleInvalidError,
     CorruptInputError,
@@ -44,6 +53,13 @@ __all__ = [
     "TableFormatError",
     "__version__",
     "add_adjacency",
+    "match_masks",
+    "read_cellpose",
+    "read_labels",
+    "read_mesmer",
+    "read_qupath",
+    "read_stardist",
+    "validate_bundle",
     "write_segmentation_bundle",
     "write_upload_metadata",
 ]

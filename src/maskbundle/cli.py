@@ -130,14 +130,25 @@ def main() -> None:
 @bundle_options
 @handle_errors
 def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
-    """Build a bundle in OUT from label files."""
+    """Build a bundle in OUT from label files (one mask per file)."""
     from .bundle.build import write_segmentation_bundle
-    from .io.labelfiles import read_label_file
+    from .convert import read_labels
+    from .model import Segmentation
 
     files = parse_pairs(masks, "--mask")
-    arrays = {name: read_label_file(path) for name, path in files.items()}
-    path = write_segmentation_bundle(out, arrays, **bundle_kwargs(opts))
-    click.echo(f"wrote {path}")
+    combined = Segmentation(masks={})
+    for name, file in files.items():
+        seg = read_labels(file, name=name)
+        if len(seg.masks) != 1:
+            raise OptionError(
+                f"{file} holds {len(seg.masks)} label arrays; give one mask per file, or use "
+                "'maskbundle convert labels' to take every channel of it"
+            )
+        combined.masks[name] = next(iter(seg.masks.values()))
+        if combined.physical_size is None:
+            combined.physical_size = seg.physical_size
+    written = write_segmentation_bundle(out, combined, **bundle_kwargs(opts))
+    click.echo(f"wrote {written}")
 
 
 @main.command("demo")
@@ -146,7 +157,10 @@ def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
 @handle_errors
 def demo_command(out: Path, overwrite: bool) -> None:
     """Segment scikit-image's IHC image, write a two-mask bundle to OUT and validate it."""
+    import numpy as np
+
     from .bundle.build import write_segmentation_bundle
+    from .bundle.validate import validate_bundle
     from .demo import DEMO_PHYSICAL_SIZE, demo_masks
 
     _, masks = demo_masks()
@@ -160,7 +174,173 @@ def demo_command(out: Path, overwrite: bool) -> None:
     )
     click.echo(f"wrote {path}")
     for name, labels in masks.items():
-        click.echo(f"  {name}: {len(set(labels.ravel().tolist())) - 1} objects")
+        click.echo(f"  {name}: {np.unique(labels).size - 1} objects")
+    report = validate_bundle(path)
+    click.echo(report.format())
+    sys.exit(0 if report.ok else 1)
+
+
+@main.group("convert")
+def convert_group() -> None:
+    """Convert a segmentation tool's output (Cellpose, StarDist, QuPath, Mesmer, label files)."""
+
+
+def convert_options(func: F) -> F:
+    """INPUT... -o OUT, mask naming, cross-mask matching and the bundle options."""
+    decorators = [
+        click.argument("inputs", nargs=-1, required=True,
+                       type=click.Path(exists=True, path_type=Path)),
+        click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+                     help="Dataset directory to write."),
+        click.option("--mask-name", "mask_names", multiple=True, metavar="NAME",
+                     help="Name of each mask, in input order (repeat per mask)."),
+        click.option("--match", "match", multiple=True, metavar="CHILD=PARENT",
+                     help="Give CHILD objects the id of the PARENT object containing most "
+                          "of each, e.g. nuclei=cells."),
+    ]
+    for deco in reversed(decorators):
+        func = deco(func)
+    return bundle_options(func)
+
+
+def _shape_option(func: F) -> F:
+    return click.option(
+        "--shape", "shape", type=int, nargs=2, default=None, metavar="Y X",
+        help="Image rows and columns at full resolution (default: from --parent).")(func)
+
+
+def _image_shape(opts: dict[str, Any]) -> tuple[int, int] | None:
+    if opts.get("shape"):
+        return (int(opts["shape"][0]), int(opts["shape"][1]))
+    if opts.get("parent") is not None:
+        from .io.ometiff import read_parent_image
+
+        parent = read_parent_image(opts["parent"])
+        return (parent.size_y, parent.size_x)
+    return None
+
+
+def _one_mask_names(inputs: Sequence[Path], opts: dict[str, Any], default: str) -> list[str]:
+    """Mask names for readers that give one mask per file: --mask-name per input."""
+    names = list(opts["mask_names"])
+    if not names:
+        if len(inputs) > 1:
+            raise OptionError(
+                f"{len(inputs)} inputs: name each mask with --mask-name (e.g. --mask-name "
+                "cells --mask-name nuclei), in input order"
+            )
+        return [default]
+    if len(names) != len(inputs):
+        raise OptionError(f"{len(names)} --mask-name for {len(inputs)} inputs; give one per input")
+    return names
+
+
+def _write_converted(segs: list[Any], opts: dict[str, Any], *, rename: bool = True) -> None:
+    from .bundle.build import write_segmentation_bundle
+    from .convert import match_masks
+    from .convert.combine import combine_segmentations, rename_masks
+
+    if rename and opts["mask_names"]:
+        names = list(opts["mask_names"])
+        total = sum(len(s.masks) for s in segs)
+        if len(names) != total:
+            raise OptionError(
+                f"{len(names)} --mask-name for {total} masks "
+                f"{[n for s in segs for n in s.masks]}; give one per mask, in input order"
+            )
+        renamed = []
+        for s in segs:
+            renamed.append(rename_masks(s, names[: len(s.masks)]))
+            names = names[len(s.masks) :]
+        segs = renamed
+    seg = combine_segmentations(segs)
+    pairs = parse_pairs(opts["match"], "--match")
+    if pairs:
+        seg = match_masks(seg, pairs)
+    path = write_segmentation_bundle(opts["out"], seg, **bundle_kwargs(opts))
+    for name, mask in seg.masks.items():
+        click.echo(f"  {name}: from {mask.source.get('file', '?')} ({mask.source.get('tool', '?')})")
+    click.echo(f"wrote {path}")
+
+
+@convert_group.command("cellpose")
+@convert_options
+@handle_errors
+def convert_cellpose(inputs: tuple[Path, ...], **opts: Any) -> None:
+    """Cellpose *_seg.npy (read without running pickled code) or *_cp_masks.png/.tif."""
+    from .convert import read_cellpose
+
+    names = _one_mask_names(inputs, opts, "cells")
+    _write_converted([read_cellpose(p, name=n) for p, n in zip(inputs, names, strict=True)],
+                     opts, rename=False)
+
+
+@convert_group.command("stardist")
+@convert_options
+@_shape_option
+@handle_errors
+def convert_stardist(inputs: tuple[Path, ...], **opts: Any) -> None:
+    """StarDist label TIFF, predict_instances details (.npz) or ImageJ ROI zip."""
+    from .convert import read_stardist
+
+    shape = _image_shape(opts)
+    names = _one_mask_names(inputs, opts, "nuclei")
+    _write_converted([read_stardist(p, shape=shape, name=n)
+                      for p, n in zip(inputs, names, strict=True)], opts, rename=False)
+
+
+@convert_group.command("qupath")
+@convert_options
+@_shape_option
+@click.option("--class-type", "class_types", multiple=True, metavar="CLASS=OBO",
+              help="Object type of a QuPath classification, e.g. Tumor=CL:0001064.")
+@click.option("--annotation", "annotations", multiple=True, metavar="CLASS=MASK",
+              help="Annotations of CLASS become the tissue-unit mask MASK, e.g. "
+                   "Glomerulus=glomeruli.")
+@click.option("--detection-mask", default="cells", show_default=True,
+              help="Mask of detection objects.")
+@click.option("--no-measurements", is_flag=True, help="Leave QuPath's measurements out.")
+@handle_errors
+def convert_qupath(inputs: tuple[Path, ...], **opts: Any) -> None:
+    """QuPath GeoJSON export: cells and nuclei (matched ids), detections, annotations."""
+    from .convert import read_qupath
+
+    shape = _image_shape(opts)
+    if shape is None:
+        raise OptionError("QuPath polygons need the image size: give --shape Y X or --parent")
+    segs = [
+        read_qupath(p, shape=shape,
+                    object_types=parse_pairs(opts["class_types"], "--class-type"),
+                    annotations=parse_pairs(opts["annotations"], "--annotation"),
+                    detection_mask=opts["detection_mask"],
+                    measurements=not opts["no_measurements"])
+        for p in inputs
+    ]
+    _write_converted(segs, opts)
+
+
+@convert_group.command("mesmer")
+@convert_options
+@click.option("--no-match", is_flag=True, help="Keep Mesmer's own nucleus ids.")
+@click.option("--min-fraction", type=float, default=0.5, show_default=True,
+              help="Fraction of a nucleus its cell must cover (more than) to match.")
+@handle_errors
+def convert_mesmer(inputs: tuple[Path, ...], **opts: Any) -> None:
+    """Mesmer / DeepCell labels (1, Y, X, 2): whole-cell and nuclear, nuclei matched to cells."""
+    from .convert import read_mesmer
+
+    _write_converted([read_mesmer(p, match=not opts["no_match"],
+                                  min_fraction=opts["min_fraction"]) for p in inputs], opts)
+
+
+@convert_group.command("labels")
+@convert_options
+@handle_errors
+def convert_labels(inputs: tuple[Path, ...], **opts: Any) -> None:
+    """Label TIFF / OME-TIFF, NPY / NPZ, PNG, zarr / OME-Zarr, or a bundle's OME-TIFF."""
+    from .convert import read_labels
+
+    _write_converted([read_labels(p) for p in inputs], opts)
 
 
 @main.command("metadata")
@@ -233,6 +413,11 @@ def adjacency_command(path: Path, kinds: tuple[str, ...], masks: tuple[str, ...]
         click.echo(result.report.format())
         if not result.report.ok:
             sys.exit(1)
+
+
+from .cli_validate import validate_command  # noqa: E402 - registered after the group exists
+
+main.add_command(validate_command, "validate")
 
 
 def run() -> None:

@@ -69,12 +69,14 @@ class PhysicalSize:
 
     @classmethod
     def coerce(cls, value: PhysicalSize | tuple[float, ...] | list[float] | float) -> PhysicalSize:
-        """Accept ``(x, y)``, ``(x, y, z)`` in micrometres, one number for x = y, or a PhysicalSize."""
+        """Accept ``(x, y)``, ``(x, y, z)`` in micrometres, one number (or 1-tuple) for x = y."""
         if isinstance(value, PhysicalSize):
             return value
         if isinstance(value, int | float):
             return cls(float(value), float(value))
         vals = tuple(value)
+        if len(vals) == 1:
+            return cls(float(vals[0]), float(vals[0]))
         if len(vals) == 2:
             return cls(float(vals[0]), float(vals[1]))
         if len(vals) == 3:

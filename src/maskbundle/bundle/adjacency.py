@@ -20,11 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import tifffile
 
 from ..errors import CorruptInputError, OptionError, OutputExistsError, Report
 from ..io.adjacency_csv import write_adjacency_csv
-from ..io.labelfiles import read_label_file
 from ..io.ometiff import read_label_ome_tiff
 from ..io.staging import staged_path
 from ..io.tables import read_json, write_json
@@ -191,30 +189,6 @@ def _select(
     return out
 
 
-def _read_label_image(path: Path) -> tuple[np.ndarray, list[str], PhysicalSize | None]:
-    """(C, Z, Y, X) labels, channel names and physical size of an OME-TIFF or plain TIFF.
-
-    A plain (non-OME) TIFF holds one mask, (Y, X) or (Z, Y, X), named ``mask`` unless
-    renamed; it has no physical size.
-    """
-    try:
-        with tifffile.TiffFile(path) as tf:
-            is_ome = bool(tf.ome_metadata)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise CorruptInputError(f"{path}: not a readable TIFF ({exc})") from exc
-    if is_ome:
-        image = read_label_ome_tiff(path)
-        return image.labels, list(image.channel_names), image.physical_size
-    arr = read_label_file(path)
-    if arr.ndim not in (2, 3):
-        raise CorruptInputError(
-            f"{path}: a plain TIFF label image must be (Y, X) or (Z, Y, X), got shape "
-            f"{arr.shape}; save one mask per file or write an OME-TIFF with channels"
-        )
-    vol = arr if arr.ndim == 3 else arr[np.newaxis]
-    return vol[np.newaxis], ["mask"], None
-
-
 def add_adjacency(
     path: str | Path,
     *,
@@ -233,7 +207,8 @@ def add_adjacency(
     ----------
     path : str or Path
         A bundle dataset directory (holding ``derived/segmentation_masks/``) or a label
-        OME-TIFF / TIFF.
+        file that :func:`maskbundle.convert.read_labels` reads (TIFF/OME-TIFF, PNG, NPY,
+        NPZ, zarr).
     kinds : "centroid", "linkage" or both (default)
     masks : mask name(s) or None
         Only these masks (channels); default every mask.
@@ -245,8 +220,8 @@ def add_adjacency(
     physical_size : (x, y[, z]) micrometres, optional
         Overrides the OME-XML physical sizes; required when the file has none.
     names : sequence of str, optional
-        Mask names for the channels of a TIFF input, in channel order (a plain TIFF holds
-        one mask, called ``mask`` unless named here).
+        Mask names for the arrays of a label file, in file order (default: the channel
+        names made valid, or ``cells`` for one unnamed array).
     validate : bool
         Re-validate a bundle afterwards (``result.report``) when the validator exists.
     **options
@@ -261,7 +236,7 @@ def add_adjacency(
     kinds_t, opts = check_adjacency_request(kinds, options)
     if not kinds_t:
         raise OptionError("no adjacency kind requested; use 'centroid' and/or 'linkage'")
-    is_bundle = src.is_dir()
+    is_bundle = src.is_dir() and not src.name.lower().endswith(".zarr")
     if is_bundle:
         if output_dir is not None:
             raise OptionError(
@@ -277,7 +252,7 @@ def add_adjacency(
         image_path = tiffs[0]
         base = src
     else:
-        if not src.is_file():
+        if not src.exists():
             raise CorruptInputError(f"{src} does not exist")
         if output_dir is None:
             raise OptionError(
@@ -285,27 +260,36 @@ def add_adjacency(
             )
         image_path = src
         base = Path(output_dir)
-    labels_czyx, channel_names, file_ps = _read_label_image(image_path)
-    if names is not None:
-        if is_bundle:
-            raise OptionError("names= renames the channels of a TIFF input, not of a bundle")
-        if len(names) != len(channel_names):
-            raise OptionError(
-                f"{src} has {len(channel_names)} channel(s) but {len(names)} name(s) were given"
-            )
-        channel_names = list(names)
-    selected = _select(channel_names, masks, src)
-    for _, name in selected:
-        check_mask_name(name)
-    if physical_size is not None:
-        ps = PhysicalSize.coerce(physical_size)
-    elif file_ps is not None:
-        ps = file_ps
+    arrays: list[np.ndarray]
+    if is_bundle:
+        if names is not None:
+            raise OptionError("names= renames the masks of a label file, not of a bundle")
+        image = read_label_ome_tiff(image_path)
+        channel_names = list(image.channel_names)
+        arrays = [lab[0] if lab.shape[0] == 1 else lab for lab in image.labels]
+        ps = PhysicalSize.coerce(physical_size) if physical_size is not None else (
+            image.physical_size
+        )
     else:
+        from ..convert.generic import read_labels
+
+        seg = read_labels(
+            image_path,
+            name=list(names) if names is not None else None,
+            physical_size=physical_size,
+        )
+        channel_names = list(seg.masks)
+        arrays = [m.labels for m in seg.masks.values()]
+        ps = seg.physical_size
+    if ps is None:
         raise OptionError(
             f"{image_path} has no physical pixel size; pass physical_size=(x, y[, z]) "
             "(--physical-size X Y [Z])"
         )
+    selected = _select(channel_names, masks, src)
+    for _, name in selected:
+        check_mask_name(name)
+
     def target_of(name: str, kind: AdjacencyKind) -> Path:
         rel = _adjacency_rel(name, kind)
         return base / rel if is_bundle else base / rel.name
@@ -320,9 +304,7 @@ def add_adjacency(
     # compute everything before writing anything
     targets: list[tuple[Path, pd.DataFrame, str, AdjacencyKind]] = []
     for c, name in selected:
-        lab = labels_czyx[c]
-        lab = lab[0] if lab.shape[0] == 1 else lab
-        frames = mask_adjacency(lab, physical_size=ps, kinds=kinds_t, options=opts)
+        frames = mask_adjacency(arrays[c], physical_size=ps, kinds=kinds_t, options=opts)
         for kind in kinds_t:
             targets.append((target_of(name, kind), frames[kind], name, kind))
     result = AdjacencyResult()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from .. import __version__
 from ..errors import OptionError, ShapeMismatchError
@@ -25,12 +26,18 @@ from ..io.staging import staged_path
 from ..io.tables import EXCEL_MAX_OBJECTS, write_csv, write_json, write_objects_table, write_tsv
 from ..labels.relabel import label_dtype, relabel_mask
 from ..measure.centroids import object_centroids
-from ..model import Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
+from ..model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 from ..names import check_mask_names, safe_stem
 from . import layout
 from .adjacency import check_adjacency_request, mask_adjacency, provenance_entry
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
-from .objects import check_obo_id, object_type_values, objects_frame, ontology_abbreviation
+from .objects import (
+    check_obo_id,
+    object_type_values,
+    objects_frame,
+    ontology_abbreviation,
+    required_specs,
+)
 
 __all__ = ["DEFAULT_MASK_IDS", "write_segmentation_bundle"]
 
@@ -43,16 +50,6 @@ DEFAULT_MASK_IDS = {
     "nuclei": "GO:0005634",
     "nucleus": "GO:0005634",
 }
-MANIFEST_COLUMNS = (
-    "Channel number",
-    "Mask name",
-    "Source file",
-    "Ontology abbreviation",
-    "Ontology ID",
-    "Protocol",
-    "Is entire image masked",
-    "Num objects",
-)
 _DOI_URL = re.compile(r"^(?:https?://)?(?:dx\.)?doi\.org/", re.IGNORECASE)
 _DOI_RE = re.compile(r"^10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+$")
 
@@ -148,6 +145,49 @@ def _check_shapes(prepared: Sequence[_Prepared], parent: ParentImage | None) -> 
                 "(Z, Y, X); masks must be drawn on the parent image at full resolution"
             )
     return tuple(shape)
+
+
+def _feature_columns(p: _Prepared, reserved: set[str]) -> list[tuple[ColumnSpec, np.ndarray]]:
+    """Extra table columns from ``Mask.features`` (indexed by original label), in Object ID order."""
+    feats = p.source.features
+    if feats is None or not len(feats.columns):
+        return []
+    name = p.mask.name
+    index = np.asarray(feats.index)
+    if index.dtype.kind not in "iu" or pd.Index(index).has_duplicates:
+        raise OptionError(
+            f"mask {name!r}: features must be indexed by unique integer labels of the mask"
+        )
+    stray = np.setdiff1d(index.astype(np.int64), p.mask.original_ids.astype(np.int64))
+    if stray.size:
+        raise OptionError(
+            f"mask {name!r}: features name label {int(stray[0])}, which is not in the mask "
+            f"({stray.size} such label(s)); drop those rows"
+        )
+    frame = feats.reindex(p.mask.original_ids.astype(np.int64))
+    out: list[tuple[ColumnSpec, np.ndarray]] = []
+    for col in frame.columns:
+        spec = p.source.feature_specs.get(col)
+        if spec is None or spec.name != col:
+            raise OptionError(
+                f"mask {name!r}: feature column {col!r} has no ColumnSpec in feature_specs"
+            )
+        if col in reserved:
+            raise OptionError(
+                f"mask {name!r}: feature column {col!r} would replace a required column; rename it"
+            )
+        values = frame[col].to_numpy()
+        if spec.type == "integer":
+            if pd.isna(values).any():
+                raise OptionError(
+                    f"mask {name!r}: integer feature column {col!r} has no value for some "
+                    "objects; integer columns must be filled"
+                )
+            values = values.astype(np.int64)
+        elif spec.type != "float":
+            values = np.array(["" if pd.isna(v) else str(v) for v in values], dtype=object)
+        out.append((spec, values))
+    return out
 
 
 def _entire_image_masked(labels: np.ndarray) -> str:
@@ -291,6 +331,7 @@ def write_segmentation_bundle(
         (stage / layout.CONTRIBUTORS).parent.mkdir(parents=True)
 
         stack = np.empty((len(prepared), *zyx), dtype=dtype)
+        reserved = {"Object ID", *(s.name for s in required_specs(annotation_tool))}
         manifest = []
         for c, p in enumerate(prepared):
             stack[c] = p.mask.labels.reshape(zyx)
@@ -304,6 +345,7 @@ def write_segmentation_bundle(
                 annotation_tool=annotation_tool,
                 centroids_zyx=cents,
                 object_types=types,
+                extra=_feature_columns(p, reserved),
             )
             mfmt: ObjectsFormat = "tsv" if p.mask.name in too_many else fmt
             write_objects_table(stage / layout.objects_path(p.mask.name, mfmt), specs, frame)
@@ -351,7 +393,7 @@ def write_segmentation_bundle(
         del stack
         provenance["ome_tiff"] = {"file": source_file, "dtype": str(dtype), "levels": levels,
                                   "tile": 512, "downsampling": "stride: level[k] = level0[..., ::2**k, ::2**k]"}
-        write_csv(stage / layout.MANIFEST, MANIFEST_COLUMNS, manifest)
+        write_csv(stage / layout.MANIFEST, layout.MANIFEST_COLUMNS, manifest)
         write_tsv(stage / layout.CONTRIBUTORS, CONTRIBUTOR_COLUMNS, rows)
         write_json(stage / layout.PROVENANCE, provenance)
     return target

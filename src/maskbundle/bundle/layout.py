@@ -16,6 +16,7 @@ __all__ = [
     "CONTRIBUTORS",
     "DERIVED_EXTRAS",
     "MANIFEST",
+    "MANIFEST_COLUMNS",
     "PROVENANCE",
     "SEG_DIR",
     "centroid_adjacency_path",
@@ -32,6 +33,16 @@ CONTRIBUTORS = Path("extras/contributors.tsv")
 PROVENANCE = DERIVED_EXTRAS / "provenance.json"
 MANIFEST = SEG_DIR / "segmentation-masks.csv"
 OME_SUFFIX = ".segmentations.ome.tiff"
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "Channel number",
+    "Mask name",
+    "Source file",
+    "Ontology abbreviation",
+    "Ontology ID",
+    "Protocol",
+    "Is entire image masked",
+    "Num objects",
+)
 
 # (regex over the path relative to the dataset directory, required) of directory schema 2.7
 ALLOWED_PATTERNS: tuple[tuple[str, bool], ...] = (

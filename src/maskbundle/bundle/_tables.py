@@ -1,0 +1,427 @@
+"""Cell-by-cell rules of the objects table (SPEC section 5), on a grid of strings.
+
+Pure: the caller reads the file (``maskbundle.io.readers``) and passes the rows; findings
+go into a :class:`~maskbundle.errors.Report`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ..errors import Report
+from ..io.tables import HEADER_LABELS
+from ._pixels import LabelStats
+
+__all__ = [
+    "DOI_RE",
+    "EXCEL_MAX_ROWS",
+    "HEADER_LABELS",
+    "OBO_RE",
+    "REQUIRED_COLUMNS",
+    "TableTruth",
+    "check_objects_rows",
+]
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "Object ID",
+    "Source file",
+    "Mask name",
+    "Mask ID",
+    "Protocol for mask creation (DOI)",
+    "Annotation tool",
+    "Object type",
+    "X",
+    "Y",
+    "Z",
+)
+TYPES = frozenset({"text", "integer", "float", "doi", "boolean", "obo id"})  # case-insensitive
+UNITS = frozenset({"", "pixel", "intensity", "count", "square micrometer"})
+FEATURE_CLASSES = frozenset(
+    {"gene", "neighborhood", "mask", "spatial", "morphology", "ontology", "antibody", "ims"}
+)
+LEVELS = frozenset({"REQUIRED", "OPTIONAL"})
+DOI_RE = re.compile(r"10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+")
+OBO_RE = re.compile(r"[A-Za-z]+:[0-9]{7}")
+NUMBER_RE = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
+EXCEL_MAX_ROWS = 1_048_576
+HEADER_ROWS = 10  # eight header rows, the empty separator, the column names
+_SHOW = 5  # offenders quoted per finding
+
+
+@dataclass(frozen=True)
+class TableTruth:
+    """What the pixels say about one mask: its name, the OME-TIFF file name, label stats."""
+
+    name: str
+    source_file: str
+    stats: LabelStats | None
+
+
+def _first(items: Sequence[object]) -> str:
+    shown = ", ".join(str(i) for i in items[:_SHOW])
+    return shown + (f" ... ({len(items)} in all)" if len(items) > _SHOW else "")
+
+
+class _Checker:
+    """Adds one finding per rule: passed when nothing offends, else failed with examples."""
+
+    def __init__(self, report: Report, location: str) -> None:
+        self.report = report
+        self.location = location
+
+    def rule(
+        self,
+        code: str,
+        offenders: Sequence[object],
+        what: str,
+        *,
+        fix: str = "",
+        severity: Literal["error", "warning"] = "error",
+    ) -> bool:
+        if offenders:
+            msg = f"{what}: {_first(offenders)}" + (f"; {fix}" if fix else "")
+            self.report.add(self.location, code, msg, severity)
+            return False
+        self.report.passed(self.location, code, what)
+        return True
+
+    def not_applicable(self, code: str, why: str) -> None:
+        self.report.add(self.location, code, why, "info", "not applicable")
+
+
+def _parse_floats(values: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+    """Float value of each string (NaN where unparsable) and the unparsable positions."""
+    try:
+        return np.array(values, dtype=object).astype(np.float64), []
+    except (ValueError, TypeError):
+        pass
+    out = np.full(len(values), np.nan)
+    bad = []
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v)
+        except ValueError:
+            bad.append(i)
+    return out, bad
+
+
+def _is_integral(x: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.isfinite(x) & (x == np.floor(x)))
+
+
+def check_objects_rows(
+    rows: list[list[str]],
+    *,
+    location: str,
+    fmt: Literal["tsv", "xlsx"],
+    report: Report,
+    truth: TableTruth | None,
+) -> int | None:
+    """Check an objects table given as rows of cell strings; return its object count.
+
+    ``rows`` holds every row of the file, header block included. ``truth`` (when the
+    OME-TIFF could be read) adds the checks against the pixels: Object IDs equal the
+    labels, Mask name and Source file columns, X/Y/Z within one pixel of the centroids.
+    Returns ``None`` when the table is too short to have a header block.
+    """
+    chk = _Checker(report, location)
+    if not chk.rule(
+        "objects.header-block",
+        [f"{len(rows)} rows"] if len(rows) < HEADER_ROWS else [],
+        "the 10-row header block (8 header rows, an empty row, the column names)",
+        fix="start from the object-by-feature template",
+    ):
+        return None
+    width = len(rows[HEADER_ROWS - 1])
+    grid = [r + [""] * (width - len(r)) for r in rows]
+    labels = [r[0] if r else "" for r in grid[:8]]
+    chk.rule(
+        "objects.header-labels",
+        [
+            f"row {i + 1}: {got!r} (want {want!r})"
+            for i, (got, want) in enumerate(zip(labels, HEADER_LABELS, strict=True))
+            if got != want
+        ],
+        "column A of rows 1-8 holds the header labels",
+    )
+    chk.rule(
+        "objects.separator-row",
+        [f"{c!r}" for c in grid[8] if c.strip()],
+        "row 9 is entirely empty (HuBMAP's validator needs the separator)",
+    )
+    cols = grid[HEADER_ROWS - 1][:width]
+    chk.rule(
+        "objects.required-columns",
+        [
+            f"{got!r} at column {i + 1} (want {want!r})"
+            for i, (got, want) in enumerate(
+                zip([*cols, *[""] * 10][:10], REQUIRED_COLUMNS, strict=True)
+            )
+            if got != want
+        ],
+        "the ten required columns come first, in order",
+        fix=f"use {', '.join(REQUIRED_COLUMNS)}",
+    )
+    dups = sorted(c for c, k in Counter(cols).items() if k > 1)
+    chk.rule("objects.unique-columns", dups, "column names are unique")
+    head = {
+        lab: [r[j] for j in range(1, width)] for lab, r in zip(HEADER_LABELS, grid, strict=False)
+    }
+    names = cols[1:]
+    na = [
+        f"{lab} of {names[j]!r}"
+        for lab, vals in head.items()
+        for j, c in enumerate(vals)
+        if c.strip().upper() in ("N/A", "NA")
+    ]
+    chk.rule(
+        "objects.header-na", na, "header cells are blank, never N/A", fix="leave the cell empty"
+    )
+    types = [t.strip().lower() for t in head["Type"]]
+    chk.rule(
+        "objects.type",
+        [f"{names[j]!r}: {t!r}" for j, t in enumerate(head["Type"]) if types[j] not in TYPES],
+        f"Type is one of {', '.join(sorted(TYPES))}",
+    )
+    chk.rule(
+        "objects.unit",
+        [f"{names[j]!r}: {u!r}" for j, u in enumerate(head["Unit"]) if u.strip() not in UNITS],
+        "Unit is blank, pixel, intensity, count or square micrometer",
+        fix="give other units in the Description and leave Unit blank",
+    )
+    chk.rule(
+        "objects.feature-class",
+        [
+            f"{names[j]!r}: {c!r}"
+            for j, c in enumerate(head["Feature class"])
+            if c.strip().casefold() not in FEATURE_CLASSES
+        ],
+        "Feature class is one of the published classes",
+    )
+    levels = [v.strip() for v in head["Requirement level"]]
+    chk.rule(
+        "objects.requirement-level",
+        [f"{names[j]!r}: {v!r}" for j, v in enumerate(levels) if v not in LEVELS],
+        "Requirement level is REQUIRED or OPTIONAL",
+    )
+    chk.rule(
+        "objects.description",
+        [repr(names[j]) for j, d in enumerate(head["Description"]) if not d.strip()],
+        "every column has a Description",
+    )
+
+    data = grid[HEADER_ROWS:]
+    n_rows = len(data)
+    chk.rule(
+        "objects.blank-rows",
+        [f"row {i + HEADER_ROWS + 1}" for i, r in enumerate(data) if not any(c.strip() for c in r)],
+        "no blank data rows",
+    )
+    chk.rule(
+        "objects.row-width",
+        [
+            f"row {i + HEADER_ROWS + 1}: {len(r)} cells"
+            for i, r in enumerate(data)
+            if len(r) > width and any(c.strip() for c in r[width:])
+        ],
+        f"no cells beyond the {width} named columns",
+        severity="warning",
+    )
+    if fmt == "xlsx":
+        chk.rule(
+            "objects.row-limit",
+            [len(rows)] if len(rows) > EXCEL_MAX_ROWS else [],
+            f"at most {EXCEL_MAX_ROWS:,} rows (Excel's limit); use .tsv for larger tables",
+        )
+    else:
+        chk.not_applicable("objects.row-limit", "Excel's row limit applies to .xlsx only")
+
+    columns = [[r[j].strip() for r in data] for j in range(width)]
+    _check_cells(chk, names, columns[1:], types, levels, head["Permissible values"], n_rows)
+    ids = _check_object_ids(chk, columns[0] if width else [""] * n_rows)
+    if truth is not None:
+        _check_against_pixels(chk, cols, [[r[j] for r in data] for j in range(width)], ids, truth)
+    return n_rows
+
+
+def _row(i: int) -> int:
+    return i + HEADER_ROWS + 1
+
+
+def _check_cells(
+    chk: _Checker,
+    names: list[str],
+    columns: list[list[str]],
+    types: list[str],
+    levels: list[str],
+    permissible: list[str],
+    n_rows: int,
+) -> None:
+    found: dict[str, list[str]] = {
+        k: []
+        for k in (
+            "required-blank",
+            "integer-blank",
+            "number",
+            "integer",
+            "doi",
+            "obo-id",
+            "ascii",
+            "formula",
+            "permissible",
+        )
+    }
+
+    def add(kind: str, col: str, where: Sequence[int], vals: Callable[[int], str]) -> None:
+        found[kind].extend(f"row {_row(i)} {col!r}: {vals(i)!r}" for i in where[:_SHOW])
+
+    for j, (col, values) in enumerate(zip(names, columns, strict=True)):
+        typ = types[j]
+        blank = [i for i, v in enumerate(values) if not v]
+        if blank and levels[j] == "REQUIRED":
+            add("required-blank", col, blank, lambda i: "")
+        if blank and typ == "integer":
+            add("integer-blank", col, blank, lambda i: "")
+        filled = [i for i, v in enumerate(values) if v]
+        vals = [values[i] for i in filled]
+
+        def at(i: int, _vals: list[str] = values) -> str:
+            return _vals[i]
+
+        if typ in ("integer", "float"):
+            nums, bad = _parse_floats(vals)
+            add("number", col, [filled[i] for i in bad], at)
+            if typ == "integer":
+                unparsable = set(bad)
+                wrong = [
+                    filled[i] for i in np.flatnonzero(~_is_integral(nums)) if i not in unparsable
+                ]
+                add("integer", col, wrong, at)
+        elif typ == "doi":
+            add("doi", col, [filled[i] for i, v in enumerate(vals) if not DOI_RE.fullmatch(v)], at)
+        elif typ == "obo id":
+            add(
+                "obo-id",
+                col,
+                [filled[i] for i, v in enumerate(vals) if not OBO_RE.fullmatch(v)],
+                at,
+            )
+        elif typ in ("text", "boolean"):
+            add("ascii", col, [filled[i] for i, v in enumerate(vals) if not v.isascii()], at)
+            add(
+                "formula",
+                col,
+                [
+                    filled[i]
+                    for i, v in enumerate(vals)
+                    if v[0] in "=+-@" and not NUMBER_RE.fullmatch(v)
+                ],
+                at,
+            )
+        perm = {p.strip().lower() for p in permissible[j].split("|") if p.strip()}
+        if perm:
+            add(
+                "permissible",
+                col,
+                [filled[i] for i, v in enumerate(vals) if v.lower() not in perm],
+                at,
+            )
+
+    rules = {
+        "required-blank": ("every REQUIRED cell is filled", ""),
+        "integer-blank": ("no blank cells in integer columns", "HuBMAP's ingest casts them"),
+        "number": ("integer and float cells are numbers", ""),
+        "integer": ("integer cells are whole numbers", ""),
+        "doi": ("DOIs are bare (10.xxxx/...)", "drop any https://doi.org/ prefix"),
+        "obo-id": ("obo ids look like PREFIX:0000000", ""),
+        "ascii": ("text is ASCII only", "spell it in ASCII"),
+        "formula": ("text never starts with = + - @", "spreadsheets run such cells as formulas"),
+        "permissible": ("values are among the Permissible values (any case)", ""),
+    }
+    if n_rows == 0:
+        for kind in rules:
+            chk.not_applicable(f"objects.{kind}", "the table has no data rows")
+        return
+    for kind, (what, fix) in rules.items():
+        chk.rule(f"objects.{kind}", found[kind], what, fix=fix)
+
+
+def _check_object_ids(chk: _Checker, values: list[str]) -> np.ndarray:
+    """Object IDs as int64 (-1 where not a positive whole number)."""
+    nums, _bad = _parse_floats(values)
+    ok = _is_integral(nums) & (nums >= 1)
+    ids = np.where(ok, nums, -1).astype(np.int64)
+    bad = [f"row {_row(int(i))}: {values[i]!r}" for i in np.flatnonzero(~ok)]
+    _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    dup = [
+        f"row {_row(int(first[i]))}: {values[first[i]]!r}"
+        for i in np.flatnonzero(counts > 1)
+        if ids[first[i]] >= 1
+    ]
+    chk.rule("objects.object-ids", bad + dup, "Object IDs are unique positive whole numbers")
+    return ids
+
+
+def _xyz(v: np.ndarray) -> str:
+    return "(" + ", ".join(f"{float(c):g}" for c in np.round(v, 1)) + ")"
+
+
+def _check_against_pixels(
+    chk: _Checker, cols: list[str], columns: list[list[str]], ids: np.ndarray, truth: TableTruth
+) -> None:
+    stats = truth.stats
+    index = {c: j for j, c in reversed(list(enumerate(cols)))}
+    if stats is not None:
+        want = stats.ids
+        got = np.sort(ids)
+        same = got.size == want.size and bool(np.array_equal(got, want))
+        missing = np.setdiff1d(want, ids)
+        extra = np.setdiff1d(ids, want)
+        chk.rule(
+            "objects.ids-match-labels",
+            []
+            if same
+            else [
+                f"{ids.size} rows vs {want.size} labels; labels without a row: "
+                f"{_first(missing.tolist())}; rows without a label: "
+                f"{_first(extra.tolist())}"
+            ],
+            f"Object IDs equal the pixel labels of channel {truth.name!r}",
+        )
+    for col, want_value in (("Mask name", truth.name), ("Source file", truth.source_file)):
+        if col not in index:
+            chk.not_applicable(f"objects.{col.lower().replace(' ', '-')}", f"no {col!r} column")
+            continue
+        vals = columns[index[col]]
+        chk.rule(
+            f"objects.{col.lower().replace(' ', '-')}",
+            [f"row {_row(i)}: {v!r}" for i, v in enumerate(vals) if v != want_value],
+            f"{col} column == {want_value!r}",
+        )
+    if stats is None or not all(c in index for c in ("X", "Y", "Z")):
+        chk.not_applicable("objects.centroids", "no pixels or no X/Y/Z columns to compare")
+        return
+    xyz = np.stack(
+        [_parse_floats([v.strip() for v in columns[index[c]]])[0] for c in "XYZ"], axis=1
+    )
+    pos = np.searchsorted(stats.ids, ids)
+    pos = np.clip(pos, 0, max(stats.n - 1, 0))
+    known = (stats.n > 0) & (stats.ids[pos] == ids) if stats.n else np.zeros(ids.size, bool)
+    cent_xyz = stats.centroids[pos][:, ::-1] if stats.n else np.zeros((ids.size, 3))
+    with np.errstate(invalid="ignore"):
+        off = known & ~np.all(np.abs(xyz - cent_xyz) <= 1.0, axis=1)
+    chk.rule(
+        "objects.centroids",
+        [
+            f"Object ID {ids[i]}: X,Y,Z = {_xyz(xyz[i])}, centroid {_xyz(cent_xyz[i])}"
+            for i in np.flatnonzero(off)
+        ],
+        "X, Y, Z are the pixel centroids (column, row, plane) within one pixel",
+    )

@@ -1,0 +1,212 @@
+"""Helpers shared by the readers: file checksums, provenance records, label checks, names.
+
+Nothing here writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LabelError, OptionError
+from ..model import PhysicalSize
+
+__all__ = [
+    "as_label_array",
+    "ascii_safe",
+    "check_obo_id",
+    "check_shape",
+    "file_source",
+    "image_shape",
+    "jsonable",
+    "sha256_file",
+]
+
+OBO_ID_RE = re.compile(r"^[A-Za-z]+:[0-9]{7}$")
+
+# Characters that do not survive ASCII-folding but have an obvious spelling.
+_ASCII_SPELLING = {
+    "µ": "u",
+    "μ": "u",
+    "²": "^2",
+    "³": "^3",
+    "°": "deg",
+    "±": "+/-",
+    "×": "x",
+    "–": "-",
+    "—": "-",
+}
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (streamed; constant memory).
+
+    For a directory (a zarr store): SHA-256 over ``relative/path NUL sha256(file) LF``
+    of every file, in sorted path order.
+    """
+    p = Path(path)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            h.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
+        return h.hexdigest()
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy of metadata: numpy scalars to Python, NaN/inf to None, arrays summarised.
+
+    Small 1-D arrays (at most 64 items) become lists; larger arrays become a description
+    ``{"shape": [...], "dtype": "..."}`` so provenance stays small.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [jsonable(v) for v in items]
+    if isinstance(value, np.ndarray):
+        if value.ndim <= 1 and value.size <= 64 and value.dtype.kind in "biufU":
+            return [jsonable(v) for v in value.tolist()]
+        return {"shape": list(value.shape), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return repr(value)
+
+
+def file_source(
+    path: str | os.PathLike[str], *, tool: str, fmt: str, metadata: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The provenance record of one input file: name, absolute path, size, SHA-256, tool."""
+    p = Path(path)
+    size = (
+        sum(q.stat().st_size for q in p.rglob("*") if q.is_file()) if p.is_dir() else p.stat().st_size
+    )
+    return {
+        "file": p.name,
+        "path": str(p.resolve()),
+        "size_bytes": size,
+        "sha256": sha256_file(p),
+        "tool": tool,
+        "format": fmt,
+        "tool_metadata": jsonable(dict(metadata or {})),
+    }
+
+
+def as_label_array(array: np.ndarray, what: str) -> np.ndarray:
+    """Check that ``array`` can hold labels and return it without changing any value.
+
+    Accepts unsigned integers, signed integers whose values are all >= 0 (StarDist writes
+    int32) and floats whose values are all finite non-negative
+    integers (returned unchanged; the bundle writer converts them after its own range check).
+
+    Raises
+    ------
+    LabelError
+        Booleans, negative, NaN or fractional values, or a non-numeric dtype.
+    """
+    a = np.asarray(array)
+    kind = a.dtype.kind
+    if kind == "b":
+        raise LabelError(
+            f"{what}: a boolean array has no object ids; label its connected components "
+            "first, e.g. skimage.measure.label(mask)"
+        )
+    if kind == "u":
+        return a
+    if kind == "i":
+        if a.size and int(a.min()) < 0:
+            first = tuple(int(i) for i in np.argwhere(a < 0)[0])
+            raise LabelError(
+                f"{what}: label array of type {a.dtype} has negative values (first at index "
+                f"{first}, value {int(a[first])}); labels must be >= 0 with 0 as background"
+            )
+        return a
+    if kind == "f":
+        bad = ~np.isfinite(a) | (a < 0) | (a != np.floor(a))
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise LabelError(
+                f"{what}: floating-point label array has a value that is not a non-negative "
+                f"integer (first at index {first}: {a[first]!r}); save labels as an integer type"
+            )
+        return a
+    raise LabelError(
+        f"{what}: arrays of type {a.dtype} cannot hold labels; use an integer label image "
+        "with 0 as background"
+    )
+
+
+def check_shape(shape: object, *, what: str) -> tuple[int, ...]:
+    """Validate an image shape ``(Y, X)`` or ``(Z, Y, X)`` given by the user."""
+    if shape is None:
+        raise OptionError(
+            f"{what}: the image shape is needed to rasterise polygons; pass shape=(Y, X) "
+            "(rows, columns of the full-resolution image) or --parent IMAGE on the command line"
+        )
+    try:
+        dims = tuple(int(s) for s in shape)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise OptionError(f"{what}: shape must be a tuple of integers, got {shape!r}") from None
+    if len(dims) not in (2, 3) or min(dims) < 1:
+        raise OptionError(f"{what}: shape must be (Y, X) or (Z, Y, X) with sizes >= 1, got {shape!r}")
+    return dims
+
+
+def image_shape(
+    shape: object, parent_image: str | os.PathLike[str] | None, *, what: str
+) -> tuple[tuple[int, ...], PhysicalSize | None]:
+    """The image shape from ``shape=`` or else the parent OME-TIFF (with its pixel size)."""
+    if shape is None and parent_image is not None:
+        from ..io.ometiff import read_parent_image
+
+        parent = read_parent_image(Path(parent_image))
+        dims: tuple[int, ...] = (parent.size_y, parent.size_x)
+        if parent.size_z > 1:
+            dims = (parent.size_z, *dims)
+        return dims, parent.physical_size
+    return check_shape(shape, what=what), None
+
+
+def check_obo_id(value: object, *, what: str) -> str:
+    """Return ``value`` if it is an obo id such as ``CL:0000236``, else raise OptionError."""
+    if isinstance(value, str) and OBO_ID_RE.fullmatch(value):
+        return value
+    raise OptionError(
+        f"{what}: {value!r} is not an obo id; use the form PREFIX:0000000 (e.g. 'CL:0000236')"
+    )
+
+
+def ascii_safe(text: str) -> str:
+    """ASCII spelling of free text for table cells: µ -> u, ² -> ^2, accents dropped.
+
+    Tabs and newlines become spaces, other control characters are removed, and a leading
+    ``=``, ``+``, ``-`` or ``@`` (which spreadsheets run as a formula) is spelled out as a
+    word (``-x`` -> ``minus x``).
+    """
+    s = "".join(_ASCII_SPELLING.get(ch, ch) for ch in text)
+    s = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode("ascii")
+    s = re.sub(r"[\t\r\n]+", " ", s)
+    s = "".join(ch for ch in s if ch.isprintable())
+    s = re.sub(r" {2,}", " ", s).strip()
+    lead = {"=": "equals ", "+": "plus ", "-": "minus ", "@": "at "}
+    while s and s[0] in lead:
+        s = lead[s[0]] + s[1:].lstrip()
+    return s

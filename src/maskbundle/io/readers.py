@@ -1,0 +1,300 @@
+"""Strict readers for the validator: files as they are on disk, nothing repaired.
+
+Each reader returns the raw content (cell grids of strings, one pyramid level of one
+channel, node names of a glTF scene) so that ``maskbundle.bundle.validate`` can judge it.
+A file that cannot be read at all raises :class:`CorruptInputError` (or
+:class:`TableFormatError` for a table whose encoding breaks SPEC section 5) with the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from ..errors import CorruptInputError, MissingDependencyError, TableFormatError
+
+__all__ = [
+    "GlbSummary",
+    "LabelTiffReader",
+    "XlsxGrid",
+    "list_tree",
+    "read_csv_rows",
+    "read_glb_summary",
+    "read_ome_xml",
+    "read_tsv_grid",
+    "read_xlsx_grid",
+]
+
+
+def list_tree(root: Path) -> list[str]:
+    """Every file below ``root`` and every empty directory (with a trailing ``/``).
+
+    Paths are relative to ``root``, POSIX style, sorted.
+    """
+    out: list[str] = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_dir():
+            if not any(p.iterdir()):
+                out.append(rel + "/")
+        else:
+            out.append(rel)
+    return out
+
+
+def read_ome_xml(path: Path) -> str | None:
+    """The OME-XML of a TIFF (``None`` when the file has none)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            return tf.ome_metadata
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise CorruptInputError(f"{path}: cannot be read as a TIFF ({exc})") from exc
+
+
+class LabelTiffReader:
+    """An OME-TIFF opened for checking, read one channel of one pyramid level at a time.
+
+    Reduced levels are tifffile's ``series[0].levels`` (SubIFDs or further series).
+    Planes are located through the series axes, so any OME DimensionOrder reads correctly.
+
+    Use as a context manager::
+
+        with LabelTiffReader(path) as r:
+            level0 = r.read(0, channel=0)      # ndarray of shape (Z, Y, X)
+    """
+
+    def __init__(self, path: Path) -> None:
+        import tifffile
+
+        self.path = Path(path)
+        try:
+            self._tf = tifffile.TiffFile(self.path)
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise CorruptInputError(f"{path}: cannot be read as a TIFF ({exc})") from exc
+        try:
+            self._series = self._tf.series[0]
+            axes = self._series.get_axes(False)
+            shape = self._series.get_shape(False)
+        except Exception as exc:  # tifffile raises many types on broken files
+            self._tf.close()
+            raise CorruptInputError(f"{path}: no readable image series ({exc})") from exc
+        if "S" in axes:
+            i = axes.index("S")
+            if shape[i] != 1:
+                self._tf.close()
+                raise CorruptInputError(f"{path}: {shape[i]} samples per pixel; labels need one")
+            axes, shape = axes[:i] + axes[i + 1 :], shape[:i] + shape[i + 1 :]
+        if not axes.endswith("YX"):
+            self._tf.close()
+            raise CorruptInputError(f"{path}: image axes {axes!r} do not end in YX")
+        self._lead_axes = axes[:-2]
+        self._lead_shape = tuple(int(n) for n in shape[:-2])
+
+    def __enter__(self) -> LabelTiffReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._tf.close()
+
+    @property
+    def ome_xml(self) -> str | None:
+        xml: str | None = self._tf.ome_metadata
+        return xml
+
+    @property
+    def axes(self) -> str:
+        """The axes of the planes before Y and X (tifffile letters, e.g. ``TZC``)."""
+        return self._lead_axes
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self._series.dtype)
+
+    def _first_page(self) -> Any:
+        page = self._series.pages[0]
+        if page is None:
+            raise CorruptInputError(f"{self.path}: the first image plane is missing")
+        return page.keyframe
+
+    @property
+    def is_tiled(self) -> bool:
+        return bool(self._first_page().is_tiled)
+
+    @property
+    def compression(self) -> str:
+        """tifffile's name of the first page's compression (``ADOBE_DEFLATE``, ``NONE`` ...)."""
+        comp = self._first_page().compression
+        return str(getattr(comp, "name", comp))
+
+    @property
+    def level_count(self) -> int:
+        return len(self._series.levels)
+
+    def _size(self, axis: str) -> int:
+        return self._lead_shape[self._lead_axes.index(axis)] if axis in self._lead_axes else 1
+
+    @property
+    def n_channels(self) -> int:
+        return self._size("C")
+
+    def level_shape(self, level: int) -> tuple[int, int, int, int]:
+        """(C, Z, Y, X) of pyramid ``level``."""
+        shape = self._series.levels[level].get_shape(False)
+        axes = self._series.levels[level].get_axes(False)
+        y, x = shape[axes.index("Y")], shape[axes.index("X")]
+        return (self._size("C"), self._size("Z"), int(y), int(x))
+
+    def read(self, level: int, channel: int) -> np.ndarray:
+        """Pixels of one channel of pyramid ``level`` as an array of shape (Z, Y, X).
+
+        Axes other than C and Z (T, ...) are read at index 0.
+        """
+        lvl = self._series.levels[level]
+        pages = lvl.pages
+        planes = []
+        for z in range(self._size("Z")):
+            index = [0] * len(self._lead_axes)
+            if "C" in self._lead_axes:
+                index[self._lead_axes.index("C")] = channel
+            if "Z" in self._lead_axes:
+                index[self._lead_axes.index("Z")] = z
+            flat = int(np.ravel_multi_index(index, self._lead_shape)) if index else 0
+            page = pages[flat] if flat < len(pages) else None
+            if page is None:
+                raise CorruptInputError(
+                    f"{self.path}: level {level} has no plane for channel {channel}, z {z}"
+                )
+            try:
+                arr = page.asarray()
+            except Exception as exc:  # decoders raise their own types on damaged tiles
+                raise CorruptInputError(
+                    f"{self.path}: level {level}, channel {channel}, z {z} cannot be decoded "
+                    f"({exc})"
+                ) from exc
+            planes.append(arr.reshape(arr.shape[-2:]) if arr.ndim > 2 else arr)
+        return np.stack(planes)
+
+
+def read_tsv_grid(path: Path) -> list[list[str]]:
+    """Cells of a TSV as strings; rows split on ``\\n``, cells on tab, no quoting.
+
+    Raises :class:`TableFormatError` for a UTF-8 byte-order mark, carriage returns, or
+    bytes that are not UTF-8 (SPEC section 5: UTF-8 without BOM, ``\\n`` line ends).
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise CorruptInputError(f"{path.name}: cannot be read ({exc})") from exc
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise TableFormatError(
+            f"{path.name}: starts with a UTF-8 byte-order mark; save without BOM"
+        )
+    if b"\r" in raw:
+        line = raw[: raw.index(b"\r")].count(b"\n") + 1
+        raise TableFormatError(
+            f"{path.name}: carriage return on line {line}; use '\\n' line ends only"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TableFormatError(f"{path.name}: not UTF-8 ({exc}); save as UTF-8") from exc
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return [line.split("\t") if line else [] for line in lines]
+
+
+@dataclass(frozen=True)
+class XlsxGrid:
+    """The first sheet of a workbook as strings (blank cells are ``''``), and all sheet names."""
+
+    sheet_names: list[str]
+    rows: list[list[str]]
+
+
+def _xlsx_cell(value: object) -> str:
+    if value is None:
+        return ""
+    return str(value)
+
+
+def read_xlsx_grid(path: Path) -> XlsxGrid:
+    """Cells of the first sheet of an ``.xlsx`` as strings (values, not formulas)."""
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises zipfile, KeyError, ValueError ...
+        raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
+    try:
+        names = list(wb.sheetnames)
+        ws = wb[names[0]]
+        rows = [[_xlsx_cell(v) for v in row] for row in ws.iter_rows(values_only=True)]
+    finally:
+        wb.close()
+    return XlsxGrid(names, rows)
+
+
+def read_csv_rows(path: Path) -> list[list[str]]:
+    """Rows of a comma-separated UTF-8 file (standard CSV quoting)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [list(r) for r in csv.reader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CorruptInputError(f"{path.name}: not a readable UTF-8 CSV ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class GlbSummary:
+    """What the validator needs from a ``.glb``: node names, their extras, the scene bounds.
+
+    ``bounds`` is ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` in the file's units, or
+    ``None`` for an empty scene.
+    """
+
+    node_names: list[str]
+    node_extras: dict[str, Any] = field(default_factory=dict)
+    bounds: np.ndarray | None = None
+
+
+def read_glb_summary(path: Path) -> GlbSummary:
+    """Load a glTF binary with trimesh and summarise its mesh nodes."""
+    try:
+        import trimesh
+    except ImportError as exc:  # pragma: no cover - trimesh is a dependency
+        raise MissingDependencyError(
+            "reading .glb meshes needs trimesh: pip install trimesh"
+        ) from exc
+    try:
+        scene: Any = trimesh.load(path, force="scene")
+    except Exception as exc:  # trimesh raises many types on broken files
+        raise CorruptInputError(f"{path.name}: not a loadable glTF binary ({exc})") from exc
+    names = [str(n) for n in scene.graph.nodes_geometry]
+    extras: dict[str, Any] = {}
+    wanted = set(names)
+    # trimesh keeps a node's glTF "extras" as the "metadata" of the edge leading to it
+    for (_parent, child), data in scene.graph.transforms.edge_data.items():
+        if child in wanted and isinstance(data, dict) and "metadata" in data:
+            extras[str(child)] = data["metadata"]
+    bounds = None
+    if names:
+        b = np.asarray(scene.bounds, dtype=np.float64)
+        if b.shape == (2, 3) and all(math.isfinite(v) for v in b.ravel()):
+            bounds = b
+    return GlbSummary(names, extras, bounds)
