@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,24 +115,49 @@ def mask_adjacency(
     """
     opts = dict(options or {})
     out: dict[AdjacencyKind, pd.DataFrame] = {}
-    if "centroid" in kinds:
-        copts = {k: opts[k] for k in CENTROID_OPTIONS if k in opts}
-        given = None
-        if centroids_px is not None:
-            ps = PhysicalSize.coerce(physical_size)
-            pts = np.asarray(centroids_px, np.float64) * np.asarray(ps.um_zyx())
-            if labels.ndim == 2:
-                pts = pts[:, 1:]
-            ids = np.arange(1, pts.shape[0] + 1, dtype=np.int64)
-            keep = np.all(np.isfinite(pts), axis=1)  # absent ids have NaN centroids
-            given = (ids[keep], np.ascontiguousarray(pts[keep]))
-        out["centroid"] = centroid_adjacency(
-            labels, physical_size=physical_size, centroids=given, **copts
-        )
+    linkage_job: Future[pd.DataFrame] | None = None
+    pool: ThreadPoolExecutor | None = None
     if "linkage" in kinds:
         lopts = {k: opts[k] for k in LINKAGE_OPTIONS if k in opts}
-        out["linkage"] = linkage_adjacency(labels, physical_size=physical_size, **lopts)
-    return out
+        if "centroid" in kinds:
+            # the linkage kernel releases the GIL (numba nogil) and so does Qhull: run the
+            # two graphs side by side; each is deterministic on its own
+            pool = ThreadPoolExecutor(max_workers=1)
+            linkage_job = pool.submit(
+                linkage_adjacency, labels, physical_size=physical_size, **lopts
+            )
+        else:
+            out["linkage"] = linkage_adjacency(labels, physical_size=physical_size, **lopts)
+    try:
+        if "centroid" in kinds:
+            out["centroid"] = _centroid_frame(labels, physical_size, opts, centroids_px)
+    finally:
+        if linkage_job is not None and pool is not None:
+            try:
+                out["linkage"] = linkage_job.result()
+            finally:
+                pool.shutdown()
+    return {k: out[k] for k in ADJACENCY_KINDS if k in out}
+
+
+def _centroid_frame(
+    labels: np.ndarray,
+    physical_size: PhysicalSize | tuple[float, ...] | float,
+    opts: Mapping[str, Any],
+    centroids_px: np.ndarray | None,
+) -> pd.DataFrame:
+    """Centroid adjacency, from the objects table's centroids when given."""
+    copts = {k: opts[k] for k in CENTROID_OPTIONS if k in opts}
+    given = None
+    if centroids_px is not None:
+        ps = PhysicalSize.coerce(physical_size)
+        pts = np.asarray(centroids_px, np.float64) * np.asarray(ps.um_zyx())
+        if labels.ndim == 2:
+            pts = pts[:, 1:]
+        ids = np.arange(1, pts.shape[0] + 1, dtype=np.int64)
+        keep = np.all(np.isfinite(pts), axis=1)  # absent ids have NaN centroids
+        given = (ids[keep], np.ascontiguousarray(pts[keep]))
+    return centroid_adjacency(labels, physical_size=physical_size, centroids=given, **copts)
 
 
 def _adjacency_rel(mask: str, kind: AdjacencyKind) -> Path:

@@ -260,7 +260,7 @@ def _edge_frame(ids: np.ndarray, pairs: np.ndarray, dist: np.ndarray) -> pd.Data
     b = ids[pairs[:, 1]] if pairs.size else np.empty(0, np.int64)
     lo = np.minimum(a, b)
     hi = np.maximum(a, b)
-    order = np.lexsort((hi, lo))
+    order = np.argsort(_pack(lo, hi), kind="stable")
     return pd.DataFrame(
         {
             ID1: lo[order].astype(np.int64),
