@@ -286,3 +286,20 @@ def test_3d_bundle_with_adjacency_passes_reference_checker(
     assert header[-1] == "Contact area (square micrometer)"
     res = checker(out)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_empty_and_single_object_masks_give_header_only_files(
+    tmp_path: Path, checker  # type: ignore[no-untyped-def]
+) -> None:
+    one = np.zeros((40, 50), np.uint8)
+    one[10:20, 10:20] = 7
+    out = write_segmentation_bundle(
+        tmp_path / "ds", {"cells": one, "nuclei": np.zeros_like(one)},
+        physical_size=(0.5, 0.5), protocol_doi=DOI, adjacency=("centroid", "linkage"),
+    )
+    for name in ("cells", "nuclei"):
+        for kind in ("centroid", "linkage"):
+            text = (out / SEG / f"{name}-{kind}-adjacency.csv").read_text()
+            assert text == ",".join(HEADER) + "\n"
+    res = checker(out)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -119,6 +119,12 @@ def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
             raise LabelError(
                 f"{what}: largest label {hi} exceeds 2**32 - 1; relabel the mask to 1..N first"
             )
+    if not labels.dtype.isnative:
+        labels = labels.astype(labels.dtype.newbyteorder("="))
+    if labels.dtype.kind == "i":
+        # checked non-negative: the unsigned view has the same values and halves the number
+        # of compiled kernel variants
+        labels = labels.view(np.dtype(f"u{labels.dtype.itemsize}"))
     return labels if labels.ndim == 3 else labels[np.newaxis]
 
 
