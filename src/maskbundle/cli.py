@@ -370,11 +370,11 @@ def metadata_command(tsv: Path, datasets: tuple[Path, ...], parent_dataset_id: s
               help="Only this mask (channel); repeat for several (default: every mask).")
 @click.option("--overwrite", is_flag=True, help="Replace existing adjacency files.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for the CSVs when PATH is a label (OME-)TIFF.")
+              help="Directory for the CSVs when PATH is a label file.")
 @click.option("--physical-size", "physical_size", type=float, multiple=True,
               help="Micrometres per pixel X Y [Z] (overrides the OME-XML).")
 @click.option("--name", "names", multiple=True, metavar="NAME",
-              help="Mask name per channel of a TIFF input, in channel order.")
+              help="Mask name per array of a label file, in file order.")
 @click.option("--method", type=click.Choice(["delaunay", "knn", "radius"]), default=None,
               help="Centroid neighbours: Delaunay (default), k nearest, or within a radius.")
 @click.option("--max-distance", type=float, default=None,
@@ -391,7 +391,7 @@ def adjacency_command(path: Path, kinds: tuple[str, ...], masks: tuple[str, ...]
                       physical_size: tuple[float, ...], names: tuple[str, ...],
                       **options: Any) -> None:
     """Add centroid/linkage adjacency CSVs to the bundle directory PATH (re-validated after),
-    or write them for a label OME-TIFF/TIFF PATH into -o DIR."""
+    or write them for a label file PATH (OME-TIFF/TIFF, PNG, NPY, NPZ, zarr) into -o DIR."""
     from .bundle.adjacency import ADJACENCY_KINDS, add_adjacency
 
     result = add_adjacency(
