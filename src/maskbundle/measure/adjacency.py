@@ -23,7 +23,10 @@ Centroid adjacency
     nearest objects, made symmetric (an edge when either end is among the other's
     ``k`` nearest). ``method="radius"`` links every pair within ``radius`` micrometres (a
     k-d tree, never an N x N matrix). For ``knn`` and ``radius`` ``max_distance`` is an
-    optional extra cut (None = no cut).
+    optional extra cut (None = no cut). Degenerate sets never raise: zero or one object
+    gives no edge, two objects one edge, centroids on a line are joined in order along
+    it, coplanar 3D centroids are triangulated in their plane, and objects sharing one
+    centroid (a ring around a disc) are joined at distance 0 and share that point's edges.
 Linkage adjacency
     Every pair of objects that share a face (4-connected in 2D, 6-connected in 3D) is an
     edge with distance 0. With ``max_gap > 0`` (micrometres), every pair whose *gap* is at
