@@ -669,3 +669,19 @@ def test_three_objects_with_one_centroid() -> None:
     for x in (1, 2, 3, 4):
         assert (x, 5) in got and (x, 6) in got
     assert (5, 6) in got and len(got) == 6 + 8 + 1
+
+
+def test_tile_api_refusals() -> None:
+    lab = np.ones((4, 4), np.uint16)
+    with pytest.raises(OptionError, match="2 slices"):
+        linkage_tile(lab, physical_size=1.0, core=(slice(0, 2),))
+    with pytest.raises(OptionError, match="step 1"):
+        linkage_tile(lab, physical_size=1.0, core=(slice(0, 4, 2), slice(0, 4)))
+    a = linkage_tile(lab, physical_size=1.0)
+    b = linkage_tile(lab, physical_size=1.0, max_gap=0.5)
+    with pytest.raises(OptionError, match="different parameters"):
+        merge_linkage([a, b])
+    with pytest.raises(OptionError, match="at least one"):
+        merge_linkage([])
+    with pytest.raises(OptionError, match="finite"):
+        linkage_halo(1.0, max_gap=math.inf)
