@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import OptionError, ShapeMismatchError, TableFormatError
+from ..io.adjacency_csv import write_adjacency_csv
 from ..io.intensity import read_intensity_image
 from ..io.ometiff import build_ome_xml, read_parent_image, write_label_ome_tiff
 from ..io.staging import staged_path
@@ -36,6 +37,7 @@ from ..measure.features import (
 from ..model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 from ..names import check_mask_names, safe_stem
 from . import layout
+from .adjacency import check_adjacency_request, mask_adjacency, provenance_entry
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
 from .objects import (
     check_obo_id,
@@ -294,6 +296,8 @@ def write_segmentation_bundle(
     alternative_ids: Mapping[str, str] | Sequence[str] | None = None,
     features: bool | Sequence[str] = True,
     extra_columns: Mapping[str, tuple[pd.DataFrame, Mapping[str, ColumnSpec]]] | None = None,
+    adjacency: str | Sequence[str] | None = None,
+    adjacency_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a HuBMAP Segmentation Mask dataset directory and return its path.
@@ -346,6 +350,13 @@ def write_segmentation_bundle(
         User columns per mask, indexed by ORIGINAL label, exactly one row per object
         (checked by :func:`maskbundle.measure.features.user_columns`); a ``Mask``'s own
         ``features`` are written after them.
+    adjacency : "centroid", "linkage", both, or None
+        Also write ``<mask>-centroid-adjacency.csv`` / ``<mask>-linkage-adjacency.csv``
+        for every mask (SPEC section 6); definitions and parameters are recorded in
+        provenance.json under ``"adjacency"``.
+    adjacency_options : mapping, optional
+        ``method``, ``max_distance``, ``k``, ``radius`` (centroid) and ``max_gap``,
+        ``contact`` (linkage); see :mod:`maskbundle.measure.adjacency`.
     overwrite : bool
         Replace an existing directory at ``path``.
 
@@ -360,6 +371,7 @@ def write_segmentation_bundle(
     if compression not in ("zlib", "zstd"):
         raise OptionError(f"compression must be 'zlib' or 'zstd', got {compression!r}")
     doi = normalise_doi(protocol_doi)
+    adj_kinds, adj_opts = check_adjacency_request(adjacency, adjacency_options)
     given, seg = _as_masks(masks)
     parent = read_parent_image(parent_image) if parent_image is not None else None
     rows = contributor_rows(contributors)
@@ -492,6 +504,16 @@ def write_segmentation_bundle(
                 (c, p.mask.name, source_file, ontology_abbreviation(p.mask_id), p.mask_id, doi,
                  _entire_image_masked(p.mask.labels), p.mask.n_objects)
             )
+            if adj_kinds:
+                frames = mask_adjacency(
+                    p.mask.labels, physical_size=ps, kinds=adj_kinds, options=adj_opts,
+                    centroids_px=cents,
+                )
+                for kind, adj in frames.items():
+                    entry = provenance_entry(p.mask.name, kind, adj)
+                    write_adjacency_csv(seg_dir / entry["file"], adj)
+                    adj_prov = provenance.setdefault("adjacency", {})
+                    adj_prov.setdefault(p.mask.name, {})[kind] = entry
             provenance["masks"][p.mask.name] = {
                 "channel": c,
                 "objects": p.mask.n_objects,
