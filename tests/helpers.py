@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKER = REPO.parent / "shared" / "tools" / "check_bundle.py"
+# ../shared relative to the repo root; MASKBUNDLE_SHARED points elsewhere (worktrees)
+CHECKER = Path(os.environ.get("MASKBUNDLE_SHARED", REPO.parent / "shared")) / "tools" / "check_bundle.py"
 DOI = "10.17504/protocols.io.example"
 
 

@@ -69,7 +69,7 @@ def test_two_masks_round_trip_with_pyramid_tables_and_manifest(tmp_path: Path) -
         assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
 
     rows = read_table_cells(out / SEG / "cells-objects.tsv")
-    assert rows[8] == [""] * 10 and rows[9][:3] == ["Object ID", "Source file", "Mask name"]
+    assert rows[8] == [""] * len(rows[9]) and rows[9][:3] == ["Object ID", "Source file", "Mask name"]
     ref, _, _ = relabel_sequential(cells)
     props = regionprops(ref)
     assert [int(r[0]) for r in rows[10:]] == [p.label for p in props]
@@ -280,3 +280,17 @@ def test_masks_may_be_model_objects_with_source_and_object_type_maps(tmp_path: P
     assert [(r[0], r[6]) for r in rows[10:]] == [("1", "CL:0000084"), ("2", "CL:0000236")]
     prov = json.loads((out / "derived/extras/provenance.json").read_text())
     assert prov["masks"]["cells"]["source"] == {"tool": "test"}
+
+
+def test_read_label_ome_tiff_accepts_plain_3d_tiff_and_refuses_time_series(tmp_path: Path) -> None:
+    from maskbundle.errors import CorruptInputError
+    from maskbundle.io.ometiff import read_label_ome_tiff
+
+    vol = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
+    tifffile.imwrite(tmp_path / "plain.tif", vol, photometric="minisblack")
+    img = read_label_ome_tiff(tmp_path / "plain.tif")
+    assert img.labels.shape == (1, 3, 4, 5) and np.array_equal(img.labels[0], vol)
+    tifffile.imwrite(tmp_path / "t.ome.tif", np.zeros((2, 3, 4, 5), np.uint16),
+                     metadata={"axes": "TZYX"})
+    with pytest.raises(CorruptInputError, match="axis 'T'"):
+        read_label_ome_tiff(tmp_path / "t.ome.tif")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 from click.testing import CliRunner
 from PIL import Image
@@ -68,4 +69,14 @@ def test_demo_writes_a_valid_two_mask_bundle(tmp_path: Path) -> None:
     # every nucleus lies inside the cell grown from it
     cells, nuclei = img.labels[0, 0], img.labels[1, 0]
     assert np.all(cells[nuclei > 0] > 0)
+    # stain intensities per cell equal the plain mean over the cell's pixels
+    import pandas as pd
+    from skimage import color, data
+
+    table = pd.read_csv(tmp_path / "demo/derived/segmentation_masks/cells-objects.tsv", sep="\t",
+                        skiprows=9)
+    dab = color.rgb2hed(data.immunohistochemistry())[..., 2]
+    for oid in (1, n_cells // 2, n_cells):
+        got = table.loc[table["Object ID"] == oid, "DAB mean intensity"].item()
+        assert got == pytest.approx(float(dab[cells == oid].mean()), rel=1e-5)
     assert run_reference_checker(tmp_path / "demo").returncode == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .bundle.adjacency import add_adjacency
 from .bundle.build import write_segmentation_bundle
 from .bundle.metadata import write_upload_metadata
 from .bundle.validate import validate_bundle
@@ -29,12 +30,14 @@ from .errors import (
     ShapeMismatchError,
     TableFormatError,
 )
+from .measure.features import FeatureTable, compute_features
 from .model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 
 __all__ = [
     "BundleInvalidError",
     "ColumnSpec",
     "CorruptInputError",
+    "FeatureTable",
     "Finding",
     "LabelError",
     "Mask",
@@ -51,6 +54,8 @@ __all__ = [
     "ShapeMismatchError",
     "TableFormatError",
     "__version__",
+    "add_adjacency",
+    "compute_features",
     "match_masks",
     "read_cellpose",
     "read_labels",

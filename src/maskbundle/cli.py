@@ -63,6 +63,15 @@ def bundle_options(func: F) -> F:
                      show_default=True),
         click.option("--compression", type=click.Choice(["zlib", "zstd"]), default="zlib",
                      show_default=True),
+        click.option("--intensity", "intensity", type=click.Path(exists=True, dir_okay=False,
+                     path_type=Path), help="Marker image (OME-TIFF CYX/CZYX, TIFF or NPY) on the "
+                     "masks' grid; adds intensity columns per marker."),
+        click.option("--marker", "markers", multiple=True, metavar="NAME",
+                     help="Marker name of each intensity channel, in order (default: the "
+                     "OME channel names)."),
+        click.option("--features", "features", default=None, metavar="LIST",
+                     help="Comma-separated: morphology, mean, median, std, min, max, sum; "
+                     "'none' for the required columns only [default: morphology,mean]."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
     ]
     for deco in reversed(decorators):
@@ -83,8 +92,21 @@ def bundle_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
         "annotation_tool": opts["annotation_tool"],
         "objects_format": opts["objects_format"],
         "compression": opts["compression"],
+        "intensity_image": opts.get("intensity"),
+        "marker_names": list(opts["markers"]) if opts.get("markers") else None,
+        "features": parse_features(opts.get("features")),
         "overwrite": opts["overwrite"],
     }
+
+
+def parse_features(value: str | None) -> bool | tuple[str, ...]:
+    """``--features morphology,mean,std`` / ``none``; None keeps the default (True)."""
+    if value is None:
+        return True
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if items in ((), ("none",)):
+        return False
+    return items
 
 
 def _physical_size_args(args: list[str]) -> list[str]:
@@ -163,13 +185,15 @@ def demo_command(out: Path, overwrite: bool) -> None:
 
     from .bundle.build import write_segmentation_bundle
     from .bundle.validate import validate_bundle
-    from .demo import DEMO_PHYSICAL_SIZE, demo_masks
+    from .demo import DEMO_MARKERS, DEMO_PHYSICAL_SIZE, demo_markers, demo_masks
 
-    _, masks = demo_masks()
+    rgb, masks = demo_masks()
     path = write_segmentation_bundle(
         out,
         masks,
         physical_size=DEMO_PHYSICAL_SIZE,
+        intensity_image=demo_markers(rgb),
+        marker_names=list(DEMO_MARKERS),
         mask_ids={"cells": "CL:0000000", "nuclei": "GO:0005634"},
         protocol_doi="10.17504/protocols.io.example",
         overwrite=overwrite,
@@ -362,6 +386,59 @@ def metadata_command(tsv: Path, datasets: tuple[Path, ...], parent_dataset_id: s
     write_upload_metadata(tsv, datasets, parent_dataset_id=parent_dataset_id, lab_id=lab_id,
                           program_url=program_url, overwrite=overwrite)
     click.echo(f"wrote {tsv}")
+
+
+@main.command("adjacency")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["centroid", "linkage"]),
+              help="Which file(s); repeat for both (default: both).")
+@click.option("--mask", "masks", multiple=True, metavar="NAME",
+              help="Only this mask (channel); repeat for several (default: every mask).")
+@click.option("--overwrite", is_flag=True, help="Replace existing adjacency files.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the CSVs when PATH is a label file.")
+@click.option("--physical-size", "physical_size", type=float, multiple=True,
+              help="Micrometres per pixel X Y [Z] (overrides the OME-XML).")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Mask name per array of a label file, in file order.")
+@click.option("--method", type=click.Choice(["delaunay", "knn", "radius"]), default=None,
+              help="Centroid neighbours: Delaunay (default), k nearest, or within a radius.")
+@click.option("--max-distance", type=float, default=None,
+              help="Drop centroid edges longer than this (um); Delaunay default 3x median.")
+@click.option("-k", "k", type=int, default=None, help="Neighbours per object for --method knn.")
+@click.option("--radius", type=float, default=None, help="Radius (um) for --method radius.")
+@click.option("--max-gap", type=float, default=None,
+              help="Also link objects whose gap is at most this (um); default 0 (contact).")
+@click.option("--contact", is_flag=True, default=None,
+              help="Add the contact length (2D) / area (3D) column to the linkage file.")
+@handle_errors
+def adjacency_command(path: Path, kinds: tuple[str, ...], masks: tuple[str, ...],
+                      overwrite: bool, output_dir: Path | None,
+                      physical_size: tuple[float, ...], names: tuple[str, ...],
+                      **options: Any) -> None:
+    """Add centroid/linkage adjacency CSVs to the bundle directory PATH (re-validated after),
+    or write them for a label file PATH (OME-TIFF/TIFF, PNG, NPY, NPZ, zarr) into -o DIR."""
+    from .bundle.adjacency import ADJACENCY_KINDS, add_adjacency
+
+    result = add_adjacency(
+        path,
+        kinds=kinds or ADJACENCY_KINDS,
+        masks=list(masks) or None,
+        overwrite=overwrite,
+        output_dir=output_dir,
+        physical_size=tuple(physical_size) or None,
+        names=list(names) or None,
+        **options,
+    )
+    for written in result.written:
+        click.echo(f"wrote {written}")
+    for mask, entries in result.provenance.items():
+        for kind, entry in entries.items():
+            click.echo(f"  {mask} {kind}: {entry['n_edges']} edges; {entry['definition']}")
+    if result.report is not None:
+        click.echo(result.report.format())
+        if not result.report.ok:
+            sys.exit(1)
 
 
 @main.command("mesh")

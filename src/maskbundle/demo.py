@@ -11,11 +11,12 @@ import numpy as np
 from scipy import ndimage
 from skimage import color, data, feature, filters, measure, morphology, segmentation
 
-__all__ = ["DEMO_PHYSICAL_SIZE", "demo_masks"]
+__all__ = ["DEMO_MARKERS", "DEMO_PHYSICAL_SIZE", "demo_markers", "demo_masks"]
 
 # The image carries no calibration; 0.5 um per pixel is a typical 20x scan and only
 # serves the demonstration.
 DEMO_PHYSICAL_SIZE = (0.5, 0.5)
+DEMO_MARKERS = ("Hematoxylin", "Eosin", "DAB")
 
 
 def demo_masks() -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -35,3 +36,8 @@ def demo_masks() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     nuclei = segmentation.watershed(-dist, markers, mask=fg).astype(np.uint32)
     cells = segmentation.expand_labels(nuclei, distance=6).astype(np.uint32)
     return rgb, {"cells": cells, "nuclei": nuclei}
+
+
+def demo_markers(rgb: np.ndarray) -> np.ndarray:
+    """Stain intensities (3, Y, X) by colour deconvolution, in the order of DEMO_MARKERS."""
+    return np.ascontiguousarray(np.moveaxis(color.rgb2hed(rgb), -1, 0)).astype(np.float32)

@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -63,13 +63,32 @@ class TableTruth:
     stats: LabelStats | None
 
 
-def _first(items: Sequence[object]) -> str:
+def _first(items: Sequence[Any]) -> str:
     shown = ", ".join(str(i) for i in items[:_SHOW])
     return shown + (f" ... ({len(items)} in all)" if len(items) > _SHOW else "")
 
 
+def record_rule(
+    report: Report,
+    location: str,
+    code: str,
+    offenders: Sequence[object],
+    what: str,
+    *,
+    fix: str = "",
+    severity: Literal["error", "warning"] = "error",
+) -> bool:
+    """Add one finding for a rule: passed when nothing offends, else failed with examples."""
+    if offenders:
+        msg = f"{what}: {_first(offenders)}" + (f"; {fix}" if fix else "")
+        report.add(location, code, msg, severity)
+        return False
+    report.passed(location, code, what)
+    return True
+
+
 class _Checker:
-    """Adds one finding per rule: passed when nothing offends, else failed with examples."""
+    """Adds one finding per rule for one table (a fixed location)."""
 
     def __init__(self, report: Report, location: str) -> None:
         self.report = report
@@ -84,12 +103,8 @@ class _Checker:
         fix: str = "",
         severity: Literal["error", "warning"] = "error",
     ) -> bool:
-        if offenders:
-            msg = f"{what}: {_first(offenders)}" + (f"; {fix}" if fix else "")
-            self.report.add(self.location, code, msg, severity)
-            return False
-        self.report.passed(self.location, code, what)
-        return True
+        return record_rule(self.report, self.location, code, offenders, what, fix=fix,
+                           severity=severity)
 
     def not_applicable(self, code: str, why: str) -> None:
         self.report.add(self.location, code, why, "info", "not applicable")

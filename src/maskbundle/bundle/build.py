@@ -19,15 +19,25 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import OptionError, ShapeMismatchError
+from ..errors import OptionError, ShapeMismatchError, TableFormatError
+from ..io.adjacency_csv import write_adjacency_csv
+from ..io.intensity import read_intensity_image
 from ..io.ometiff import build_ome_xml, read_parent_image, write_label_ome_tiff
 from ..io.staging import staged_path
 from ..io.tables import EXCEL_MAX_OBJECTS, write_csv, write_json, write_objects_table, write_tsv
 from ..labels.relabel import label_dtype, relabel_mask
 from ..measure.centroids import object_centroids
+from ..measure.features import (
+    CENTROID_COLUMNS,
+    STATISTICS,
+    FeatureTable,
+    compute_features,
+    user_columns,
+)
 from ..model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 from ..names import check_mask_names, safe_stem
 from . import layout
+from .adjacency import check_adjacency_request, mask_adjacency, provenance_entry
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
 from .meshes import mesh_mask, mesh_provenance, resolve_mesh_options, select_mesh_masks
 from .objects import (
@@ -146,6 +156,67 @@ def _check_shapes(prepared: Sequence[_Prepared], parent: ParentImage | None) -> 
     return tuple(shape)
 
 
+def _feature_plan(features: bool | str | Sequence[str]) -> tuple[bool, tuple[str, ...]]:
+    """(morphology?, intensity statistics) from the ``features`` option."""
+    if features is True:
+        return True, ("mean",)
+    if features is False or features is None:
+        return False, ()
+    items = [features] if isinstance(features, str) else list(features)
+    allowed = ("morphology", *STATISTICS)
+    bad = [f for f in items if f not in allowed]
+    if bad:
+        raise OptionError(
+            f"features {bad} unknown; choose from {list(allowed)}, True (morphology and mean "
+            "intensities) or False (required columns only)"
+        )
+    return "morphology" in items, tuple(f for f in STATISTICS if f in items)
+
+
+def _intensity(
+    intensity_image: np.ndarray | str | Path | None,
+    marker_names: Sequence[str] | None,
+    ndim: int,
+) -> tuple[np.ndarray | None, list[str] | None, str | None]:
+    """The intensity array for masks of ``ndim`` dims, marker names, and its source."""
+    if intensity_image is None:
+        if marker_names is not None:
+            raise OptionError("marker_names given without an intensity_image")
+        return None, None, None
+    if isinstance(intensity_image, str | Path):
+        image = read_intensity_image(intensity_image)
+        names = list(marker_names) if marker_names is not None else image.channel_names
+        return image.for_masks(ndim), names, Path(intensity_image).name
+    return np.asarray(intensity_image), None if marker_names is None else list(marker_names), \
+        "array"
+
+
+def _mask_features(
+    p: _Prepared,
+    *,
+    physical_size: PhysicalSize,
+    morphology: bool,
+    statistics: tuple[str, ...],
+    intensity: np.ndarray | None,
+    marker_names: list[str] | None,
+    alternative_ids: Mapping[str, str] | Sequence[str] | None,
+    extra: tuple[pd.DataFrame, Mapping[str, ColumnSpec]] | None,
+) -> FeatureTable:
+    """Computed features, then the ``extra_columns`` of this mask, indexed by Object ID."""
+    table = compute_features(
+        p.mask.labels,
+        physical_size=physical_size,
+        intensity_image=intensity if statistics else None,
+        marker_names=marker_names if statistics else None,
+        alternative_ids=alternative_ids if statistics else None,
+        statistics=statistics or ("mean",),
+        morphology=morphology,
+    )
+    if extra is not None:
+        table = table.join(user_columns(extra[0], extra[1], p.mask.original_ids))
+    return table
+
+
 def _feature_columns(p: _Prepared, reserved: set[str]) -> list[tuple[ColumnSpec, np.ndarray]]:
     """Extra table columns from ``Mask.features`` (indexed by original label), in Object ID order."""
     feats = p.source.features
@@ -189,6 +260,20 @@ def _feature_columns(p: _Prepared, reserved: set[str]) -> list[tuple[ColumnSpec,
     return out
 
 
+def _check_extra_names(mask: str, names: list[str], reserved: set[str]) -> None:
+    """Computed, converter and user columns must not repeat or shadow a required column."""
+    for i, name in enumerate(names):
+        if name in reserved:
+            raise TableFormatError(
+                f"mask {mask!r}: column {name!r} has the name of a required column; rename it"
+            )
+        if name in names[:i]:
+            raise TableFormatError(
+                f"mask {mask!r}: column {name!r} occurs twice (computed features, Mask.features "
+                "and extra_columns share one table); rename one of them"
+            )
+
+
 def _entire_image_masked(labels: np.ndarray) -> str:
     return "Yes" if labels.size and bool(np.all(labels != 0)) else "No"
 
@@ -207,6 +292,13 @@ def write_segmentation_bundle(
     objects_format: ObjectsFormat = "tsv",
     contributors: Sequence[Mapping[str, Any]] | None = None,
     compression: Literal["zlib", "zstd"] = "zlib",
+    intensity_image: np.ndarray | str | Path | None = None,
+    marker_names: Sequence[str] | None = None,
+    alternative_ids: Mapping[str, str] | Sequence[str] | None = None,
+    features: bool | Sequence[str] = True,
+    extra_columns: Mapping[str, tuple[pd.DataFrame, Mapping[str, ColumnSpec]]] | None = None,
+    adjacency: str | Sequence[str] | None = None,
+    adjacency_options: Mapping[str, Any] | None = None,
     meshes: bool | Sequence[str] = False,
     mesh_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
@@ -244,6 +336,30 @@ def write_segmentation_bundle(
         Rows of ``extras/contributors.tsv`` (fields as in SPEC section 1).
     compression : {"zlib", "zstd"}
         OME-TIFF tile compression; zstd is faster but fewer readers decode it.
+    intensity_image : array of shape (C, Y, X) / (C, Z, Y, X), or a path, optional
+        Marker intensities on the masks' pixel grid (an OME-TIFF's channel names become
+        the marker names); adds per-marker intensity columns to every objects table.
+    marker_names : sequence of str, optional
+        One name per intensity channel (default: the OME channel names, else
+        ``Channel 0``, ``Channel 1``, ...).
+    alternative_ids : mapping marker -> str or sequence, optional
+        ``Alternative ID`` header cell of each marker's columns (for example an RRID).
+    features : bool or sequence of str
+        Feature columns (see :func:`maskbundle.measure.features.compute_features`):
+        True (default) = morphology plus mean intensity per marker; False = only the
+        required columns; or a selection of ``"morphology"``, ``"mean"``, ``"median"``,
+        ``"std"``, ``"min"``, ``"max"``, ``"sum"``.
+    extra_columns : mapping of mask name to (DataFrame, {column: ColumnSpec}), optional
+        User columns per mask, indexed by ORIGINAL label, exactly one row per object
+        (checked by :func:`maskbundle.measure.features.user_columns`); a ``Mask``'s own
+        ``features`` are written after them.
+    adjacency : "centroid", "linkage", both, or None
+        Also write ``<mask>-centroid-adjacency.csv`` / ``<mask>-linkage-adjacency.csv``
+        for every mask (SPEC section 6); definitions and parameters are recorded in
+        provenance.json under ``"adjacency"``.
+    adjacency_options : mapping, optional
+        ``method``, ``max_distance``, ``k``, ``radius`` (centroid) and ``max_gap``,
+        ``contact`` (linkage); see :mod:`maskbundle.measure.adjacency`.
     meshes : bool or sequence of str
         Write ``<mask>-mesh.glb`` for every mask (True) or for the named masks; the masks
         must be 3D. An empty mask gets no file and a note under "meshes" in provenance.
@@ -264,12 +380,15 @@ def write_segmentation_bundle(
     if compression not in ("zlib", "zstd"):
         raise OptionError(f"compression must be 'zlib' or 'zstd', got {compression!r}")
     doi = normalise_doi(protocol_doi)
+    adj_kinds, adj_opts = check_adjacency_request(adjacency, adjacency_options)
     given, seg = _as_masks(masks)
     parent = read_parent_image(parent_image) if parent_image is not None else None
     rows = contributor_rows(contributors)
     mask_ids = dict(mask_ids or {})
     object_types = dict(object_types or {})
-    for key in [*mask_ids, *object_types]:
+    extra_columns = dict(extra_columns or {})
+    morphology, statistics = _feature_plan(features)
+    for key in [*mask_ids, *object_types, *extra_columns]:
         if key not in given:
             raise OptionError(f"option names mask {key!r}, which is not among {list(given)}")
 
@@ -287,6 +406,17 @@ def write_segmentation_bundle(
         prepared.append(_Prepared(relabelled, m, mid, array_checksum(raw), str(raw.dtype)))
     shape = _check_shapes(prepared, parent)
     ps = _resolve_physical_size(physical_size, parent, seg, len(shape))
+    intensity, markers, intensity_source = _intensity(intensity_image, marker_names, len(shape))
+    if intensity is not None and not statistics:
+        raise OptionError(
+            "an intensity image was given but features select no intensity statistic; "
+            "add e.g. 'mean' to features"
+        )
+    if statistics and intensity is None and features is not True:
+        raise OptionError(
+            f"features {list(statistics)} need an intensity image: pass intensity_image="
+        )
+    with_features = morphology or intensity is not None or bool(extra_columns)
     mesh_names = select_mesh_masks(meshes, [p.mask.name for p in prepared], is_3d=len(shape) == 3)
     if mesh_options is not None and not mesh_names:
         raise OptionError("mesh_options given but no meshes requested: pass meshes=True as well")
@@ -320,6 +450,13 @@ def write_segmentation_bundle(
             "compression": compression,
             "name": stem,
         },
+        "features": {
+            "morphology": morphology,
+            "intensity_statistics": list(statistics) if intensity is not None else [],
+            "intensity_image": intensity_source,
+            "definitions": "scikit-image regionprops with spacing = pixel size, except where "
+                           "a column's Description says otherwise",
+        },
         "relabel": "ascending by original label to 1..N; 0 stays background",
         "masks": {},
         "source": dict(seg.source) if seg is not None else {},
@@ -336,7 +473,27 @@ def write_segmentation_bundle(
         manifest = []
         for c, p in enumerate(prepared):
             stack[c] = p.mask.labels.reshape(zyx)
-            _, cents = object_centroids(p.mask.labels, p.mask.n_objects)
+            extra_specs: list[tuple[ColumnSpec, np.ndarray]] = []
+            if with_features:
+                table = _mask_features(
+                    p, physical_size=ps, morphology=morphology,
+                    statistics=statistics if intensity is not None else (),
+                    intensity=intensity, marker_names=markers,
+                    alternative_ids=alternative_ids,
+                    extra=extra_columns.get(p.mask.name),
+                )
+                f = table.frame
+                cents = np.stack([
+                    f[CENTROID_COLUMNS["z"]].to_numpy() if CENTROID_COLUMNS["z"] in f
+                    else np.zeros(len(f)),
+                    f[CENTROID_COLUMNS["y"]].to_numpy(),
+                    f[CENTROID_COLUMNS["x"]].to_numpy(),
+                ], axis=1)
+                extra_specs = [(spec, f[name].to_numpy()) for name, spec in table.specs.items()]
+            else:
+                _, cents = object_centroids(p.mask.labels, p.mask.n_objects)
+            extra_specs += _feature_columns(p, reserved)
+            _check_extra_names(p.mask.name, [spec.name for spec, _ in extra_specs], reserved)
             types = object_type_values(p.mask, object_types.get(p.mask.name, p.source.object_types))
             specs, frame = objects_frame(
                 p.mask,
@@ -346,7 +503,7 @@ def write_segmentation_bundle(
                 annotation_tool=annotation_tool,
                 centroids_zyx=cents,
                 object_types=types,
-                extra=_feature_columns(p, reserved),
+                extra=extra_specs,
             )
             mfmt: ObjectsFormat = "tsv" if p.mask.name in too_many else fmt
             write_objects_table(stage / layout.objects_path(p.mask.name, mfmt), specs, frame)
@@ -360,6 +517,16 @@ def write_segmentation_bundle(
                 (c, p.mask.name, source_file, ontology_abbreviation(p.mask_id), p.mask_id, doi,
                  _entire_image_masked(p.mask.labels), p.mask.n_objects)
             )
+            if adj_kinds:
+                frames = mask_adjacency(
+                    p.mask.labels, physical_size=ps, kinds=adj_kinds, options=adj_opts,
+                    centroids_px=cents,
+                )
+                for kind, adj in frames.items():
+                    entry = provenance_entry(p.mask.name, kind, adj)
+                    write_adjacency_csv(seg_dir / entry["file"], adj)
+                    adj_prov = provenance.setdefault("adjacency", {})
+                    adj_prov.setdefault(p.mask.name, {})[kind] = entry
             provenance["masks"][p.mask.name] = {
                 "channel": c,
                 "objects": p.mask.n_objects,

@@ -52,7 +52,7 @@ from ..model import UM_PER_UNIT
 from ..names import MASK_NAME_RE, MAX_NAME_LENGTH
 from . import layout
 from ._pixels import LabelStats, compare_level, contact_pairs, label_stats, pair_keys
-from ._tables import TableTruth, check_objects_rows
+from ._tables import _SHOW, TableTruth, _first, check_objects_rows, record_rule
 
 __all__ = ["validate_bundle"]
 
@@ -64,12 +64,6 @@ PIXEL_TYPES = frozenset({"uint8", "uint16", "uint32"})
 CATCH_ALL = (r"derived/.*", r"derived/segmentation_masks/.*")
 MANIFEST_COLUMNS = list(layout.MANIFEST_COLUMNS)
 ADJACENCY_HEADER = ["Object ID 1", "Object ID 2", "Distance (micrometer)"]
-_SHOW = 5
-
-
-def _first(items: list[Any]) -> str:
-    shown = ", ".join(str(i) for i in items[:_SHOW])
-    return shown + (f" ... ({len(items)} in all)" if len(items) > _SHOW else "")
 
 
 @dataclass
@@ -107,12 +101,8 @@ class _Run:
         fix: str = "",
         severity: Literal["error", "warning"] = "error",
     ) -> bool:
-        if offenders:
-            msg = f"{what}: {_first(offenders)}" + (f"; {fix}" if fix else "")
-            self.report.add(location, code, msg, severity)
-            return False
-        self.report.passed(location, code, what)
-        return True
+        return record_rule(self.report, location, code, offenders, what, fix=fix,
+                           severity=severity)
 
     def fail(
         self,

@@ -155,10 +155,16 @@ def _physical_size(pixels: Pixels) -> PhysicalSize | None:
 
 def _to_czyx(data: np.ndarray, axes: str) -> np.ndarray:
     """Reorder a tifffile series array with ``axes`` to (C, Z, Y, X)."""
-    for ax in ("T", "S"):
-        if ax in axes and data.shape[axes.index(ax)] != 1:
+    if "Z" not in axes:  # a plain multi-page TIFF: tifffile names the page axis Q or I
+        for generic in ("Q", "I"):
+            if generic in axes:
+                axes = axes.replace(generic, "Z", 1)
+                break
+    for ax, n in zip(axes, data.shape, strict=True):
+        if ax not in "CZYX" and n != 1:
             raise CorruptInputError(
-                f"label image has {data.shape[axes.index(ax)]} {ax} positions; expected one"
+                f"label image has {n} positions along axis {ax!r} (axes {axes}); expected "
+                "(C, Z, Y, X) labels: save one time point and one sample per pixel"
             )
     keep = [ax for ax in axes if ax in "CZYX"]
     data = data.reshape([n for n, ax in zip(data.shape, axes, strict=True) if ax in "CZYX"])

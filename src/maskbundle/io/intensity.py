@@ -1,0 +1,71 @@
+"""Read a marker (intensity) image for the objects-table features."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from ome_types import from_xml
+
+from ..errors import CorruptInputError
+from .ometiff import _to_czyx
+
+__all__ = ["IntensityImage", "read_intensity_image"]
+
+
+@dataclass(frozen=True)
+class IntensityImage:
+    """Level 0 of a multi-channel image as (C, Z, Y, X) plus its OME channel names."""
+
+    data: np.ndarray
+    channel_names: list[str] | None
+
+    def for_masks(self, ndim: int) -> np.ndarray:
+        """(C, Y, X) for 2D masks (a single plane is dropped), (C, Z, Y, X) for 3D."""
+        if ndim == 2 and self.data.shape[1] == 1:
+            return self.data[:, 0]
+        return self.data
+
+
+def read_intensity_image(path: Path | str) -> IntensityImage:
+    """Read a (OME-)TIFF or .npy intensity image; OME channel names become marker names.
+
+    Names are returned only when every channel has one; otherwise ``channel_names`` is
+    None and the caller names the markers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorruptInputError(f"intensity image {path} does not exist")
+    if path.name.lower().endswith(".npy"):
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CorruptInputError(f"{path}: cannot read the intensity image ({exc})") from exc
+        if arr.ndim == 2:
+            arr = arr[np.newaxis, np.newaxis]
+        elif arr.ndim == 3:
+            arr = arr[:, np.newaxis]
+        return IntensityImage(arr, None)
+    try:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            data = series.asarray(level=0)
+            axes = series.axes
+            xml = tf.ome_metadata
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise CorruptInputError(f"{path}: not a readable TIFF ({exc})") from exc
+    # plain TIFFs call a leading channel axis Q (or I); read it as C
+    axes = axes.replace("Q", "C").replace("I", "C") if "C" not in axes else axes
+    czyx = _to_czyx(data, axes)
+    names: list[str] | None = None
+    if xml:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = from_xml(xml, validate=False).images[0].pixels
+        got = [ch.name or "" for ch in pixels.channels]
+        if len(got) == czyx.shape[0] and all(got):
+            names = got
+    return IntensityImage(czyx, names)
