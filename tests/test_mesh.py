@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -203,6 +204,38 @@ def test_batched_simplification_equals_one_by_one() -> None:
     batch = simplify_batch(full, max_error=0.7)
     for (v1, f1), (v2, f2) in zip(one, batch, strict=True):
         assert v1.tobytes() == v2.tobytes() and f1.tobytes() == f2.tobytes()
+
+
+_FORK_SCRIPT = """
+import multiprocessing as mp
+import numpy as np
+from maskbundle.mesh import mesh_labels
+vol = np.zeros((6, 12, 12), np.uint8)
+vol[1:5, 2:10, 2:10] = 1
+n = len(mesh_labels(vol, physical_size=(0.5, 0.5, 1.0))[0].faces)
+def child(_):
+    return len(mesh_labels(vol, physical_size=(0.5, 0.5, 1.0))[0].faces)
+if __name__ == "__main__":
+    with mp.get_context("fork").Pool(2) as pool:
+        assert pool.map(child, range(2)) == [n, n]
+    print("ok")
+"""
+
+
+def test_meshing_survives_fork(tmp_path: Path) -> None:
+    """multiprocessing's default on Linux forks: no OpenMP state may be alive by then."""
+    script = tmp_path / "fork.py"
+    script.write_text(_FORK_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-500:]
 
 
 def test_meshing_and_glb_are_deterministic() -> None:

@@ -201,9 +201,8 @@ def mesh_labels(
     -----
     Memory beyond the meshes: at most one padded copy of the volume (only when objects
     touch the border), zmesh's triangle lists (freed object by object) and one batch of
-    about a million full-resolution triangles awaiting simplification. Objects of a batch
-    are simplified in parallel numba threads, each independently (same bytes at any
-    thread count).
+    about a million full-resolution triangles awaiting simplification (each object is
+    simplified on its own: the batch does not change the result).
     """
     import zmesh
 
@@ -266,7 +265,7 @@ def mesh_labels(
             verts = xyz.astype(np.float32)
             out.append(ObjectMesh(oid, verts, faces, vertex_normals(verts, faces)))
             continue
-        # objects are simplified in batches (in parallel threads, each on its own)
+        # objects are simplified in batches (one compiled call each, objects independent)
         pending.append((oid, xyz, faces))
         pending_faces += len(faces)
         if pending_faces >= _BATCH_FACES:

@@ -506,7 +506,7 @@ def _simplify(
     return out_v, out_f
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _simplify_batch(
     verts: np.ndarray,
     faces: np.ndarray,
@@ -518,7 +518,7 @@ def _simplify_batch(
     out_f: np.ndarray,
     counts: np.ndarray,
 ) -> None:
-    for k in numba.prange(voff.shape[0] - 1):
+    for k in range(voff.shape[0] - 1):
         v = verts[voff[k] : voff[k + 1]]
         f = faces[foff[k] : foff[k + 1]]
         if f.shape[0] <= _MIN_FACES:
@@ -540,10 +540,12 @@ def _simplify_batch(
 def simplify_batch(
     meshes: list[tuple[np.ndarray, np.ndarray]], *, max_error: float, reduction: int = 100
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`simplify_mesh` for many meshes in one call (objects in parallel threads).
+    """:func:`simplify_mesh` for many meshes in one compiled call.
 
     Each mesh is simplified on its own, exactly as by :func:`simplify_mesh`, so the result
-    does not depend on the batch or on the number of threads.
+    does not depend on the batch. Deliberately sequential: numba's parallel loops use GNU
+    OpenMP here, after which a ``fork()`` (multiprocessing's default on Linux) aborts the
+    child processes.
     """
     if not meshes:
         return []
