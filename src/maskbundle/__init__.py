@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from .bundle.adjacency import add_adjacency
 from .bundle.build import write_segmentation_bundle
+from .bundle.meshes import add_meshes
 from .bundle.metadata import write_upload_metadata
 from .bundle.validate import validate_bundle
 from .convert import (
@@ -55,6 +56,7 @@ __all__ = [
     "TableFormatError",
     "__version__",
     "add_adjacency",
+    "add_meshes",
     "compute_features",
     "match_masks",
     "read_cellpose",
