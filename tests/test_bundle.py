@@ -323,3 +323,12 @@ def test_bio_formats_reads_channels_levels_and_planes(tmp_path: Path) -> None:
     for expected in ("Resolutions = 2", "Width = 700", "Height = 600", "SizeZ = 3",
                      "SizeC = 2", "Pixel type = uint16", "Plane #3 <=> Z 0, C 1, T 0"):
         assert expected in info, expected
+
+
+def test_progress_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    labels = np.eye(16, dtype=np.uint8)
+    _write(tmp_path / "quiet", {"cells": labels})
+    assert capsys.readouterr().err == ""
+    _write(tmp_path / "loud", {"cells": labels, "nuclei": labels}, progress=True)
+    err = capsys.readouterr().err
+    assert "writing loud" in err and "/3 " in err  # two tables + the OME-TIFF

@@ -96,6 +96,7 @@ def bundle_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
         "marker_names": list(opts["markers"]) if opts.get("markers") else None,
         "features": parse_features(opts.get("features")),
         "overwrite": opts["overwrite"],
+        "progress": sys.stderr.isatty(),
     }
 
 

@@ -36,6 +36,7 @@ from ..measure.features import (
 )
 from ..model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 from ..names import check_mask_names, safe_stem
+from ..progress import stage_progress
 from . import layout
 from .adjacency import check_adjacency_request, mask_adjacency, provenance_entry
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
@@ -302,6 +303,7 @@ def write_segmentation_bundle(
     meshes: bool | Sequence[str] = False,
     mesh_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Write a HuBMAP Segmentation Mask dataset directory and return its path.
 
@@ -368,6 +370,8 @@ def write_segmentation_bundle(
         edge), ``reduction`` (default 100); see :func:`maskbundle.mesh.mesh_labels`.
     overwrite : bool
         Replace an existing directory at ``path``.
+    progress : bool
+        Show a progress bar of the stages on stderr (the CLI turns it on at a terminal).
 
     Returns
     -------
@@ -462,7 +466,10 @@ def write_segmentation_bundle(
         "source": dict(seg.source) if seg is not None else {},
     }
 
-    with staged_path(target, overwrite=overwrite) as stage:
+    n_stages = len(prepared) * (1 + len(adj_kinds)) + len(mesh_names) + 1
+    with staged_path(target, overwrite=overwrite) as stage, stage_progress(
+        n_stages, enabled=progress, desc=f"writing {target.name}"
+    ) as advance:
         seg_dir = stage / layout.SEG_DIR
         seg_dir.mkdir(parents=True)
         (stage / layout.DERIVED_EXTRAS).mkdir(parents=True)
@@ -507,6 +514,7 @@ def write_segmentation_bundle(
             )
             mfmt: ObjectsFormat = "tsv" if p.mask.name in too_many else fmt
             write_objects_table(stage / layout.objects_path(p.mask.name, mfmt), specs, frame)
+            advance(f"{p.mask.name} table")
             if p.mask.changed:
                 write_csv(
                     stage / layout.label_map_path(p.mask.name),
@@ -525,6 +533,7 @@ def write_segmentation_bundle(
                 for kind, adj in frames.items():
                     entry = provenance_entry(p.mask.name, kind, adj)
                     write_adjacency_csv(seg_dir / entry["file"], adj)
+                    advance(f"{p.mask.name} {kind} adjacency")
                     adj_prov = provenance.setdefault("adjacency", {})
                     adj_prov.setdefault(p.mask.name, {})[kind] = entry
             provenance["masks"][p.mask.name] = {
@@ -546,6 +555,7 @@ def write_segmentation_bundle(
                     _, mesh_entries[p.mask.name] = mesh_mask(
                         stage, p.mask.name, p.mask.labels, ps, mesh_opts
                     )
+                    advance(f"{p.mask.name} meshes")
             provenance["meshes"] = mesh_provenance(mesh_opts, mesh_entries)
 
         xml = build_ome_xml(
@@ -557,6 +567,7 @@ def write_segmentation_bundle(
             parent=parent,
         )
         levels = write_label_ome_tiff(stage / tiff_rel, stack, ome_xml=xml, compression=compression)
+        advance("OME-TIFF")
         del stack
         provenance["ome_tiff"] = {"file": source_file, "dtype": str(dtype), "levels": levels,
                                   "tile": 512, "downsampling": "stride: level[k] = level0[..., ::2**k, ::2**k]"}
