@@ -4,7 +4,7 @@ Writes ``out/example_3d`` (a CZYX OME-TIFF with PhysicalSizeZ, the objects table
 centroids and ``nuclei-mesh.glb``), then rereads the mesh file to show that every node is
 named by an Object ID and sits where its voxels are.
 
-Run: ``PYTHONPATH=src python examples/example_3d.py [OUT]``
+Run: ``python examples/example_3d.py [OUT]`` (with maskbundle installed, e.g. in .venv)
 """
 
 from __future__ import annotations

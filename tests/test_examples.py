@@ -28,3 +28,11 @@ def test_cli_example(tmp_path: Path) -> None:
     subprocess.run(["bash", str(REPO / "examples/cli_quickstart.sh"), str(tmp_path)], check=True,
                    capture_output=True, env=env)
     assert run_reference_checker(tmp_path / "upload/dataset-1").returncode == 0
+
+
+def test_3d_example(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "examples/example_3d.py"),
+                             str(tmp_path / "ex3d")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validate_bundle: OK" in result.stdout
+    assert run_reference_checker(tmp_path / "ex3d").returncode == 0
