@@ -80,3 +80,30 @@ def test_demo_writes_a_valid_two_mask_bundle(tmp_path: Path) -> None:
         got = table.loc[table["Object ID"] == oid, "DAB mean intensity"].item()
         assert got == pytest.approx(float(dab[cells == oid].mean()), rel=1e-5)
     assert run_reference_checker(tmp_path / "demo").returncode == 0
+
+
+def test_bundle_with_adjacency_and_contributors(tmp_path: Path) -> None:
+    from maskbundle.synthetic import synthetic_tissue
+
+    cells, _ = synthetic_tissue((120, 140), cell_spacing=15, seed=4)
+    np.save(tmp_path / "cells.npy", cells)
+    (tmp_path / "contrib.tsv").write_text(
+        "first_name\tlast_name\taffiliation\torcid\tis_contact\n"
+        "Grace\tHopper\tNavy Lab\t0000-0002-1825-0097\tYes\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "bundle", str(out), "--mask", f"cells={tmp_path / 'cells.npy'}", "--physical-size",
+        "0.5", "--protocol-doi", DOI, "--adjacency", "centroid", "--adjacency", "linkage",
+        "--max-gap", "1.0", "--contributors", str(tmp_path / "contrib.tsv")])
+    assert result.exit_code == 0, result.output
+    seg = out / "derived/segmentation_masks"
+    assert (seg / "cells-centroid-adjacency.csv").is_file()
+    assert (seg / "cells-linkage-adjacency.csv").is_file()
+    row = (out / "extras/contributors.tsv").read_text().splitlines()[1].split("\t")
+    assert row[:2] == ["Grace", "Hopper"] and row[5] == "0000-0002-1825-0097"
+    assert run_reference_checker(out).returncode == 0
+    # a gap without linkage adjacency is refused before anything is written
+    bad = CliRunner().invoke(main, [
+        "bundle", str(tmp_path / "bad"), "--mask", f"cells={tmp_path / 'cells.npy'}",
+        "--physical-size", "0.5", "--protocol-doi", DOI, "--max-gap", "1.0"])
+    assert bad.exit_code == 2 and not (tmp_path / "bad").exists()

@@ -72,6 +72,19 @@ def bundle_options(func: F) -> F:
         click.option("--features", "features", default=None, metavar="LIST",
                      help="Comma-separated: morphology, mean, median, std, min, max, sum; "
                      "'none' for the required columns only [default: morphology,mean]."),
+        click.option("--adjacency", "adjacency", multiple=True,
+                     type=click.Choice(["centroid", "linkage"]),
+                     help="Also write <mask>-<kind>-adjacency.csv (repeat for both)."),
+        click.option("--max-distance", type=float, default=None,
+                     help="Centroid adjacency: drop edges longer than this (um) [default: "
+                     "3 x the median Delaunay edge]."),
+        click.option("--max-gap", type=float, default=None,
+                     help="Linkage adjacency: also link objects within this gap (um)."),
+        click.option("--meshes", is_flag=True,
+                     help="Also write <mask>-mesh.glb for every mask (3D masks only)."),
+        click.option("--contributors", "contributors", type=click.Path(
+                     exists=True, dir_okay=False, path_type=Path),
+                     help="contributors.tsv to copy into extras/ (HuBMAP columns, checked)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
     ]
     for deco in reversed(decorators):
@@ -95,9 +108,30 @@ def bundle_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
         "intensity_image": opts.get("intensity"),
         "marker_names": list(opts["markers"]) if opts.get("markers") else None,
         "features": parse_features(opts.get("features")),
+        "adjacency": tuple(opts.get("adjacency") or ()) or None,
+        "adjacency_options": {"max_distance": opts.get("max_distance"),
+                              "max_gap": opts.get("max_gap")},
+        "meshes": bool(opts.get("meshes")),
+        "contributors": read_contributors(opts["contributors"]) if opts.get("contributors")
+        else None,
         "overwrite": opts["overwrite"],
         "progress": sys.stderr.isatty(),
     }
+
+
+def read_contributors(path: Path) -> list[dict[str, str]]:
+    """Rows of a contributors TSV as dicts (checked later by write_segmentation_bundle)."""
+    from .io.tables import read_table_cells
+
+    rows = read_table_cells(path)
+    if not rows:
+        raise OptionError(f"{path} is empty; it needs the contributors.tsv header row")
+    header = rows[0]
+    return [
+        {k: v for k, v in zip(header, row, strict=False) if k != "metadata_schema_id"}
+        for row in rows[1:]
+        if any(cell.strip() for cell in row)
+    ]
 
 
 def parse_features(value: str | None) -> bool | tuple[str, ...]:
@@ -150,11 +184,9 @@ def main() -> None:
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--mask", "masks", multiple=True, required=True, metavar="NAME=FILE",
               help="A mask and its label file (TIFF/OME-TIFF, NPY, NPZ, PNG); repeat per mask.")
-@click.option("--meshes", is_flag=True,
-              help="Also write <mask>-mesh.glb for every mask (3D masks only).")
 @bundle_options
 @handle_errors
-def bundle_command(out: Path, masks: tuple[str, ...], meshes: bool, **opts: Any) -> None:
+def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
     """Build a bundle in OUT from label files (one mask per file)."""
     from .bundle.build import write_segmentation_bundle
     from .convert import read_labels
@@ -172,7 +204,7 @@ def bundle_command(out: Path, masks: tuple[str, ...], meshes: bool, **opts: Any)
         combined.masks[name] = next(iter(seg.masks.values()))
         if combined.physical_size is None:
             combined.physical_size = seg.physical_size
-    written = write_segmentation_bundle(out, combined, meshes=meshes, **bundle_kwargs(opts))
+    written = write_segmentation_bundle(out, combined, **bundle_kwargs(opts))
     click.echo(f"wrote {written}")
 
 
