@@ -279,6 +279,63 @@ def _entire_image_masked(labels: np.ndarray) -> str:
     return "Yes" if labels.size and bool(np.all(labels != 0)) else "No"
 
 
+@dataclass(frozen=True)
+class _TablePlan:
+    """Everything an objects table needs besides the mask itself."""
+
+    source_file: str
+    protocol_doi: str
+    annotation_tool: str
+    physical_size: PhysicalSize
+    with_features: bool
+    morphology: bool
+    statistics: tuple[str, ...]
+    intensity: np.ndarray | None
+    marker_names: list[str] | None
+    alternative_ids: Mapping[str, str] | Sequence[str] | None
+    extra_columns: Mapping[str, tuple[pd.DataFrame, Mapping[str, ColumnSpec]]]
+    object_types: Mapping[str, Any]
+
+
+def _objects_table(
+    p: _Prepared, plan: _TablePlan
+) -> tuple[list[ColumnSpec], pd.DataFrame, np.ndarray]:
+    """Specs and rows of one mask's objects table, and the exact (z, y, x) centroids."""
+    extra_specs: list[tuple[ColumnSpec, np.ndarray]] = []
+    if plan.with_features:
+        table = _mask_features(
+            p, physical_size=plan.physical_size, morphology=plan.morphology,
+            statistics=plan.statistics, intensity=plan.intensity,
+            marker_names=plan.marker_names, alternative_ids=plan.alternative_ids,
+            extra=plan.extra_columns.get(p.mask.name),
+        )
+        f = table.frame
+        cents = np.stack([
+            f[CENTROID_COLUMNS["z"]].to_numpy() if CENTROID_COLUMNS["z"] in f
+            else np.zeros(len(f)),
+            f[CENTROID_COLUMNS["y"]].to_numpy(),
+            f[CENTROID_COLUMNS["x"]].to_numpy(),
+        ], axis=1)
+        extra_specs = [(spec, f[name].to_numpy()) for name, spec in table.specs.items()]
+    else:
+        _, cents = object_centroids(p.mask.labels, p.mask.n_objects)
+    reserved = {"Object ID", *(s.name for s in required_specs(plan.annotation_tool))}
+    extra_specs += _feature_columns(p, reserved)
+    _check_extra_names(p.mask.name, [spec.name for spec, _ in extra_specs], reserved)
+    types = object_type_values(p.mask, plan.object_types.get(p.mask.name, p.source.object_types))
+    specs, frame = objects_frame(
+        p.mask,
+        source_file=plan.source_file,
+        mask_id=p.mask_id,
+        protocol_doi=plan.protocol_doi,
+        annotation_tool=plan.annotation_tool,
+        centroids_zyx=cents,
+        object_types=types,
+        extra=extra_specs,
+    )
+    return specs, frame, cents
+
+
 def write_segmentation_bundle(
     path: str | Path,
     masks: Mapping[str, Any] | Segmentation,
@@ -476,42 +533,17 @@ def write_segmentation_bundle(
         (stage / layout.CONTRIBUTORS).parent.mkdir(parents=True)
 
         stack = np.empty((len(prepared), *zyx), dtype=dtype)
-        reserved = {"Object ID", *(s.name for s in required_specs(annotation_tool))}
+        plan = _TablePlan(
+            source_file=source_file, protocol_doi=doi, annotation_tool=annotation_tool,
+            physical_size=ps, with_features=with_features, morphology=morphology,
+            statistics=statistics if intensity is not None else (), intensity=intensity,
+            marker_names=markers, alternative_ids=alternative_ids,
+            extra_columns=extra_columns, object_types=object_types,
+        )
         manifest = []
         for c, p in enumerate(prepared):
             stack[c] = p.mask.labels.reshape(zyx)
-            extra_specs: list[tuple[ColumnSpec, np.ndarray]] = []
-            if with_features:
-                table = _mask_features(
-                    p, physical_size=ps, morphology=morphology,
-                    statistics=statistics if intensity is not None else (),
-                    intensity=intensity, marker_names=markers,
-                    alternative_ids=alternative_ids,
-                    extra=extra_columns.get(p.mask.name),
-                )
-                f = table.frame
-                cents = np.stack([
-                    f[CENTROID_COLUMNS["z"]].to_numpy() if CENTROID_COLUMNS["z"] in f
-                    else np.zeros(len(f)),
-                    f[CENTROID_COLUMNS["y"]].to_numpy(),
-                    f[CENTROID_COLUMNS["x"]].to_numpy(),
-                ], axis=1)
-                extra_specs = [(spec, f[name].to_numpy()) for name, spec in table.specs.items()]
-            else:
-                _, cents = object_centroids(p.mask.labels, p.mask.n_objects)
-            extra_specs += _feature_columns(p, reserved)
-            _check_extra_names(p.mask.name, [spec.name for spec, _ in extra_specs], reserved)
-            types = object_type_values(p.mask, object_types.get(p.mask.name, p.source.object_types))
-            specs, frame = objects_frame(
-                p.mask,
-                source_file=source_file,
-                mask_id=p.mask_id,
-                protocol_doi=doi,
-                annotation_tool=annotation_tool,
-                centroids_zyx=cents,
-                object_types=types,
-                extra=extra_specs,
-            )
+            specs, frame, cents = _objects_table(p, plan)
             mfmt: ObjectsFormat = "tsv" if p.mask.name in too_many else fmt
             write_objects_table(stage / layout.objects_path(p.mask.name, mfmt), specs, frame)
             advance(f"{p.mask.name} table")
