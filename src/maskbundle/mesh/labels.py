@@ -22,6 +22,9 @@ and bounds an area-weighted quadric in voxel units, and fast-simplification (fqm
 from __future__ import annotations
 
 import math
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +33,7 @@ import numpy as np
 
 from ..errors import LabelError, OptionError
 from ..model import PhysicalSize
-from .simplify import simplify_batch
+from .simplify import simplify_one
 
 __all__ = [
     "DEFAULT_REDUCTION",
@@ -41,7 +44,10 @@ __all__ = [
 
 # Upper limit of the simplification factor by default: the error bound decides first.
 DEFAULT_REDUCTION = 100
-_BATCH_FACES = 1 << 20  # full-resolution triangles held for one simplification batch
+_BATCH_FACES = 1 << 18  # full-resolution triangles handed to a worker thread at once
+# Worker threads run the compiled (nogil) part; zmesh holds the GIL in the main thread.
+# Threads, not numba's parallel runtime: its OpenMP pool makes fork()ed children abort.
+_WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,18 +113,20 @@ def _border_is_empty(arr: np.ndarray) -> bool:
     )
 
 
-@numba.njit(cache=True)
-def _vertex_normals_kernel(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+@numba.njit(cache=True, nogil=True)
+def _normals_into(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray) -> None:
+    """Area-weighted unit vertex normals of ``vertices`` (any float, read as float64)."""
     n = vertices.shape[0]
     acc = np.zeros((n, 3), dtype=np.float64)
     for f in range(faces.shape[0]):
         a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        ux = vertices[b, 0] - vertices[a, 0]
-        uy = vertices[b, 1] - vertices[a, 1]
-        uz = vertices[b, 2] - vertices[a, 2]
-        vx = vertices[c, 0] - vertices[a, 0]
-        vy = vertices[c, 1] - vertices[a, 1]
-        vz = vertices[c, 2] - vertices[a, 2]
+        ax, ay, az = np.float64(vertices[a, 0]), np.float64(vertices[a, 1]), np.float64(vertices[a, 2])
+        ux = np.float64(vertices[b, 0]) - ax
+        uy = np.float64(vertices[b, 1]) - ay
+        uz = np.float64(vertices[b, 2]) - az
+        vx = np.float64(vertices[c, 0]) - ax
+        vy = np.float64(vertices[c, 1]) - ay
+        vz = np.float64(vertices[c, 2]) - az
         nx = uy * vz - uz * vy  # |n| = 2 * triangle area: area weighting
         ny = uz * vx - ux * vz
         nz = ux * vy - uy * vx
@@ -126,7 +134,6 @@ def _vertex_normals_kernel(vertices: np.ndarray, faces: np.ndarray) -> np.ndarra
             acc[v, 0] += nx
             acc[v, 1] += ny
             acc[v, 2] += nz
-    out = np.empty((n, 3), dtype=np.float32)
     for i in range(n):
         length = np.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2)
         if length > 0:
@@ -136,7 +143,136 @@ def _vertex_normals_kernel(vertices: np.ndarray, faces: np.ndarray) -> np.ndarra
             out[i, 0] = 0.0
             out[i, 1] = 0.0
             out[i, 2] = 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _vertex_normals_kernel(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    out = np.empty((vertices.shape[0], 3), dtype=np.float32)
+    _normals_into(vertices, faces, out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish_batch(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    voff: np.ndarray,
+    foff: np.ndarray,
+    shift: float,
+    scale_xyz: np.ndarray,
+    simplify: bool,
+    max_error: float,
+    reduction: int,
+    box_lo: np.ndarray,
+    box_hi: np.ndarray,
+    out_v: np.ndarray,
+    out_f: np.ndarray,
+    out_n: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """zmesh output (voxel units, (z, y, x), zmesh winding) -> final meshes, per object.
+
+    Object k's input is ``verts[voff[k]:voff[k+1]]`` / ``faces[foff[k]:foff[k+1]]``; its
+    output is written at the same offsets of ``out_*`` (never longer than the input) and
+    its vertex and face counts to ``counts[k]``. Objects are independent of each other.
+    """
+    for k in range(voff.shape[0] - 1):
+        zyx = verts[voff[k] : voff[k + 1]]
+        fin = faces[foff[k] : foff[k + 1]]
+        nv, nf = zyx.shape[0], fin.shape[0]
+        if not simplify:  # straight into the output arrays
+            ov = out_v[voff[k] : voff[k] + nv]
+            of = out_f[foff[k] : foff[k] + nf]
+            for i in range(nv):
+                for j in range(3):
+                    ov[i, j] = (np.float64(zyx[i, 2 - j]) - shift) * scale_xyz[j]
+            # reversing the axes mirrors the mesh: swap two corners to keep outward winding
+            for t in range(nf):
+                of[t, 0], of[t, 1], of[t, 2] = fin[t, 0], fin[t, 2], fin[t, 1]
+            _normals_into(ov, of, out_n[voff[k] : voff[k] + nv])
+            counts[k, 0], counts[k, 1] = nv, nf
+            continue
+        xyz = np.empty((nv, 3), dtype=np.float64)
+        for i in range(nv):
+            for j in range(3):
+                xyz[i, j] = (np.float64(zyx[i, 2 - j]) - shift) * scale_xyz[j]
+        tri = np.empty((nf, 3), dtype=np.int64)
+        for t in range(nf):
+            tri[t, 0], tri[t, 1], tri[t, 2] = fin[t, 0], fin[t, 2], fin[t, 1]
+        a, b = simplify_one(xyz, tri, max_error, reduction)
+        # a simplified vertex never leaves the volume's box (half a voxel beyond the
+        # outermost voxel centres), where the full-resolution surface lies
+        for i in range(a.shape[0]):
+            for j in range(3):
+                if a[i, j] < box_lo[j]:
+                    a[i, j] = box_lo[j]
+                elif a[i, j] > box_hi[j]:
+                    a[i, j] = box_hi[j]
+        out_v[voff[k] : voff[k] + a.shape[0]] = a
+        _normals_into(a, b, out_n[voff[k] : voff[k] + a.shape[0]])
+        out_f[foff[k] : foff[k] + b.shape[0]] = b
+        counts[k, 0] = a.shape[0]
+        counts[k, 1] = b.shape[0]
+
+
+def _finish(
+    batch: list[tuple[int, np.ndarray, np.ndarray]],
+    out_v: np.ndarray,
+    out_f: np.ndarray,
+    out_n: np.ndarray,
+    shift: float,
+    scale_xyz: np.ndarray,
+    simplify: bool,
+    max_error: float,
+    reduction: int,
+    box_lo: np.ndarray,
+    box_hi: np.ndarray,
+) -> list[ObjectMesh]:
+    """Run :func:`_finish_batch` on one batch (in a worker thread) and split the result.
+
+    The output arrays (as many rows as the batch's input) are allocated by the caller in
+    the main thread: there glibc reuses the memory zmesh frees object by object, where a
+    worker thread's allocations would come from another arena and add to the peak.
+    """
+    nv = np.array([0] + [len(v) for _, v, _ in batch], dtype=np.int64)
+    nf = np.array([0] + [len(f) for _, _, f in batch], dtype=np.int64)
+    voff, foff = np.cumsum(nv), np.cumsum(nf)
+    verts = np.concatenate([v for _, v, _ in batch])
+    faces = np.concatenate([f for _, _, f in batch])
+    counts = np.empty((len(batch), 2), dtype=np.int64)
+    _finish_batch(
+        verts, faces, voff, foff, shift, scale_xyz, simplify, max_error, reduction,
+        box_lo, box_hi, out_v, out_f, out_n, counts,
+    )  # fmt: skip
+    del verts, faces
+
+    def part(arr: np.ndarray, start: int, count: int) -> np.ndarray:
+        # full resolution: views of the batch arrays (all of it is used); simplified:
+        # copies, so that the unused tail of the batch arrays is freed
+        view = arr[start : start + count]
+        return view if not simplify else view.copy()
+
+    return [
+        ObjectMesh(
+            oid,
+            part(out_v, int(voff[k]), int(counts[k, 0])),
+            part(out_f, int(foff[k]), int(counts[k, 1])),
+            part(out_n, int(voff[k]), int(counts[k, 0])),
+        )
+        for k, (oid, _, _) in enumerate(batch)
+    ]
+
+
+def _outputs(
+    batch: list[tuple[int, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    nv = sum(len(v) for _, v, _ in batch)
+    nf = sum(len(f) for _, _, f in batch)
+    return (
+        np.empty((nv, 3), dtype=np.float32),
+        np.empty((nf, 3), dtype=np.uint32),
+        np.empty((nv, 3), dtype=np.float32),
+    )
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -229,47 +365,46 @@ def mesh_labels(
     mesher.mesh(arr, close=close)
     ids = sorted(int(i) for i in mesher.ids())
     shift = 1.0 if close else 0.0  # undo the one-voxel pad of close=True
-    scale_xyz = zyx[::-1]
-
-    out: list[ObjectMesh] = []
-    pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+    scale_xyz = np.ascontiguousarray(zyx[::-1])
     box_lo = (-0.5 * scale_xyz).astype(np.float32)
     box_hi = ((np.array(arr.shape[::-1]) - 0.5) * scale_xyz).astype(np.float32)
+
+    # The main thread pulls each object's triangles out of zmesh (which holds the GIL);
+    # worker threads convert, simplify and compute normals batch by batch in compiled
+    # code without the GIL. Each object is processed on its own and batches are
+    # collected in submission order, so the result does not depend on the threads.
+    out: list[ObjectMesh] = []
+    pending: list[tuple[int, np.ndarray, np.ndarray]] = []
     pending_faces = 0
+    running: deque[Future[list[ObjectMesh]]] = deque()
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
 
-    def flush() -> None:
-        nonlocal pending_faces
-        done = simplify_batch(
-            [(v, f) for _, v, f in pending], max_error=max_error, reduction=int(reduction)
-        )
-        for (oid, _, _), (verts, faces) in zip(pending, done, strict=True):
-            # a simplified vertex never leaves the volume's box (half a voxel beyond the
-            # outermost voxel centres), where the full-resolution surface lies
-            np.clip(verts, box_lo, box_hi, out=verts)
-            out.append(ObjectMesh(oid, verts, faces, vertex_normals(verts, faces)))
-        pending.clear()
-        pending_faces = 0
+        def start(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Future[list[ObjectMesh]]:
+            ov, of, on = _outputs(batch)
+            return pool.submit(
+                _finish, batch, ov, of, on, shift, scale_xyz, bool(simplify),
+                float(max_error), int(reduction), box_lo, box_hi,
+            )  # fmt: skip
 
-    for oid in ids:
-        m = mesher.get(oid, normals=False, reduction_factor=0)
-        mesher.erase(oid)
-        if m.faces is None or len(m.faces) == 0:
-            continue
-        zyx_vox = m.vertices.astype(np.float64)
-        if shift:
-            zyx_vox -= shift
-        xyz = zyx_vox[:, ::-1] * scale_xyz
-        # reversing the axes mirrors the mesh: swap two corners to keep outward winding
-        faces = np.ascontiguousarray(m.faces[:, [0, 2, 1]], dtype=np.uint32)
-        if not simplify:
-            verts = xyz.astype(np.float32)
-            out.append(ObjectMesh(oid, verts, faces, vertex_normals(verts, faces)))
-            continue
-        # objects are simplified in batches (one compiled call each, objects independent)
-        pending.append((oid, xyz, faces))
-        pending_faces += len(faces)
-        if pending_faces >= _BATCH_FACES:
-            flush()
-    if pending:
-        flush()
+        try:
+            for oid in ids:
+                m = mesher.get(oid, normals=False, reduction_factor=0)
+                mesher.erase(oid)
+                if m.faces is None or len(m.faces) == 0:
+                    continue
+                pending.append((oid, m.vertices, m.faces))
+                pending_faces += len(m.faces)
+                if pending_faces >= _BATCH_FACES:
+                    running.append(start(pending))
+                    pending, pending_faces = [], 0
+                    # bounded memory: at most one batch waiting per worker
+                    while len(running) > _WORKERS:
+                        out.extend(running.popleft().result())
+            if pending:
+                running.append(start(pending))
+            while running:
+                out.extend(running.popleft().result())
+        finally:
+            for fut in running:
+                fut.cancel()
     return out

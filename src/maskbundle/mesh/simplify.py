@@ -381,10 +381,11 @@ def _simplify(
     tstart = np.zeros(n, dtype=np.int64)
     tcount = np.zeros(n, dtype=np.int64)
     cap = 6 * m + 64
-    refs_t = np.zeros(cap, dtype=np.int64)
-    refs_v = np.zeros(cap, dtype=np.int64)
-    flags0 = np.zeros(cap, dtype=np.bool_)
-    flags1 = np.zeros(cap, dtype=np.bool_)
+    # scratch only ever read where written: no need to clear it
+    refs_t = np.empty(cap, dtype=np.int64)
+    refs_v = np.empty(cap, dtype=np.int64)
+    flags0 = np.empty(cap, dtype=np.bool_)
+    flags1 = np.empty(cap, dtype=np.bool_)
     mark = np.zeros(n, dtype=np.int64)
     stamp = 1
     p = np.zeros(3)
@@ -507,6 +508,22 @@ def _simplify(
 
 
 @numba.njit(cache=True)
+def simplify_one(
+    v: np.ndarray, f: np.ndarray, max_error: float, reduction: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Compiled :func:`simplify_mesh` (float64 vertices, int64 faces; callable from numba)."""
+    if f.shape[0] <= _MIN_FACES:
+        return v.astype(np.float32), f.astype(np.uint32)
+    scale = 0.0
+    for j in range(3):
+        scale = max(scale, v[:, j].max() - v[:, j].min())
+    # a small floor so that exactly coplanar collapses (error ~ rounding) still happen
+    max_q = max(max_error * max_error, (1e-7 * scale) ** 2)
+    target = max(f.shape[0] // max(reduction, 1), _MIN_FACES)
+    return _simplify(v, f, max_q, target, _PASSES, _RAMP, _MIN_PROGRESS)
+
+
+@numba.njit(cache=True, nogil=True)
 def _simplify_batch(
     verts: np.ndarray,
     faces: np.ndarray,
@@ -521,16 +538,7 @@ def _simplify_batch(
     for k in range(voff.shape[0] - 1):
         v = verts[voff[k] : voff[k + 1]]
         f = faces[foff[k] : foff[k + 1]]
-        if f.shape[0] <= _MIN_FACES:
-            a = v.astype(np.float32)
-            b = f.astype(np.uint32)
-        else:
-            scale = 0.0
-            for j in range(3):
-                scale = max(scale, v[:, j].max() - v[:, j].min())
-            max_q = max(max_error * max_error, (1e-7 * scale) ** 2)
-            target = max(f.shape[0] // max(reduction, 1), _MIN_FACES)
-            a, b = _simplify(v, f, max_q, target, _PASSES, _RAMP, _MIN_PROGRESS)
+        a, b = simplify_one(v, f, max_error, reduction)
         out_v[voff[k] : voff[k] + a.shape[0]] = a
         out_f[foff[k] : foff[k] + b.shape[0]] = b
         counts[k, 0] = a.shape[0]
@@ -594,11 +602,12 @@ def simplify_mesh(
     """
     f = np.ascontiguousarray(faces, dtype=np.int64)
     v = np.ascontiguousarray(vertices, dtype=np.float64)
-    if len(f) <= _MIN_FACES:
-        return v.astype(np.float32), f.astype(np.uint32)
-    # a small floor so that exactly coplanar collapses (error ~ rounding) still happen
-    scale = float(np.ptp(v, axis=0).max()) if len(v) else 1.0
-    max_q = max(float(max_error) ** 2, (1e-7 * scale) ** 2)
-    target = max(len(f) // max(int(reduction), 1), _MIN_FACES)
-    out_v, out_f = _simplify(v, f, max_q, target, _PASSES, _RAMP, _MIN_PROGRESS)
+    out_v, out_f = _simplify_one_nogil(v, f, float(max_error), int(reduction))
     return out_v, out_f
+
+
+@numba.njit(cache=True, nogil=True)
+def _simplify_one_nogil(
+    v: np.ndarray, f: np.ndarray, max_error: float, reduction: int
+) -> tuple[np.ndarray, np.ndarray]:
+    return simplify_one(v, f, max_error, reduction)
