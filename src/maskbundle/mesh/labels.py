@@ -163,8 +163,6 @@ def _finish_batch(
     simplify: bool,
     max_error: float,
     reduction: int,
-    box_lo: np.ndarray,
-    box_hi: np.ndarray,
     out_v: np.ndarray,
     out_f: np.ndarray,
     out_n: np.ndarray,
@@ -200,14 +198,16 @@ def _finish_batch(
         for t in range(nf):
             tri[t, 0], tri[t, 1], tri[t, 2] = fin[t, 0], fin[t, 2], fin[t, 1]
         a, b = simplify_one(xyz, tri, max_error, reduction)
-        # a simplified vertex never leaves the volume's box (half a voxel beyond the
-        # outermost voxel centres), where the full-resolution surface lies
-        for i in range(a.shape[0]):
-            for j in range(3):
-                if a[i, j] < box_lo[j]:
-                    a[i, j] = box_lo[j]
-                elif a[i, j] > box_hi[j]:
-                    a[i, j] = box_hi[j]
+        # a simplified vertex never leaves the box of the object's full-resolution surface
+        # (the quadric optimum and the volume-restoring offset could push it out a little)
+        for j in range(3):
+            lo = np.float32(xyz[:, j].min())
+            hi = np.float32(xyz[:, j].max())
+            for i in range(a.shape[0]):
+                if a[i, j] < lo:
+                    a[i, j] = lo
+                elif a[i, j] > hi:
+                    a[i, j] = hi
         out_v[voff[k] : voff[k] + a.shape[0]] = a
         _normals_into(a, b, out_n[voff[k] : voff[k] + a.shape[0]])
         out_f[foff[k] : foff[k] + b.shape[0]] = b
@@ -225,8 +225,6 @@ def _finish(
     simplify: bool,
     max_error: float,
     reduction: int,
-    box_lo: np.ndarray,
-    box_hi: np.ndarray,
 ) -> list[ObjectMesh]:
     """Run :func:`_finish_batch` on one batch (in a worker thread) and split the result.
 
@@ -242,7 +240,7 @@ def _finish(
     counts = np.empty((len(batch), 2), dtype=np.int64)
     _finish_batch(
         verts, faces, voff, foff, shift, scale_xyz, simplify, max_error, reduction,
-        box_lo, box_hi, out_v, out_f, out_n, counts,
+        out_v, out_f, out_n, counts,
     )  # fmt: skip
     del verts, faces
 
@@ -366,8 +364,6 @@ def mesh_labels(
     ids = sorted(int(i) for i in mesher.ids())
     shift = 1.0 if close else 0.0  # undo the one-voxel pad of close=True
     scale_xyz = np.ascontiguousarray(zyx[::-1])
-    box_lo = (-0.5 * scale_xyz).astype(np.float32)
-    box_hi = ((np.array(arr.shape[::-1]) - 0.5) * scale_xyz).astype(np.float32)
 
     # The main thread pulls each object's triangles out of zmesh (which holds the GIL);
     # worker threads convert, simplify and compute normals batch by batch in compiled
@@ -383,7 +379,7 @@ def mesh_labels(
             ov, of, on = _outputs(batch)
             return pool.submit(
                 _finish, batch, ov, of, on, shift, scale_xyz, bool(simplify),
-                float(max_error), int(reduction), box_lo, box_hi,
+                float(max_error), int(reduction),
             )  # fmt: skip
 
         try:

@@ -33,6 +33,11 @@ _PASSES = 60
 _RAMP = 12  # passes over which the threshold rises to max_error**2
 _MIN_PROGRESS = 0.0  # stop once a pass at the full threshold collapses <= this share
 _REBUILD_EVERY = 5
+# share of max_error kept for the offset that restores the enclosed volume (collapses use
+# the rest): quadric collapses cut the corners of convex surfaces, a systematic shrink of
+# about 0.3 % at a one-voxel error (1 % at three voxels) that the offset undoes
+_VOLUME_SHARE = 0.05
+_VOLUME_STEPS = 2
 
 
 @numba.njit(cache=True)
@@ -147,19 +152,20 @@ def _flipped(
         flags[k] = False
         d1x, d1y, d1z = v[id1, 0] - p[0], v[id1, 1] - p[1], v[id1, 2] - p[2]
         d2x, d2y, d2z = v[id2, 0] - p[0], v[id2, 1] - p[1], v[id2, 2] - p[2]
-        l1 = math.sqrt(d1x * d1x + d1y * d1y + d1z * d1z)
-        l2 = math.sqrt(d2x * d2x + d2y * d2y + d2z * d2z)
-        if l1 == 0.0 or l2 == 0.0:
+        s1 = d1x * d1x + d1y * d1y + d1z * d1z
+        s2 = d2x * d2x + d2y * d2y + d2z * d2z
+        if s1 == 0.0 or s2 == 0.0:
             return True
-        d1x, d1y, d1z = d1x / l1, d1y / l1, d1z / l1
-        d2x, d2y, d2z = d2x / l2, d2y / l2, d2z / l2
-        if abs(d1x * d2x + d1y * d2y + d1z * d2z) > 0.999:
+        # nearly collinear sides (|cos| > 0.999), without normalising them
+        dot = d1x * d2x + d1y * d2y + d1z * d2z
+        if dot * dot > 0.998001 * s1 * s2:
             return True
         nx, ny, nz = d1y * d2z - d1z * d2y, d1z * d2x - d1x * d2z, d1x * d2y - d1y * d2x
         ln = math.sqrt(nx * nx + ny * ny + nz * nz)
         if ln == 0.0:
             return True
-        if (nx * tnorm[t, 0] + ny * tnorm[t, 1] + nz * tnorm[t, 2]) / ln < 0.2:
+        # the new normal turns by more than ~78 degrees: a flip
+        if nx * tnorm[t, 0] + ny * tnorm[t, 1] + nz * tnorm[t, 2] < 0.2 * ln:
             return True
     return False
 
@@ -328,7 +334,8 @@ def _update_triangles(
         nx, ny, nz, _, ok = _plane(v, tri[t, 0], tri[t, 1], tri[t, 2])
         if ok:
             tnorm[t, 0], tnorm[t, 1], tnorm[t, 2] = nx, ny, nz
-        _tri_errors(q, v, tri, err, t, tmp)
+        # its edge errors are recomputed once, before the next pass (a dirty triangle is
+        # not scanned again in this pass, and its vertices change only when it is touched)
         refs_t[end] = t
         refs_v[end] = refs_v[tstart[vtx] + k]
         end += 1
@@ -398,7 +405,11 @@ def _simplify(
             break
         if it % _REBUILD_EVERY == 0 or end + 64 > cap // 2:
             end = _rebuild_refs(n, tri, tdel, tstart, tcount, refs_t, refs_v)
-        tdirty[:] = False
+        for t in range(m):
+            if tdirty[t]:
+                tdirty[t] = False
+                if not tdel[t]:
+                    _tri_errors(q, v, tri, err, t, tmp)
         frac = min(it / ramp, 1.0)
         threshold = lo * (max_q / lo) ** frac if lo > 0 else max_q
         collapsed = 0
@@ -508,6 +519,60 @@ def _simplify(
 
 
 @numba.njit(cache=True)
+def _signed_volume(v: np.ndarray, f: np.ndarray) -> float:
+    total = 0.0
+    for t in range(f.shape[0]):
+        a, b, c = f[t, 0], f[t, 1], f[t, 2]
+        ax, ay, az = np.float64(v[a, 0]), np.float64(v[a, 1]), np.float64(v[a, 2])
+        bx, by, bz = np.float64(v[b, 0]), np.float64(v[b, 1]), np.float64(v[b, 2])
+        cx, cy, cz = np.float64(v[c, 0]), np.float64(v[c, 1]), np.float64(v[c, 2])
+        total += ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)
+    return total / 6.0
+
+
+@numba.njit(cache=True)
+def _restore_volume(v: np.ndarray, f: np.ndarray, target: float, limit: float) -> np.ndarray:
+    """Move every vertex along its normal by one common offset so the volume is ``target``.
+
+    Newton steps on V(offset): dV/d(offset) is the sum over vertices of |sum of the
+    face-area vectors around it| / 6 for a closed mesh. The offsets add up to at most
+    ``limit`` in absolute value, so no vertex moves further than ``limit``.
+    """
+    x = v.astype(np.float64)
+    n = x.shape[0]
+    acc = np.empty((n, 3), dtype=np.float64)
+    used = 0.0
+    for _ in range(_VOLUME_STEPS):
+        acc[:] = 0.0
+        for t in range(f.shape[0]):
+            a, b, c = f[t, 0], f[t, 1], f[t, 2]
+            ux, uy, uz = x[b, 0] - x[a, 0], x[b, 1] - x[a, 1], x[b, 2] - x[a, 2]
+            wx, wy, wz = x[c, 0] - x[a, 0], x[c, 1] - x[a, 1], x[c, 2] - x[a, 2]
+            nx, ny, nz = uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+            for w in (a, b, c):
+                acc[w, 0] += nx
+                acc[w, 1] += ny
+                acc[w, 2] += nz
+        slope = 0.0
+        for i in range(n):
+            slope += math.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2)
+        slope /= 6.0
+        if slope <= 0.0:
+            break
+        step = (target - _signed_volume(x, f)) / slope
+        step = max(min(step, limit - used), -(limit - used))
+        if step == 0.0:
+            break
+        used += abs(step)
+        for i in range(n):
+            length = math.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2)
+            if length > 0.0:
+                for k in range(3):
+                    x[i, k] += step * acc[i, k] / length
+    return x.astype(np.float32)
+
+
+@numba.njit(cache=True)
 def simplify_one(
     v: np.ndarray, f: np.ndarray, max_error: float, reduction: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -517,10 +582,14 @@ def simplify_one(
     scale = 0.0
     for j in range(3):
         scale = max(scale, v[:, j].max() - v[:, j].min())
+    collapse_error = (1.0 - _VOLUME_SHARE) * max_error
     # a small floor so that exactly coplanar collapses (error ~ rounding) still happen
-    max_q = max(max_error * max_error, (1e-7 * scale) ** 2)
+    max_q = max(collapse_error * collapse_error, (1e-7 * scale) ** 2)
     target = max(f.shape[0] // max(reduction, 1), _MIN_FACES)
-    return _simplify(v, f, max_q, target, _PASSES, _RAMP, _MIN_PROGRESS)
+    a, b = _simplify(v, f, max_q, target, _PASSES, _RAMP, _MIN_PROGRESS)
+    if max_error > 0.0 and b.shape[0] < f.shape[0]:
+        a = _restore_volume(a, b, _signed_volume(v, f), _VOLUME_SHARE * max_error)
+    return a, b
 
 
 @numba.njit(cache=True, nogil=True)
