@@ -40,9 +40,14 @@ def nuclei() -> np.ndarray:
     return vol
 
 
+BOUND = float(max(PS))  # the fixture's simplification bound: one largest voxel edge
+
+
 @cache
 def meshed(simplify: bool) -> tuple[ObjectMesh, ...]:
-    return tuple(mesh_labels(nuclei(), physical_size=PS, simplify=simplify))
+    # these small nuclei (60 to 200 triangles each at one voxel) test geometry at a
+    # moderate bound; the default (three voxels) has tests of its own below
+    return tuple(mesh_labels(nuclei(), physical_size=PS, simplify=simplify, max_error=BOUND))
 
 
 def tm(m: ObjectMesh) -> trimesh.Trimesh:
@@ -113,7 +118,7 @@ def test_mesh_position_matches_voxel_coordinates(simplify: bool) -> None:
         assert sl is not None
         lo = (np.array([s.start for s in sl][::-1]) - 0.5) * SCALE_XYZ
         hi = (np.array([s.stop - 1 for s in sl][::-1]) + 0.5) * SCALE_XYZ
-        tol = 1e-4 if not simplify else max(PS)  # the default max_error bound
+        tol = 1e-4 if not simplify else BOUND
         assert np.all(m.vertices.min(0) >= lo - tol) and np.all(m.vertices.max(0) <= hi + tol)
         if not simplify:  # the unsimplified box reaches the extent exactly
             np.testing.assert_allclose(m.vertices.min(0), lo, atol=1e-4)
@@ -150,7 +155,7 @@ def test_an_object_meshes_the_same_alone_and_among_others() -> None:
     alone = np.where(vol == 3, vol, 0)
     for simplify in (False, True):
         a = next(m for m in meshed(simplify) if m.object_id == 3)
-        (b,) = mesh_labels(alone, physical_size=PS, simplify=simplify)
+        (b,) = mesh_labels(alone, physical_size=PS, simplify=simplify, max_error=BOUND)
         assert a.vertices.tobytes() == b.vertices.tobytes()
         assert a.faces.tobytes() == b.faces.tobytes()
 
@@ -161,12 +166,13 @@ def test_simplification_reduces_triangles_within_the_error_bound() -> None:
     n_full = sum(len(m.faces) for m in full.values())
     n_simple = sum(len(m.faces) for m in simple.values())
     assert n_simple < n_full / 3
-    bound = float(max(PS))  # the default max_error: the largest voxel edge
     for oid, m in simple.items():
         dist, _ = cKDTree(full[oid].vertices).query(m.vertices)
-        assert dist.max() <= bound, oid
+        assert dist.max() <= BOUND, oid
     tight = mesh_labels(nuclei(), physical_size=PS, max_error=0.3)
     assert n_simple < sum(len(m.faces) for m in tight) < n_full
+    default = mesh_labels(nuclei(), physical_size=PS)
+    assert sum(len(m.faces) for m in default) < n_simple
     loose = mesh_labels(nuclei(), physical_size=PS, max_error=5.0)
     capped = mesh_labels(nuclei(), physical_size=PS, max_error=5.0, reduction=2)
     assert sum(len(m.faces) for m in capped) > sum(len(m.faces) for m in loose)
@@ -505,7 +511,7 @@ def table_ids(path: Path) -> list[int]:
 
 
 def test_bundle_with_meshes_names_nodes_by_the_table_ids(tmp_path: Path, checker) -> None:  # type: ignore[no-untyped-def]
-    out = write_3d_bundle(tmp_path / "b", meshes=True, mesh_options={"max_error": 1.3})
+    out = write_3d_bundle(tmp_path / "b", meshes=True, mesh_options={"max_error": BOUND})
     glb = out / SEG / "nuclei-mesh.glb"
     ids = table_ids(out / SEG / "nuclei-objects.tsv")
     assert ids == list(range(1, len(meshed(True)) + 1))
@@ -617,7 +623,8 @@ def test_cli_bundle_with_meshes(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     glb = tmp_path / "out" / SEG / "nuclei-mesh.glb"
-    assert glb.read_bytes() == glb_bytes(meshed(True), mask="nuclei")
+    # the default bound (three largest voxel edges), as mesh_labels' default
+    assert glb.read_bytes() == glb_bytes(mesh_labels(nuclei(), physical_size=PS), mask="nuclei")
 
 
 def test_cli_mesh_command(tmp_path: Path) -> None:

@@ -36,14 +36,22 @@ from ..model import PhysicalSize
 from .simplify import simplify_one
 
 __all__ = [
+    "DEFAULT_ERROR_VOXELS",
     "DEFAULT_REDUCTION",
     "ObjectMesh",
+    "default_max_error",
     "mesh_labels",
     "vertex_normals",
 ]
 
 # Upper limit of the simplification factor by default: the error bound decides first.
 DEFAULT_REDUCTION = 100
+# Default max_error in largest voxel edges. The bound limits the *sum* of squared distances
+# to the planes merged into a vertex, so real deviations are far smaller: at 3 voxels, on
+# the benchmark volume (voxel 0.5 x 0.5 x 1 um), full-resolution vertices lie a median
+# 0.17 um and a 99th percentile 0.47 um (about one x/y voxel) from the simplified surface,
+# and the glb is ~18x smaller than at full resolution (~29 MB for ~5,000 cells).
+DEFAULT_ERROR_VOXELS = 3.0
 _BATCH_FACES = 1 << 18  # full-resolution triangles handed to a worker thread at once
 # Worker threads run the compiled (nogil) part; zmesh holds the GIL in the main thread.
 # Threads, not numba's parallel runtime: its OpenMP pool makes fork()ed children abort.
@@ -79,6 +87,22 @@ def _physical_zyx(physical_size: PhysicalSize | tuple[float, ...] | list[float])
             "meshes need the z step: pass physical_size=(x, y, z) in micrometres per voxel"
         )
     return np.array(ps.um_zyx(), dtype=np.float64)
+
+
+def default_max_error(physical_size: PhysicalSize | tuple[float, ...] | list[float]) -> float:
+    """The default simplification bound: ``DEFAULT_ERROR_VOXELS`` largest voxel edges.
+
+    Parameters
+    ----------
+    physical_size : PhysicalSize or (x, y, z)
+        Micrometres per voxel; z is required.
+
+    Returns
+    -------
+    float
+        Micrometres (3 um for a 0.5 x 0.5 x 1 um voxel).
+    """
+    return DEFAULT_ERROR_VOXELS * float(np.max(_physical_zyx(physical_size)))
 
 
 def _as_mesher_input(labels: np.ndarray) -> np.ndarray:
@@ -198,16 +222,7 @@ def _finish_batch(
         for t in range(nf):
             tri[t, 0], tri[t, 1], tri[t, 2] = fin[t, 0], fin[t, 2], fin[t, 1]
         a, b = simplify_one(xyz, tri, max_error, reduction)
-        # a simplified vertex never leaves the box of the object's full-resolution surface
-        # (the quadric optimum and the volume-restoring offset could push it out a little)
-        for j in range(3):
-            lo = np.float32(xyz[:, j].min())
-            hi = np.float32(xyz[:, j].max())
-            for i in range(a.shape[0]):
-                if a[i, j] < lo:
-                    a[i, j] = lo
-                elif a[i, j] > hi:
-                    a[i, j] = hi
+        # (inside the box of the object's full-resolution surface: simplify_one clips)
         out_v[voff[k] : voff[k] + a.shape[0]] = a
         _normals_into(a, b, out_n[voff[k] : voff[k] + a.shape[0]])
         out_f[foff[k] : foff[k] + b.shape[0]] = b
@@ -312,9 +327,12 @@ def mesh_labels(
         Reduce the triangle count by quadric edge collapses (every surface stays closed
         and manifold; deterministic); see :func:`maskbundle.mesh.simplify.simplify_mesh`.
     max_error : float, optional
-        Simplification bound in micrometres (default: the largest voxel edge): every
-        vertex of a simplified mesh lies within ``max_error`` of the plane of each
-        full-resolution triangle merged into it. 0 merges only coplanar triangles.
+        Simplification bound in micrometres (default :func:`default_max_error`: three
+        times the largest voxel edge): every vertex of a simplified mesh lies within
+        ``max_error`` of the plane of each full-resolution triangle merged into it (the
+        collapses use 95 % of it, a common offset along the vertex normals that restores
+        the full-resolution volume at most 5 %); vertices then stay inside the object's
+        full-resolution bounding box. 0 merges only coplanar triangles.
     reduction : int, optional
         Upper limit of the triangle reduction factor per object (>= 2; default 100, i.e.
         the error bound decides).
@@ -343,7 +361,7 @@ def mesh_labels(
     zyx = _physical_zyx(physical_size)
     arr = _as_mesher_input(labels)
     if max_error is None:
-        max_error = float(np.max(zyx))
+        max_error = DEFAULT_ERROR_VOXELS * float(np.max(zyx))
     if not (isinstance(max_error, int | float) and math.isfinite(max_error) and max_error >= 0):
         raise OptionError(
             f"max_error must be a finite number >= 0 (micrometres), got {max_error!r}"

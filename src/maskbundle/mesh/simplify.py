@@ -37,7 +37,7 @@ _REBUILD_EVERY = 5
 # the rest): quadric collapses cut the corners of convex surfaces, a systematic shrink of
 # about 0.3 % at a one-voxel error (1 % at three voxels) that the offset undoes
 _VOLUME_SHARE = 0.05
-_VOLUME_STEPS = 2
+_VOLUME_STEPS = 4
 
 
 @numba.njit(cache=True)
@@ -531,18 +531,34 @@ def _signed_volume(v: np.ndarray, f: np.ndarray) -> float:
 
 
 @numba.njit(cache=True)
-def _restore_volume(v: np.ndarray, f: np.ndarray, target: float, limit: float) -> np.ndarray:
-    """Move every vertex along its normal by one common offset so the volume is ``target``.
+def _clip(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    for i in range(x.shape[0]):
+        for k in range(3):
+            x[i, k] = min(max(x[i, k], lo[k]), hi[k])
 
-    Newton steps on V(offset): dV/d(offset) is the sum over vertices of |sum of the
-    face-area vectors around it| / 6 for a closed mesh. The offsets add up to at most
-    ``limit`` in absolute value, so no vertex moves further than ``limit``.
+
+@numba.njit(cache=True)
+def _restore_volume(
+    v: np.ndarray, f: np.ndarray, target: float, limit: float, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Clip to the box [lo, hi], then offset the vertices along their normals by a common
+    distance (Newton steps) so that the enclosed volume is ``target``.
+
+    dV/d(offset) is the sum over vertices of (sum of the face-area vectors around it) . (its
+    direction) / 6 for a closed mesh; a vertex on a face of the box does not move across
+    it. The steps add up to at most ``limit``, so no vertex moves further than ``limit``.
     """
     x = v.astype(np.float64)
+    _clip(x, lo, hi)
     n = x.shape[0]
     acc = np.empty((n, 3), dtype=np.float64)
+    direction = np.empty((n, 3), dtype=np.float64)
     used = 0.0
     for _ in range(_VOLUME_STEPS):
+        if limit - used <= 0.0:
+            break
+        gap = target - _signed_volume(x, f)
+        sign = 1.0 if gap > 0 else -1.0
         acc[:] = 0.0
         for t in range(f.shape[0]):
             a, b, c = f[t, 0], f[t, 1], f[t, 2]
@@ -555,20 +571,24 @@ def _restore_volume(v: np.ndarray, f: np.ndarray, target: float, limit: float) -
                 acc[w, 2] += nz
         slope = 0.0
         for i in range(n):
-            slope += math.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2)
+            length = math.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2)
+            for k in range(3):
+                d = acc[i, k] / length if length > 0.0 else 0.0
+                if (sign * d < 0 and x[i, k] <= lo[k]) or (sign * d > 0 and x[i, k] >= hi[k]):
+                    d = 0.0  # pinned to the box on this axis
+                direction[i, k] = d
+                slope += acc[i, k] * d
         slope /= 6.0
         if slope <= 0.0:
             break
-        step = (target - _signed_volume(x, f)) / slope
-        step = max(min(step, limit - used), -(limit - used))
+        step = max(min(gap / slope, limit - used), -(limit - used))
         if step == 0.0:
             break
         used += abs(step)
         for i in range(n):
-            length = math.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2)
-            if length > 0.0:
-                for k in range(3):
-                    x[i, k] += step * acc[i, k] / length
+            for k in range(3):
+                x[i, k] += step * direction[i, k]
+        _clip(x, lo, hi)
     return x.astype(np.float32)
 
 
@@ -579,17 +599,20 @@ def simplify_one(
     """Compiled :func:`simplify_mesh` (float64 vertices, int64 faces; callable from numba)."""
     if f.shape[0] <= _MIN_FACES:
         return v.astype(np.float32), f.astype(np.uint32)
-    scale = 0.0
+    lo = np.empty(3)
+    hi = np.empty(3)
     for j in range(3):
-        scale = max(scale, v[:, j].max() - v[:, j].min())
+        lo[j] = v[:, j].min()
+        hi[j] = v[:, j].max()
+    scale = max(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2])
     collapse_error = (1.0 - _VOLUME_SHARE) * max_error
     # a small floor so that exactly coplanar collapses (error ~ rounding) still happen
     max_q = max(collapse_error * collapse_error, (1e-7 * scale) ** 2)
     target = max(f.shape[0] // max(reduction, 1), _MIN_FACES)
     a, b = _simplify(v, f, max_q, target, _PASSES, _RAMP, _MIN_PROGRESS)
-    if max_error > 0.0 and b.shape[0] < f.shape[0]:
-        a = _restore_volume(a, b, _signed_volume(v, f), _VOLUME_SHARE * max_error)
-    return a, b
+    limit = _VOLUME_SHARE * max_error if b.shape[0] < f.shape[0] else 0.0
+    # never outside the input's bounding box; the volume of the input
+    return _restore_volume(a, b, _signed_volume(v, f), limit, lo, hi), b
 
 
 @numba.njit(cache=True, nogil=True)
