@@ -205,41 +205,28 @@ def _link_ok(
 
 
 @numba.njit(cache=True)
-def _alive_degree(
-    tri: np.ndarray,
-    tdel: np.ndarray,
-    refs_t: np.ndarray,
-    tstart: np.ndarray,
-    tcount: np.ndarray,
-    w: int,
-) -> int:
-    deg = 0
-    for k in range(tcount[w]):
-        if not tdel[refs_t[tstart[w] + k]]:
-            deg += 1
-    return deg
-
-
-@numba.njit(cache=True)
 def _opposite_ok(
     tri: np.ndarray,
     tdel: np.ndarray,
     refs_t: np.ndarray,
     tstart: np.ndarray,
     tcount: np.ndarray,
+    deg: np.ndarray,
     i0: int,
     i1: int,
 ) -> bool:
-    """The vertices opposite the edge keep >= 3 triangles (a tetrahedron stays one)."""
+    """The vertices opposite the edge keep >= 3 triangles (a tetrahedron stays one).
+
+    ``deg[w]`` is the number of live triangles at w, kept up to date by the collapses.
+    """
     for k in range(tcount[i0]):
         t = refs_t[tstart[i0] + k]
-        if tdel[t]:
+        if tdel[t] or not (tri[t, 0] == i1 or tri[t, 1] == i1 or tri[t, 2] == i1):
             continue
         for j in range(3):
             w = tri[t, j]
-            if w != i0 and w != i1 and (tri[t, 0] == i1 or tri[t, 1] == i1 or tri[t, 2] == i1):
-                if _alive_degree(tri, tdel, refs_t, tstart, tcount, w) <= 3:
-                    return False
+            if w != i0 and w != i1 and deg[w] <= 3:
+                return False
     return True
 
 
@@ -318,7 +305,7 @@ def _update_triangles(
     tcount: np.ndarray,
     flags: np.ndarray,
     end: int,
-    tmp: np.ndarray,
+    deg: np.ndarray,
 ) -> tuple[int, int]:
     removed = 0
     for k in range(tcount[vtx]):
@@ -328,7 +315,12 @@ def _update_triangles(
         if flags[k]:
             tdel[t] = True
             removed += 1
+            for j in range(3):
+                deg[tri[t, j]] -= 1
             continue
+        if vtx != i0:
+            deg[i0] += 1
+            deg[vtx] -= 1
         tri[t, refs_v[tstart[vtx] + k]] = i0
         tdirty[t] = True
         nx, ny, nz, _, ok = _plane(v, tri[t, 0], tri[t, 1], tri[t, 2])
@@ -395,6 +387,10 @@ def _simplify(
     flags1 = np.empty(cap, dtype=np.bool_)
     mark = np.zeros(n, dtype=np.int64)
     stamp = 1
+    deg = np.zeros(n, dtype=np.int64)  # live triangles per vertex
+    for t in range(m):
+        for j in range(3):
+            deg[tri[t, j]] += 1
     p = np.zeros(3)
     alive = m
     end = 0
@@ -435,7 +431,7 @@ def _simplify(
                     stamp += 2
                     continue
                 stamp += 2
-                if not _opposite_ok(tri, tdel, refs_t, tstart, tcount, i0, i1):
+                if not _opposite_ok(tri, tdel, refs_t, tstart, tcount, deg, i0, i1):
                     continue
                 v[i0, 0], v[i0, 1], v[i0, 2] = p[0], p[1], p[2]
                 for k in range(10):
@@ -457,7 +453,7 @@ def _simplify(
                     tcount,
                     flags0,
                     end,
-                    tmp,
+                    deg,
                 )
                 r1, end = _update_triangles(
                     i0,
@@ -475,7 +471,7 @@ def _simplify(
                     tcount,
                     flags1,
                     end,
-                    tmp,
+                    deg,
                 )
                 alive -= r0 + r1
                 tstart[i0] = new_start
