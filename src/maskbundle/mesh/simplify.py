@@ -40,7 +40,7 @@ _VOLUME_SHARE = 0.05
 _VOLUME_STEPS = 4
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _plane(v: np.ndarray, a: int, b: int, c: int) -> tuple[float, float, float, float, bool]:
     ux, uy, uz = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
     wx, wy, wz = v[c, 0] - v[a, 0], v[c, 1] - v[a, 1], v[c, 2] - v[a, 2]
@@ -52,7 +52,7 @@ def _plane(v: np.ndarray, a: int, b: int, c: int) -> tuple[float, float, float, 
     return nx, ny, nz, -(nx * v[a, 0] + ny * v[a, 1] + nz * v[a, 2]), True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _edge_error(q: np.ndarray, v: np.ndarray, i0: int, i1: int, out: np.ndarray) -> float:
     """Error of collapsing edge (i0, i1) and the best position (written to ``out``)."""
     a, b, c, d = q[i0, 0] + q[i1, 0], q[i0, 1] + q[i1, 1], q[i0, 2] + q[i1, 2], q[i0, 3] + q[i1, 3]
@@ -109,7 +109,7 @@ def _edge_error(q: np.ndarray, v: np.ndarray, i0: int, i1: int, out: np.ndarray)
     return float(max(best, 0.0))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _tri_errors(
     q: np.ndarray, v: np.ndarray, tri: np.ndarray, err: np.ndarray, t: int, tmp: np.ndarray
 ) -> None:
@@ -121,7 +121,7 @@ def _tri_errors(
     err[t, 3] = min(err[t, 0], err[t, 1], err[t, 2])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _flipped(
     v: np.ndarray,
     tri: np.ndarray,
@@ -170,7 +170,7 @@ def _flipped(
     return False
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _link_ok(
     tri: np.ndarray,
     tdel: np.ndarray,
@@ -204,7 +204,7 @@ def _link_ok(
     return common == 2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _opposite_ok(
     tri: np.ndarray,
     tdel: np.ndarray,
@@ -230,7 +230,7 @@ def _opposite_ok(
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _find(parent: np.ndarray, i: int) -> int:
     while parent[i] != i:
         parent[i] = parent[parent[i]]
@@ -238,7 +238,7 @@ def _find(parent: np.ndarray, i: int) -> int:
     return i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _small_components(n: int, tri: np.ndarray, min_faces: int) -> np.ndarray:
     """Per triangle: does it belong to a connected piece with fewer than min_faces faces?"""
     parent = np.arange(n)
@@ -258,7 +258,7 @@ def _small_components(n: int, tri: np.ndarray, min_faces: int) -> np.ndarray:
     return small
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _rebuild_refs(
     n: int,
     tri: np.ndarray,
@@ -288,7 +288,7 @@ def _rebuild_refs(
     return total
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _update_triangles(
     i0: int,
     vtx: int,
@@ -334,7 +334,7 @@ def _update_triangles(
     return removed, end
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _simplify(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -514,7 +514,7 @@ def _simplify(
     return out_v, out_f
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _signed_volume(v: np.ndarray, f: np.ndarray) -> float:
     total = 0.0
     for t in range(f.shape[0]):
@@ -526,14 +526,14 @@ def _signed_volume(v: np.ndarray, f: np.ndarray) -> float:
     return total / 6.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _clip(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
     for i in range(x.shape[0]):
         for k in range(3):
             x[i, k] = min(max(x[i, k], lo[k]), hi[k])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _restore_volume(
     v: np.ndarray, f: np.ndarray, target: float, limit: float, lo: np.ndarray, hi: np.ndarray
 ) -> np.ndarray:
@@ -588,7 +588,7 @@ def _restore_volume(
     return x.astype(np.float32)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def simplify_one(
     v: np.ndarray, f: np.ndarray, max_error: float, reduction: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -611,7 +611,7 @@ def simplify_one(
     return _restore_volume(a, b, _signed_volume(v, f), limit, lo, hi), b
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _simplify_batch(
     verts: np.ndarray,
     faces: np.ndarray,
@@ -694,7 +694,7 @@ def simplify_mesh(
     return out_v, out_f
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _simplify_one_nogil(
     v: np.ndarray, f: np.ndarray, max_error: float, reduction: int
 ) -> tuple[np.ndarray, np.ndarray]:
