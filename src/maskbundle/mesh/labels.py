@@ -11,7 +11,11 @@ Convention (tested in ``tests/test_mesh.py``):
 - ``normals`` are unit, area-weighted vertex normals computed in physical space (so they
   are right for anisotropic voxels).
 
-zmesh's multi-label marching cubes meshes every object in one pass. Simplification is
+zmesh's multi-label marching cubes meshes every object in one pass; the main thread takes
+each object's triangles out of zmesh (which holds the GIL) while two worker threads convert,
+simplify and compute normals in compiled code without the GIL, batch by batch, results
+collected in order (threads, not numba's OpenMP runtime, which aborts fork()ed children).
+Simplification is
 ours (:mod:`maskbundle.mesh.simplify`), not zmesh's: ``Mesher.get(..., reduction_factor=)``
 reuses simplifier state between calls (the same object simplified twice gives 244 then
 238 triangles), ``Mesher.simplify`` is deterministic but ran at ~0.3 M triangles/s here

