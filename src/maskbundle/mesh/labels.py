@@ -60,6 +60,7 @@ _BATCH_FACES = 1 << 18  # full-resolution triangles handed to a worker thread at
 # Worker threads run the compiled (nogil) part; zmesh holds the GIL in the main thread.
 # Threads, not numba's parallel runtime: its OpenMP pool makes fork()ed children abort.
 _WORKERS = max(1, min(2, os.cpu_count() or 1))
+_IN_FLIGHT = 4  # batches submitted per worker before the main thread waits for the oldest
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,62 +235,44 @@ def _finish_batch(
         counts[k, 1] = b.shape[0]
 
 
-def _finish(
-    batch: list[tuple[int, np.ndarray, np.ndarray]],
-    out_v: np.ndarray,
-    out_f: np.ndarray,
-    out_n: np.ndarray,
-    shift: float,
-    scale_xyz: np.ndarray,
-    simplify: bool,
-    max_error: float,
-    reduction: int,
-) -> list[ObjectMesh]:
-    """Run :func:`_finish_batch` on one batch (in a worker thread) and split the result.
+@dataclass
+class _Batch:
+    """One batch handed to a worker: zmesh's arrays gathered, outputs allocated.
 
-    The output arrays (as many rows as the batch's input) are allocated by the caller in
-    the main thread: there glibc reuses the memory zmesh frees object by object, where a
-    worker thread's allocations would come from another arena and add to the peak.
+    Everything but the compiled call happens in the main thread: a worker that needs the
+    GIL while the main thread runs zmesh waits up to the interpreter's switch interval
+    each time (numpy's copies release and retake it per array), which starved workers.
+    Allocating in the main thread also lets glibc reuse the memory zmesh frees object by
+    object (a worker thread's allocations come from another arena and add to the peak).
     """
-    nv = np.array([0] + [len(v) for _, v, _ in batch], dtype=np.int64)
-    nf = np.array([0] + [len(f) for _, _, f in batch], dtype=np.int64)
-    voff, foff = np.cumsum(nv), np.cumsum(nf)
-    verts = np.concatenate([v for _, v, _ in batch])
-    faces = np.concatenate([f for _, _, f in batch])
-    counts = np.empty((len(batch), 2), dtype=np.int64)
-    _finish_batch(
-        verts, faces, voff, foff, shift, scale_xyz, simplify, max_error, reduction,
-        out_v, out_f, out_n, counts,
-    )  # fmt: skip
-    del verts, faces
 
-    def part(arr: np.ndarray, start: int, count: int) -> np.ndarray:
-        # full resolution: views of the batch arrays (all of it is used); simplified:
-        # copies, so that the unused tail of the batch arrays is freed
-        view = arr[start : start + count]
-        return view if not simplify else view.copy()
+    ids: list[int]
+    voff: np.ndarray
+    foff: np.ndarray
+    out_v: np.ndarray
+    out_f: np.ndarray
+    out_n: np.ndarray
+    counts: np.ndarray
+    done: Future[None]
 
-    return [
-        ObjectMesh(
-            oid,
-            part(out_v, int(voff[k]), int(counts[k, 0])),
-            part(out_f, int(foff[k]), int(counts[k, 1])),
-            part(out_n, int(voff[k]), int(counts[k, 0])),
-        )
-        for k, (oid, _, _) in enumerate(batch)
-    ]
+    def meshes(self, simplify: bool) -> list[ObjectMesh]:
+        self.done.result()
 
+        def part(arr: np.ndarray, start: int, count: int) -> np.ndarray:
+            # full resolution: views of the batch arrays (all of it is used); simplified:
+            # copies, so that the unused tail of the batch arrays is freed
+            view = arr[start : start + count]
+            return view if not simplify else view.copy()
 
-def _outputs(
-    batch: list[tuple[int, np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    nv = sum(len(v) for _, v, _ in batch)
-    nf = sum(len(f) for _, _, f in batch)
-    return (
-        np.empty((nv, 3), dtype=np.float32),
-        np.empty((nf, 3), dtype=np.uint32),
-        np.empty((nv, 3), dtype=np.float32),
-    )
+        return [
+            ObjectMesh(
+                oid,
+                part(self.out_v, int(self.voff[k]), int(self.counts[k, 0])),
+                part(self.out_f, int(self.foff[k]), int(self.counts[k, 1])),
+                part(self.out_n, int(self.voff[k]), int(self.counts[k, 0])),
+            )
+            for k, oid in enumerate(self.ids)
+        ]
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -394,15 +377,24 @@ def mesh_labels(
     out: list[ObjectMesh] = []
     pending: list[tuple[int, np.ndarray, np.ndarray]] = []
     pending_faces = 0
-    running: deque[Future[list[ObjectMesh]]] = deque()
+    running: deque[_Batch] = deque()
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
 
-        def start(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Future[list[ObjectMesh]]:
-            ov, of, on = _outputs(batch)
-            return pool.submit(
-                _finish, batch, ov, of, on, shift, scale_xyz, bool(simplify),
-                float(max_error), int(reduction),
+        def start(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> _Batch:
+            voff = np.cumsum([0] + [len(v) for _, v, _ in batch], dtype=np.int64)
+            foff = np.cumsum([0] + [len(f) for _, _, f in batch], dtype=np.int64)
+            verts = np.concatenate([v for _, v, _ in batch])
+            faces = np.concatenate([f for _, _, f in batch])
+            out_v = np.empty((len(verts), 3), dtype=np.float32)
+            out_f = np.empty((len(faces), 3), dtype=np.uint32)
+            out_n = np.empty((len(verts), 3), dtype=np.float32)
+            counts = np.empty((len(batch), 2), dtype=np.int64)
+            done = pool.submit(
+                _finish_batch, verts, faces, voff, foff, shift, scale_xyz, bool(simplify),
+                float(max_error), int(reduction), out_v, out_f, out_n, counts,
             )  # fmt: skip
+            ids = [oid for oid, _, _ in batch]
+            return _Batch(ids, voff, foff, out_v, out_f, out_n, counts, done)
 
         try:
             for oid in ids:
@@ -415,14 +407,14 @@ def mesh_labels(
                 if pending_faces >= _BATCH_FACES:
                     running.append(start(pending))
                     pending, pending_faces = [], 0
-                    # bounded memory: at most one batch waiting per worker
-                    while len(running) > _WORKERS:
-                        out.extend(running.popleft().result())
+                    # bounded memory: a few batches (~1 M triangles) queued per worker
+                    while len(running) > _IN_FLIGHT * _WORKERS:
+                        out.extend(running.popleft().meshes(simplify))
             if pending:
                 running.append(start(pending))
             while running:
-                out.extend(running.popleft().result())
+                out.extend(running.popleft().meshes(simplify))
         finally:
-            for fut in running:
-                fut.cancel()
+            for batch in running:
+                batch.done.cancel()
     return out
