@@ -60,7 +60,7 @@ _BATCH_FACES = 1 << 18  # full-resolution triangles handed to a worker thread at
 # Worker threads run the compiled (nogil) part; zmesh holds the GIL in the main thread.
 # Threads, not numba's parallel runtime: its OpenMP pool makes fork()ed children abort.
 _WORKERS = max(1, min(2, os.cpu_count() or 1))
-_IN_FLIGHT = 4  # batches submitted per worker before the main thread waits for the oldest
+_IN_FLIGHT = 2  # batches submitted per worker before the main thread waits for the oldest
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,14 +255,14 @@ class _Batch:
     counts: np.ndarray
     done: Future[None]
 
-    def meshes(self, simplify: bool) -> list[ObjectMesh]:
+    def meshes(self) -> list[ObjectMesh]:
         self.done.result()
 
         def part(arr: np.ndarray, start: int, count: int) -> np.ndarray:
-            # full resolution: views of the batch arrays (all of it is used); simplified:
-            # copies, so that the unused tail of the batch arrays is freed
-            view = arr[start : start + count]
-            return view if not simplify else view.copy()
+            # a copy per object: small enough for glibc to place it in the heap memory
+            # zmesh frees object by object (the batch arrays are mmap()ed and go back to
+            # the system whole); views would keep the whole batch alive
+            return arr[start : start + count].copy()
 
         return [
             ObjectMesh(
@@ -407,13 +407,13 @@ def mesh_labels(
                 if pending_faces >= _BATCH_FACES:
                     running.append(start(pending))
                     pending, pending_faces = [], 0
-                    # bounded memory: a few batches (~1 M triangles) queued per worker
+                    # bounded memory: two batches (~0.5 M triangles) queued per worker
                     while len(running) > _IN_FLIGHT * _WORKERS:
-                        out.extend(running.popleft().meshes(simplify))
+                        out.extend(running.popleft().meshes())
             if pending:
                 running.append(start(pending))
             while running:
-                out.extend(running.popleft().meshes(simplify))
+                out.extend(running.popleft().meshes())
         finally:
             for batch in running:
                 batch.done.cancel()
