@@ -149,7 +149,9 @@ def _normals_into(vertices: np.ndarray, faces: np.ndarray, out: np.ndarray) -> N
     acc = np.zeros((n, 3), dtype=np.float64)
     for f in range(faces.shape[0]):
         a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        ax, ay, az = np.float64(vertices[a, 0]), np.float64(vertices[a, 1]), np.float64(vertices[a, 2])
+        ax = np.float64(vertices[a, 0])
+        ay = np.float64(vertices[a, 1])
+        az = np.float64(vertices[a, 2])
         ux = np.float64(vertices[b, 0]) - ax
         uy = np.float64(vertices[b, 1]) - ay
         uz = np.float64(vertices[b, 2]) - az
