@@ -480,7 +480,8 @@ def adjacency_command(path: Path, kinds: tuple[str, ...], masks: tuple[str, ...]
               help="Mesh only this mask (repeat); default every mask of the 3D bundle.")
 @click.option("--overwrite", is_flag=True, help="Replace existing <mask>-mesh.glb files.")
 @click.option("--max-error", type=float, default=None, metavar="UM",
-              help="Simplification tolerance in micrometres (default: the largest voxel edge).")
+              help="Simplification tolerance in micrometres "
+              "(default: three times the largest voxel edge).")
 @click.option("--reduction", type=int, default=None,
               help="Upper limit of the triangle reduction factor (default 100).")
 @click.option("--no-simplify", is_flag=True, help="Keep the full-resolution surfaces.")

@@ -423,8 +423,9 @@ def write_segmentation_bundle(
         Write ``<mask>-mesh.glb`` for every mask (True) or for the named masks; the masks
         must be 3D. An empty mask gets no file and a note under "meshes" in provenance.
     mesh_options : mapping, optional
-        ``simplify`` (default True), ``max_error`` (micrometres, default the largest voxel
-        edge), ``reduction`` (default 100); see :func:`maskbundle.mesh.mesh_labels`.
+        ``simplify`` (default True), ``max_error`` (micrometres, default three times the
+        largest voxel edge), ``reduction`` (default 100); see
+        :func:`maskbundle.mesh.mesh_labels`.
     overwrite : bool
         Replace an existing directory at ``path``.
     progress : bool

@@ -22,7 +22,7 @@ from ..io.glb import write_glb
 from ..io.ometiff import read_label_ome_tiff
 from ..io.staging import staged_path
 from ..io.tables import read_json, write_json
-from ..mesh.labels import DEFAULT_REDUCTION, mesh_labels
+from ..mesh.labels import DEFAULT_ERROR_VOXELS, DEFAULT_REDUCTION, mesh_labels
 from ..model import PhysicalSize
 from . import layout
 
@@ -51,8 +51,9 @@ def resolve_mesh_options(
 ) -> dict[str, Any]:
     """Check ``mesh_options`` and fill in defaults (recorded in provenance).
 
-    Keys: ``simplify`` (bool, default True), ``max_error`` (micrometres, default the
-    largest voxel edge), ``reduction`` (int >= 2, default 100).
+    Keys: ``simplify`` (bool, default True), ``max_error`` (micrometres, default
+    :func:`maskbundle.mesh.default_max_error`: three times the largest voxel edge),
+    ``reduction`` (int >= 2, default 100).
     """
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(_OPTION_KEYS))
@@ -63,7 +64,7 @@ def resolve_mesh_options(
         raise OptionError(f"mesh option simplify must be True or False, got {simplify!r}")
     max_error = opts.get("max_error")
     if max_error is None:
-        max_error = float(max(physical_size.um_zyx()))
+        max_error = DEFAULT_ERROR_VOXELS * float(max(physical_size.um_zyx()))
     if isinstance(max_error, bool) or not isinstance(max_error, int | float):
         raise OptionError(
             f"mesh option max_error must be a number (micrometres), got {max_error!r}"
@@ -138,7 +139,8 @@ def mesh_provenance(options: Mapping[str, Any], masks: Mapping[str, Any]) -> dic
         "convention": CONVENTION,
         "mesher": "zmesh multi-label marching cubes; maskbundle quadric edge collapse "
         "(link condition, unweighted plane quadrics: vertices within max_error um of the "
-        "planes of the triangles they replace)",
+        "planes of the triangles they replace; a common offset along the vertex normals, within "
+        "that bound, restores each object's full-resolution volume)",
         "options": dict(options),
         "masks": dict(masks),
     }

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numba
 import numpy as np
 
 from .. import __version__
@@ -47,8 +48,34 @@ _TRIANGLES = 4
 _MAX_GLB = 2**32 - 1
 
 
-def _check(meshes: Sequence[ObjectMesh]) -> None:
+@numba.njit(cache=True, nogil=True)
+def _scan(v: np.ndarray, f: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[bool, int]:
+    """One pass: per-axis min/max of ``v`` (into lo, hi), all finite?, largest index."""
+    finite = True
+    for j in range(3):
+        lo[j] = v[0, j]
+        hi[j] = v[0, j]
+    for i in range(v.shape[0]):
+        for j in range(3):
+            x = v[i, j]
+            if not np.isfinite(x):
+                finite = False
+            if x < lo[j]:
+                lo[j] = x
+            if x > hi[j]:
+                hi[j] = x
+    top = 0
+    for t in range(f.shape[0]):
+        for j in range(3):
+            if f[t, j] > top:
+                top = f[t, j]
+    return finite, int(top)
+
+
+def _check(meshes: Sequence[ObjectMesh]) -> list[tuple[list[float], list[float]]]:
+    """Refuse malformed meshes; return each mesh's vertex (min, max) per axis."""
     seen: set[int] = set()
+    bounds: list[tuple[list[float], list[float]]] = []
     for m in meshes:
         v, f, n = m.vertices, m.faces, m.normals
         if v.dtype != np.float32 or v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
@@ -63,15 +90,20 @@ def _check(meshes: Sequence[ObjectMesh]) -> None:
             raise OptionError(
                 f"object {m.object_id}: faces must be a non-empty uint32 (m, 3) array"
             )
-        if int(f.max()) >= len(v):
+        lo = np.empty(3, dtype=np.float32)
+        hi = np.empty(3, dtype=np.float32)
+        finite, top = _scan(v, f, lo, hi)
+        if top >= len(v):
             raise OptionError(
                 f"object {m.object_id}: a face refers to a vertex that does not exist"
             )
-        if not np.all(np.isfinite(v)):
+        if not finite:
             raise OptionError(f"object {m.object_id}: vertices must be finite")
         if m.object_id in seen:
             raise OptionError(f"object {m.object_id} appears twice; one mesh per Object ID")
         seen.add(m.object_id)
+        bounds.append((lo.tolist(), hi.tolist()))
+    return bounds
 
 
 def _index_bytes(n_faces: int, short: bool) -> int:
@@ -95,7 +127,7 @@ def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, 
     byte_length : int
         Bytes of the BIN chunk (positions, then normals, then indices).
     """
-    _check(meshes)
+    bounds = _check(meshes)
     n_vert = [len(m.vertices) for m in meshes]
     n_face = [len(m.faces) for m in meshes]
     pos_len = 12 * sum(n_vert)
@@ -118,8 +150,8 @@ def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, 
                 "componentType": _FLOAT,
                 "count": nv,
                 "type": "VEC3",
-                "min": m.vertices.min(axis=0).tolist(),
-                "max": m.vertices.max(axis=0).tolist(),
+                "min": bounds[k][0],
+                "max": bounds[k][1],
             }
         )
         accessors.append(
