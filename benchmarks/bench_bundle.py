@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_rss_mib
 
 
 def plain_route(out: Path, masks: dict[str, np.ndarray]) -> None:
@@ -57,17 +57,6 @@ def ours(out: Path, masks: dict[str, np.ndarray]) -> None:
 
     write_segmentation_bundle(out, masks, physical_size=(0.5, 0.5),
                               protocol_doi="10.17504/protocols.io.example")
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM; ru_maxrss survives fork+exec on Linux)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_one(method: str, inputs: Path) -> dict[str, float]:

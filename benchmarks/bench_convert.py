@@ -26,13 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from _memory import peak_rss_mib
 
 
 def make_inputs(size: int, folder: Path) -> None:
