@@ -36,7 +36,7 @@ from _bundles import (
 )
 from maskbundle.bundle._pixels import compare_level, contact_pairs, label_stats, pair_keys
 from maskbundle.bundle.validate import validate_bundle
-from maskbundle.cli_validate import validate_command
+from maskbundle.cli import validate_command
 
 CELLS_TSV = SEG / "cells-objects.tsv"
 

@@ -497,9 +497,26 @@ def mesh_command(path: Path, masks: tuple[str, ...], overwrite: bool, max_error:
         click.echo(f"{name}: {file}" if file is not None else f"{name}: empty mask, no mesh file")
 
 
-from .cli_validate import validate_command  # noqa: E402 - registered after the group exists
+@main.command("validate")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--parent", "parent", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Parent OME-TIFF whose sizes and physical sizes the masks must equal.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every finding to this JSON file.")
+@click.option("--verbose", "-v", is_flag=True, help="Print passed and not-applicable checks too.")
+def validate_command(path: Path, parent: Path | None, json_out: Path | None, verbose: bool) -> None:
+    """Check the dataset directory PATH against the Segmentation Mask format.
 
-main.add_command(validate_command, "validate")
+    Exit status 0 when no error was found (warnings allowed), 1 otherwise.
+    """
+    from .bundle.validate import validate_bundle
+    from .io.tables import write_json
+
+    report = validate_bundle(path, parent_image=parent)
+    click.echo(report.format(verbose=verbose))
+    if json_out is not None:
+        write_json(json_out, report.to_dict())
+    sys.exit(0 if report.ok else 1)
 
 
 def run() -> None:

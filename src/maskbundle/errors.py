@@ -114,11 +114,11 @@ class Report:
     def ok(self) -> bool:
         return not self.errors
 
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "ok": self.ok, "findings": [asdict(f) for f in self.findings]}
+
     def to_json(self) -> str:
-        return json.dumps(
-            {"path": self.path, "ok": self.ok, "findings": [asdict(f) for f in self.findings]},
-            indent=1,
-        )
+        return json.dumps(self.to_dict(), indent=1)
 
     def format(self, *, verbose: bool = False) -> str:
         lines = []
