@@ -22,7 +22,7 @@ from numpy.lib import format as npformat
 
 from ..errors import CorruptInputError
 
-__all__ = ["ALLOWED_GLOBALS", "load_npy_safely"]
+__all__ = ["ALLOWED_GLOBALS", "load_npy_safely", "load_npz_safely"]
 
 # (module, name) pairs a numpy-array pickle may name. Both spellings of numpy's core
 # module are admitted (``numpy.core`` before numpy 2, ``numpy._core`` since); they are
@@ -146,3 +146,16 @@ def load_npy_safely(path: str | os.PathLike[str]) -> Any:
     if obj.ndim == 0:
         return obj.item()
     return obj
+
+
+def load_npz_safely(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` by key, in file order; object arrays are refused."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except ValueError as exc:
+        raise CorruptInputError(
+            f"{path}: an array of the .npz holds Python objects, which are not loaded ({exc})"
+        ) from exc
+    except Exception as exc:
+        raise CorruptInputError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc

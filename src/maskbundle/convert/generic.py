@@ -20,7 +20,7 @@ from ..errors import CorruptInputError, MaskNameError, OptionError
 from ..model import Mask, PhysicalSize, Segmentation
 from ..names import check_mask_name, check_mask_names, suggest_mask_name
 from ._common import as_label_array, file_source
-from ._safe_npy import load_npy_safely
+from ._safe_npy import load_npy_safely, load_npz_safely
 
 __all__ = ["LabelFile", "read_label_arrays", "read_labels"]
 
@@ -180,16 +180,9 @@ def _read_npy(path: Path) -> LabelFile:
 
 
 def _read_npz(path: Path) -> LabelFile:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = list(npz.files)
-            arrays = [npz[k] for k in keys]
-    except ValueError as exc:
-        raise CorruptInputError(
-            f"{path}: an array of the .npz holds Python objects, which are not loaded ({exc})"
-        ) from exc
-    except Exception as exc:
-        raise CorruptInputError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
+    data = load_npz_safely(path)
+    keys = list(data)
+    arrays = list(data.values())
     if not keys:
         raise CorruptInputError(f"{path}: the .npz holds no arrays")
     return LabelFile(arrays, list(keys), "npz")

@@ -27,6 +27,7 @@ from ..model import ColumnSpec, Mask, Segmentation
 from ..names import check_mask_name
 from ._common import as_label_array, ascii_safe, file_source, image_shape
 from ._raster import PolygonSet, paint_polygons
+from ._safe_npy import load_npz_safely
 from .generic import read_label_arrays
 
 __all__ = ["details_to_labels", "read_stardist", "rois_to_labels"]
@@ -102,15 +103,7 @@ def rois_to_labels(rois: list[Any], shape: tuple[int, ...]) -> tuple[np.ndarray,
 
 
 def _read_details(path: Path, dims: tuple[int, ...]) -> tuple[np.ndarray, dict[str, Any]]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except ValueError as exc:
-        raise CorruptInputError(
-            f"{path}: an array of the .npz holds Python objects, which are not loaded ({exc})"
-        ) from exc
-    except Exception as exc:
-        raise CorruptInputError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
+    data = load_npz_safely(path)
     if "coord" not in data:
         raise CorruptInputError(
             f"{path}: no 'coord' array (found {sorted(data)}); save StarDist's details with "
