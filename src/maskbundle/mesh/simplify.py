@@ -63,6 +63,26 @@ def _plane(v: np.ndarray, a: int, b: int, c: int) -> tuple[float, float, float, 
     return nx, ny, nz, -(nx * v[a, 0] + ny * v[a, 1] + nz * v[a, 2]), True
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _quadric_value(
+    a: float, b: float, c: float, d: float, e: float, f: float, g: float, h: float,
+    i: float, j: float, x: float, y: float, z: float,
+) -> float:
+    """[x y z 1] Q [x y z 1]^T for the symmetric quadric Q = [a b c d; b e f g; c f h i; d g i j]."""
+    return (
+        a * x * x
+        + 2 * b * x * y
+        + 2 * c * x * z
+        + 2 * d * x
+        + e * y * y
+        + 2 * f * y * z
+        + 2 * g * y
+        + h * z * z
+        + 2 * i * z
+        + j
+    )
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _edge_error(q: np.ndarray, v: np.ndarray, i0: int, i1: int, out: np.ndarray) -> float:
     """Error of collapsing edge (i0, i1) and the best position (written to ``out``)."""
@@ -81,18 +101,7 @@ def _edge_error(q: np.ndarray, v: np.ndarray, i0: int, i1: int, out: np.ndarray)
         ex, ey, ez = v[i0, 0] - v[i1, 0], v[i0, 1] - v[i1, 1], v[i0, 2] - v[i1, 2]
         if (x - mx) ** 2 + (y - my) ** 2 + (z - mz) ** 2 <= ex * ex + ey * ey + ez * ez:
             out[0], out[1], out[2] = x, y, z
-            err = (
-                a * x * x
-                + 2 * b * x * y
-                + 2 * c * x * z
-                + 2 * d * x
-                + e * y * y
-                + 2 * f * y * z
-                + 2 * g * y
-                + h * z * z
-                + 2 * i * z
-                + j
-            )
+            err = _quadric_value(a, b, c, d, e, f, g, h, i, j, x, y, z)
             return float(max(err, 0.0))
     best = np.inf
     for k in range(3):
@@ -102,18 +111,7 @@ def _edge_error(q: np.ndarray, v: np.ndarray, i0: int, i1: int, out: np.ndarray)
             x, y, z = v[i1, 0], v[i1, 1], v[i1, 2]
         else:
             x, y, z = mx, my, mz
-        err = (
-            a * x * x
-            + 2 * b * x * y
-            + 2 * c * x * z
-            + 2 * d * x
-            + e * y * y
-            + 2 * f * y * z
-            + 2 * g * y
-            + h * z * z
-            + 2 * i * z
-            + j
-        )
+        err = _quadric_value(a, b, c, d, e, f, g, h, i, j, x, y, z)
         if err < best:
             best = err
             out[0], out[1], out[2] = x, y, z
