@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import MaskBundleError, Report
+from ..io.ometiff import PHYSICAL_SIZE_KEYS
 from ..io.readers import (
     LabelTiffReader,
     list_tree,
@@ -427,17 +428,7 @@ def _check_parent(run: _Run, loc: str, px: Any, parent: Path | None) -> None:
     except Exception as exc:  # unparsable parent XML
         run.fail(loc, "tiff.parent", f"parent OME-XML cannot be parsed: {exc}"[:600])
         return
-    keys = [
-        "size_x",
-        "size_y",
-        "size_z",
-        "physical_size_x",
-        "physical_size_x_unit",
-        "physical_size_y",
-        "physical_size_y_unit",
-        "physical_size_z",
-        "physical_size_z_unit",
-    ]
+    keys = ["size_x", "size_y", "size_z", *PHYSICAL_SIZE_KEYS]
     diff = [
         f"{k}: {getattr(px, k)} vs parent {getattr(pp, k)}"
         for k in keys

@@ -31,6 +31,15 @@ __all__ = [
 ]
 
 TILE = 512
+# the OME Pixels attributes copied verbatim from a parent image (HuBMAP compares them exactly)
+PHYSICAL_SIZE_KEYS = (
+    "physical_size_x",
+    "physical_size_x_unit",
+    "physical_size_y",
+    "physical_size_y_unit",
+    "physical_size_z",
+    "physical_size_z_unit",
+)
 Compression = Literal["zlib", "zstd"]
 
 
@@ -224,16 +233,7 @@ def read_parent_image(path: Path | str) -> ParentImage:
             "fix the parent's OME-XML or give physical_size="
         )
     attrs = {
-        key: getattr(pixels, key)
-        for key in (
-            "physical_size_x",
-            "physical_size_x_unit",
-            "physical_size_y",
-            "physical_size_y_unit",
-            "physical_size_z",
-            "physical_size_z_unit",
-        )
-        if getattr(pixels, key) is not None
+        key: getattr(pixels, key) for key in PHYSICAL_SIZE_KEYS if getattr(pixels, key) is not None
     }
     if pixels.size_z <= 1:
         attrs = {k: v for k, v in attrs.items() if not k.startswith("physical_size_z")}
