@@ -33,22 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _status(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak() -> float:
-    """Reset VmHWM to the current RSS (Linux >= 4.0) and return the current RSS in MiB."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    return _status("VmRSS")
+from _memory import peak_rss_mib, reset_peak_rss
 
 
 def worker_ours(labels: np.ndarray, out: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -59,7 +44,7 @@ def worker_ours(labels: np.ndarray, out: Path, args: argparse.Namespace) -> dict
 
     small, _ = synthetic_tissue((128, 128))  # compile / load the numba kernels first
     mask_adjacency(small, physical_size=0.5, kinds=("centroid", "linkage"))
-    base = reset_peak()
+    base = reset_peak_rss()
     best: dict[str, float] = {}
 
     def keep(key: str, value: float) -> None:
@@ -88,7 +73,7 @@ def worker_ours(labels: np.ndarray, out: Path, args: argparse.Namespace) -> dict
         keep("threaded_total_s", time.perf_counter() - t4)
     best["linkage_edges"] = len(link)
     best["centroid_edges"] = len(cent)
-    best["work_mib"] = _status("VmHWM") - base
+    best["work_mib"] = peak_rss_mib() - base
     return best
 
 
@@ -99,7 +84,7 @@ def worker_steinbock(labels: np.ndarray, args: argparse.Namespace) -> dict[str, 
     ids = np.linspace(1, n, args.subset).astype(np.int64)
     dmax = 1.0  # touching objects (pixel-centre distance 1)
     margin = int(np.ceil(dmax))
-    base = reset_peak()
+    base = reset_peak_rss()
     t0 = time.perf_counter()
     edges = 0
     for obj in ids:
@@ -116,7 +101,7 @@ def worker_steinbock(labels: np.ndarray, args: argparse.Namespace) -> dict[str, 
         "subset": len(ids),
         "subset_s": dt,
         "extrapolated_s": dt * n / len(ids),
-        "work_mib": _status("VmHWM") - base,
+        "work_mib": peak_rss_mib() - base,
         "directed_edges_in_subset": edges,
     }
 
@@ -125,7 +110,7 @@ def worker_dense(labels: np.ndarray, args: argparse.Namespace) -> dict[str, floa
     from scipy.spatial.distance import pdist, squareform
     from skimage.measure import regionprops
 
-    base = reset_peak()
+    base = reset_peak_rss()
     t0 = time.perf_counter()
     cents = np.array([p.centroid for p in regionprops(labels)]) * 0.5
     t1 = time.perf_counter()
@@ -142,7 +127,7 @@ def worker_dense(labels: np.ndarray, args: argparse.Namespace) -> dict[str, floa
         "subset_matrix_s": t2 - t1,
         "extrapolated_s": (t1 - t0) + (t2 - t1) * (n / m) ** 2,
         "matrix_gib_full": n * n * 8 * 1.5 / 2**30,  # square + condensed copies
-        "work_mib": _status("VmHWM") - base,
+        "work_mib": peak_rss_mib() - base,
         "pairs_in_subset": int(i.size),
     }
 
