@@ -220,3 +220,30 @@ def test_tables_beyond_excel_limit_fall_back_to_tsv(
     assert (out / SEG / "nuclei-objects.xlsx").is_file()
     _, data = _table(out / SEG / "cells-objects.tsv")
     assert len(data) > 30 and "Solidity" in data.columns
+
+
+def test_tables_carry_only_types_hubmaps_conversion_writes(
+    tmp_path: Path, sparse_cells: np.ndarray
+) -> None:
+    """Border contact is integer 0/1 (brute force), no boolean column, Object type filled."""
+    some = int(np.unique(sparse_cells[sparse_cells > 0])[0])
+    out = write_segmentation_bundle(
+        tmp_path / "ds", {"cells": sparse_cells, "nuclei": sparse_cells},
+        physical_size=(0.5, 0.5), protocol_doi=DOI,
+        object_types={"cells": {some: "CL:0000236"}},
+    )
+    for name, default in (("cells", "CL:0000000"), ("nuclei", "GO:0005634")):
+        head, rows = _table(out / SEG / f"{name}-objects.tsv")
+        assert all(h["Type"] != "boolean" for h in head.values())
+        assert head["Touches image border"]["Type"] == "integer"
+        relabelled, _, _ = relabel_sequential(sparse_cells)
+        edge = np.concatenate([relabelled[0], relabelled[-1], relabelled[:, 0], relabelled[:, -1]])
+        ids = rows["Object ID"].astype(int).to_numpy()
+        expected = np.isin(ids, edge[edge > 0]).astype(int)
+        np.testing.assert_array_equal(rows["Touches image border"].astype(int), expected)
+        assert set(rows["Touches image border"]) <= {"0", "1"}
+        types = rows["Object type"].tolist()
+        if name == "cells":  # the one given label keeps its type, every other row the mask id
+            assert types[0] == "CL:0000236"
+            types = types[1:]
+        assert set(types) == {default}

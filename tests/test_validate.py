@@ -242,6 +242,11 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, dict[str, Any]]] = {
         "objects.required-blank",
         {},
     ),
+    "boolean column": (
+        lambda r: edit_header(r / CELLS_TSV, "Type", "Label", "boolean"),
+        "objects.no-boolean",
+        {},
+    ),
     "not a number": (lambda r: edit_cell(r / CELLS_TSV, 11, "Area", "big"), "objects.number", {}),
     "blank data row": (
         lambda r: _rewrite(r, CELLS_TSV, lambda g: [*g[:12], [], *g[12:]]),
@@ -394,6 +399,11 @@ WARNED: dict[str, tuple[Callable[[Path], None], str, dict[str, Any]]] = {
         {"masks": two_masks(BIG), "pyramid": "mode", "adjacency": False},
     ),
     "strips": (lambda r: None, "tiff.tiled", {"tile": 0}),
+    "blank Object type": (
+        lambda r: edit_cell(r / CELLS_TSV, 12, "Object type", ""),
+        "objects.object-type-filled",
+        {},
+    ),
     "no manifest": (
         lambda r: (r / SEG / "segmentation-masks.csv").unlink(),
         "manifest.present",

@@ -206,6 +206,13 @@ def check_objects_rows(
         f"Type is one of {', '.join(sorted(TYPES))}",
     )
     chk.rule(
+        "objects.no-boolean",
+        [repr(names[j]) for j, t in enumerate(types) if t == "boolean"],
+        "no boolean columns (HuBMAP's post-ingest MuData conversion puts NaN into them and "
+        "then cannot write the .h5mu)",
+        fix="write yes/no values as Type integer 0/1 and say so in the Description",
+    )
+    chk.rule(
         "objects.unit",
         [f"{names[j]!r}: {u!r}" for j, u in enumerate(head["Unit"]) if u.strip() not in UNITS],
         "Unit is blank, pixel, intensity, count or square micrometer",
@@ -260,6 +267,16 @@ def check_objects_rows(
 
     columns = [[r[j].strip() for r in data] for j in range(width)]
     _check_cells(chk, names, columns[1:], types, levels, head["Permissible values"], n_rows)
+    if "Object type" in cols:
+        blank = sum(1 for v in columns[cols.index("Object type")] if not v)
+        chk.rule(
+            "objects.object-type-filled",
+            [f"{blank} of {n_rows} rows blank"] if blank else [],
+            "Object type is filled on every row (HuBMAP's conversion turns a blank into NaN "
+            "in calculated_metadata.json, which is then not valid JSON)",
+            fix="fill it with the mask's own id (Mask ID) where nothing more specific is known",
+            severity="warning",
+        )
     ids = _check_object_ids(chk, columns[0] if width else [""] * n_rows)
     if truth is not None:
         _check_against_pixels(chk, cols, [[r[j] for r in data] for j in range(width)], ids, truth)

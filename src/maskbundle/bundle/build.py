@@ -322,7 +322,8 @@ def _objects_table(
     reserved = {"Object ID", *(s.name for s in required_specs(plan.annotation_tool))}
     extra_specs += _feature_columns(p, reserved)
     _check_extra_names(p.mask.name, [spec.name for spec, _ in extra_specs], reserved)
-    types = object_type_values(p.mask, plan.object_types.get(p.mask.name, p.source.object_types))
+    types = object_type_values(
+        p.mask, plan.object_types.get(p.mask.name, p.source.object_types), p.mask_id)
     specs, frame = objects_frame(
         p.mask,
         source_file=plan.source_file,
@@ -388,7 +389,8 @@ def write_segmentation_bundle(
     annotation_tool : str
         One of Azimuth, STELLAR, FUSION, In-house, Manual, Not applicable.
     object_types : mapping of mask name to an obo id or {original label: obo id}
-        The ``Object type`` column.
+        The ``Object type`` column; objects without one get the mask's own id
+        (``mask_ids``), so the column is filled on every row as HuBMAP's conversion needs.
     objects_format : {"tsv", "xlsx"}
         Tables beyond Excel's row limit are written as TSV with a warning.
     contributors : sequence of mappings

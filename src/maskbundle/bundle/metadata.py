@@ -19,12 +19,17 @@ HUBMAP_ID_RE = re.compile(r"^(?:HBM|SNT)\d{3}\.[A-Z]{4}\.\d{3}$")
 
 
 def _annotation_included(dataset: Path) -> str:
-    """'Yes' when any objects table of the bundle has a filled Object type cell."""
+    """'Yes' when some object's ``Object type`` is more specific than its ``Mask ID``.
+
+    The writer fills Object type with the mask's own id where nothing more specific is
+    known (HuBMAP's conversion needs every row filled), and that is no annotation.
+    """
     for table in sorted((dataset / layout.SEG_DIR).glob("*-objects.*")):
         rows = read_table_cells(table)
-        if len(rows) > 10 and "Object type" in rows[9]:
-            j = rows[9].index("Object type")
-            if any(len(r) > j and r[j].strip() for r in rows[10:]):
+        if len(rows) > 10 and {"Object type", "Mask ID"} <= set(rows[9]):
+            j, m = rows[9].index("Object type"), rows[9].index("Mask ID")
+            if any(len(r) > max(j, m) and r[j].strip() not in ("", r[m].strip())
+                   for r in rows[10:]):
                 return "Yes"
     return "No"
 
@@ -42,7 +47,8 @@ def write_upload_metadata(
 
     The protocol DOI comes from each bundle's provenance, ``contributors_path`` and
     ``data_path`` are relative to the TSV's folder, and ``is_cell_type_annotation_included``
-    is Yes when an objects table fills its ``Object type`` column.
+    is Yes when an objects table gives some object an ``Object type`` other than its
+    ``Mask ID``.
     """
     path = Path(path)
     if not path.name.endswith("metadata.tsv"):

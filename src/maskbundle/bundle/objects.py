@@ -69,15 +69,19 @@ def check_obo_id(value: object, what: str) -> str:
     return value
 
 
-def object_type_values(mask: RelabelledMask, object_types: ObjectTypes | None) -> np.ndarray:
-    """Per-object `Object type` values ('' where unknown) from one id or a label mapping.
+def object_type_values(
+    mask: RelabelledMask, object_types: ObjectTypes | None, default: str
+) -> np.ndarray:
+    """Per-object `Object type` values from one id or a label mapping, ``default`` elsewhere.
 
     ``object_types`` maps ORIGINAL labels (as given by the user) to obo ids; labels not
-    in the mask are refused so a typo does not pass silently.
+    in the mask are refused so a typo does not pass silently. Every row is filled (with
+    ``default``, the mask's own class id, where nothing more specific is known): HuBMAP's
+    conversion turns a blank into NaN in its derived metadata, which is then not JSON.
     """
     n = mask.n_objects
     if object_types is None:
-        return np.full(n, "", dtype=object)
+        return np.full(n, default, dtype=object)
     if isinstance(object_types, str):
         check_obo_id(object_types, f"object_types for mask {mask.name!r}")
         return np.full(n, object_types, dtype=object)
@@ -93,7 +97,7 @@ def object_type_values(mask: RelabelledMask, object_types: ObjectTypes | None) -
             f"object_types for mask {mask.name!r} names label {bad}, which is not in the mask; "
             "key the mapping by the original labels of the mask"
         )
-    out = np.full(n, "", dtype=object)
+    out = np.full(n, default, dtype=object)
     out[pos] = vals
     return out
 

@@ -571,9 +571,10 @@ def compute_features(
                 f"Bounding box {ax.upper()} {end}", "integer", "spatial",
                 f"Index of the {first} {'plane' if ax == 'z' else 'row' if ax == 'y' else 'column'}"
                 " the object occupies (inclusive bounding box).", "pixel"))
-    add(acc.border[1:].copy(), _spec(
-        "Touches image border", "boolean", "spatial",
-        "True when some pixel of the object lies on the edge of the image"
+    # integer 0/1, not boolean: HuBMAP's MuData conversion cannot write boolean columns
+    add(acc.border[1:].astype(np.int64), _spec(
+        "Touches image border", "integer", "spatial",
+        "1 when some pixel of the object lies on the edge of the image, else 0"
         + (" (first or last plane, row or column)." if is3d else " (first or last row or column).")))
     if inten is not None:
         nf = acc.count[1:].astype(np.float64)[:, None]
