@@ -38,21 +38,6 @@ def checker_path() -> Path | None:
     return None
 
 
-def reference_ok(dataset: Path, *extra: str) -> bool:
-    """Verdict of the independent reference checker (skips the test when it is absent)."""
-    checker = checker_path()
-    if checker is None:
-        pytest.skip("reference checker ../shared/tools/check_bundle.py not present")
-    proc = subprocess.run(
-        [sys.executable, str(checker), str(dataset), "--quiet", *extra],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    return proc.returncode == 0
-
-
 _DRIVER = """
 import contextlib, importlib.util, io, json, sys
 spec = importlib.util.spec_from_file_location("check_bundle", sys.argv[1])
