@@ -343,8 +343,8 @@ def add_adjacency(
         ps = seg.physical_size
     if ps is None:
         raise OptionError(
-            f"{image_path} has no physical pixel size; pass physical_size=(x, y[, z]) "
-            "(--physical-size X Y [Z])"
+            f"{image_path} has no physical pixel size; pass physical_size=(x, y[, z])",
+            cli=f"{image_path} has no physical pixel size; give --physical-size X Y [Z]",
         )
     selected = _select(channel_names, masks, src)
     for _, name in selected:
@@ -358,8 +358,9 @@ def add_adjacency(
         for kind in kinds_t:
             if target_of(name, kind).exists() and not overwrite:
                 raise OutputExistsError(
-                    f"{target_of(name, kind)} already exists; pass overwrite=True "
-                    "(--overwrite) to replace it"
+                    f"{target_of(name, kind)} already exists; pass overwrite=True to "
+                    "replace it",
+                    cli=f"{target_of(name, kind)} already exists; add --overwrite to replace it",
                 )
     # compute everything before writing anything
     targets: list[tuple[Path, pd.DataFrame, str, AdjacencyKind]] = []

@@ -248,7 +248,8 @@ def add_meshes(
         target = dataset / layout.mesh_path(name)
         if target.exists() and not overwrite:
             raise OutputExistsError(
-                f"{target} already exists; pass overwrite=True (--overwrite) to replace it"
+                f"{target} already exists; pass overwrite=True to replace it",
+                cli=f"{target} already exists; add --overwrite to replace it",
             )
     prov_path = dataset / layout.PROVENANCE
     provenance: dict[str, Any] = read_json(prov_path) if prov_path.is_file() else {}

@@ -406,7 +406,9 @@ def read_qupath(
         if missing:
             raise OptionError(
                 f"{p}: classes {missing} have no obo id in object_types; add them, e.g. "
-                f"object_types={{{missing[0]!r}: 'CL:0000000', ...}}"
+                f"object_types={{{missing[0]!r}: 'CL:0000000', ...}}",
+                cli=f"{p}: classes {missing} have no obo id; add --class-type "
+                f"'{missing[0]}=CL:0000000' (for example) per class",
             )
     if not per_mask or not any(per_mask.values()):
         if not allow_empty:
