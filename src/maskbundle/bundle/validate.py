@@ -136,11 +136,11 @@ def validate_bundle(path: str | Path, *, parent_image: str | Path | None = None)
     root = Path(path)
     run = _Run(root)
     if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
         run.fail(
             str(root),
             "bundle.directory",
-            f"{root} is not a directory; pass the dataset "
-            "directory that holds extras/ and derived/",
+            f"{root} {what}; pass the dataset directory that holds extras/ and derived/",
         )
         return run.report
     _check_layout(run)
