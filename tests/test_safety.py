@@ -259,6 +259,39 @@ def test_kill_between_adjacency_moves_keeps_provenance_and_is_finished(
     assert validate_bundle(bundle).ok
 
 
+def test_kill_between_mesh_moves_keeps_provenance_and_is_finished(work: Path) -> None:
+    labels = np.zeros((6, 16, 16), np.uint16)
+    labels[1:4, 2:7, 2:7] = 1
+    labels[2:5, 9:14, 8:13] = 2
+    out = write_segmentation_bundle(work / "b", {"cells": labels, "nuclei": labels},
+                                    physical_size=(0.5, 0.5, 1.0), protocol_doi=DOI)
+    _run_killed("""
+        import os, signal
+        from maskbundle.io import staging
+        from maskbundle.bundle.meshes import add_meshes
+        real = staging._move_into_place
+        calls = []
+        def move(payload, target, *a, **k):
+            if target.name.endswith("-mesh.glb") and target.parent.name == "segmentation_masks":
+                calls.append(1)  # a move into the bundle (not write_glb's own inner stage)
+                if len(calls) == 2:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            real(payload, target, *a, **k)
+        staging._move_into_place = move
+        add_meshes("b")
+    """, work)
+    prov_file = out / "derived/extras/provenance.json"
+    assert "meshes" not in json.loads(prov_file.read_text())  # never missing, not yet updated
+    from maskbundle.bundle.meshes import add_meshes
+
+    with pytest.raises(OutputExistsError):  # the next run finishes the moves first
+        add_meshes(out)
+    prov = json.loads(prov_file.read_text())
+    assert set(prov["meshes"]["masks"]) == {"cells", "nuclei"}
+    assert not any(staging.is_stage_dir(p) for p in (out / "derived/extras").iterdir())
+    assert validate_bundle(out).ok
+
+
 def test_stale_stages_of_killed_runs_are_cleared_and_only_ours(work: Path) -> None:
     _run_killed(f"""
         import os, signal, numpy as np
@@ -299,6 +332,9 @@ def test_inexact_float_labels_are_refused_at_every_width(
     assert np.unique(m[m > 0]).size == 1
     refused(work, lambda: write_segmentation_bundle(work / "o", {"cells": m}, **KW), LabelError,
             "integer dtype")
+    np.save(work / "f.npy", m)
+    cli_refused(work, ["bundle", "o", "--mask", "cells=f.npy", "--physical-size", "0.5", "0.5",
+                       "--protocol-doi", DOI], "integer dtype")
     ok = np.zeros((8, 8), dtype)
     ok[0, 0], ok[4, 4] = exact - 2, exact - 1  # below the limit: two exact objects
     out = write_segmentation_bundle(work / "ok", {"cells": ok}, **KW)
