@@ -36,6 +36,7 @@ from maskbundle.errors import (
     EmptyResultError,
     LabelError,
     MaskBundleError,
+    MaskNameError,
     OptionError,
     OutputExistsError,
     OutputWriteError,
@@ -319,6 +320,24 @@ def test_stale_stages_of_killed_runs_are_cleared_and_only_ours(work: Path) -> No
     assert validate_bundle(work / "b").ok
 
 
+@pytest.mark.parametrize("rel", ["../../evil.txt", "/tmp/evil.txt", "../evil.txt",
+                                 "sub/../../evil.txt"])
+def test_a_planted_stage_marker_cannot_move_files_elsewhere(work: Path, rel: str) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    inner = work / "a" / "b"
+    stage = inner / f".x.staging-{int(dead.stdout)}-0123456789ab"
+    (stage / "new" / "0").mkdir(parents=True)
+    (stage / "new" / "0" / "evil.txt").write_text("payload")
+    (stage / "stage.json").write_text(json.dumps({
+        "maskbundle_stage": 1, "pid": int(dead.stdout), "host": os.uname().nodename,
+        "created": 0, "state": "committing",
+        "targets": [{"rel": rel, "payload": "new/0/evil.txt", "ino": None}]}))
+    assert staging.clear_stale_stages(inner) == [stage]
+    assert not stage.exists()
+    assert [p for p in work.rglob("evil.txt")] == [] and not Path("/tmp/evil.txt").exists()
+
+
 # == Wrong data accepted silently ===============================================================
 
 
@@ -573,15 +592,25 @@ def test_read_only_folder_is_one_line(work: Path, monkeypatch: pytest.MonkeyPatc
             OutputWriteError, "read-only")
 
 
-@pytest.mark.parametrize("where", ["target", "mask"])
+@pytest.mark.parametrize("where", ["target", "name", "mask"])
 def test_names_over_255_bytes_are_one_line(work: Path, where: str) -> None:
-    long = "x" * 260
+    long = "x" * 250
     if where == "target":
-        refused(work, lambda: write_segmentation_bundle(work / long, {"cells": _labels()}, **KW),
+        refused(work, lambda: write_segmentation_bundle(work / (long + "yyyyyy"),
+                                                        {"cells": _labels()}, **KW),
                 OutputWriteError, "255")
-    else:
+    elif where == "name":
         refused(work, lambda: write_segmentation_bundle(
-            work / "o", {"cells": _labels()}, name=long, **KW), OutputWriteError)
+            work / "o", {"cells": _labels()}, name=long, **KW), OutputWriteError, "255")
+    else:
+        # mask names are bounded (64 characters) before any file name is made from them
+        kw = {**KW, "mask_ids": {long: "CL:0000000"}}
+        refused(work, lambda: write_segmentation_bundle(
+            work / "o", {long: _labels()}, **kw), MaskNameError, "64 characters")
+        np.save(work / "m.npy", _labels())
+        cli_refused(work, ["bundle", "o", "--mask", f"{long}=m.npy", "--mask-id",
+                           f"{long}=CL:0000000", "--physical-size", "0.5", "0.5",
+                           "--protocol-doi", DOI], "64 characters")
 
 
 def test_validate_json_to_an_unwritable_place_is_one_line(bundle: Path, work: Path) -> None:
