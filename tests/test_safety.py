@@ -565,6 +565,17 @@ def test_validator_fails_formula_cells_in_an_xlsx(work: Path) -> None:
     assert any(f.code == "objects.header-formula" for f in validate_bundle(out).errors)
 
 
+def test_validator_fails_unsafe_contributor_cells(bundle: Path) -> None:
+    path = bundle / "extras/contributors.tsv"
+    assert validate_bundle(bundle).ok
+    header = path.read_text().splitlines()[0]
+    path.write_text(header + "\n" + "\t".join(["=HYPERLINK(1)", "L", "", "A L", "Lab", "", "",
+                                                "Yes", "No", "No", "x"]) + "\n")
+    report = validate_bundle(bundle)
+    assert any(f.code == "extras.contributors-cells" and "HYPERLINK" in f.message
+               for f in report.errors)
+
+
 # == Plain failures that should read as one line ================================================
 
 
