@@ -717,6 +717,19 @@ def test_cli_errors_speak_cli_flags(work: Path) -> None:
     assert "--physical-size X Y Z" in line
 
 
+@pytest.mark.parametrize("args", [
+    ["bundle", "o", "--mask", "cells=m.npy", "--physical-size", "abc", "--protocol-doi", DOI],
+    ["bundle", "o", "--protocol-doi", DOI],
+    ["convert", "qupath", "q.geojson", "-o", "o", "--shape", "1"],
+    ["convert", "nosuch"],
+    ["bundle", "o", "--mask", "cells=m.npy", "--objects-format", "csv", "--protocol-doi", DOI],
+])
+def test_cli_usage_errors_are_one_line(work: Path, args: list[str]) -> None:
+    np.save(work / "m.npy", _labels())
+    (work / "q.geojson").write_text("[]")
+    cli_refused(work, args, "(see --help)")
+
+
 def test_validate_missing_path_says_it_does_not_exist(work: Path) -> None:
     result = cli(["validate", "nowhere"])
     assert result.exit_code == 1 and "does not exist" in result.output
