@@ -554,7 +554,10 @@ def write_segmentation_bundle(
         largest voxel edge), ``reduction`` (default 100); see
         :func:`maskbundle.mesh.mesh_labels`.
     overwrite : bool
-        Replace an existing directory at ``path``.
+        Replace an existing bundle at ``path``: only one maskbundle wrote (its
+        provenance.json and nothing but maskbundle's files), never one holding an input,
+        the working directory or a parent of it (:class:`UnsafeOverwriteError`). The swap
+        is atomic on Linux; elsewhere a run killed during it is finished by the next one.
     progress : bool
         Show a progress bar of the stages on stderr (the CLI turns it on at a terminal).
 
