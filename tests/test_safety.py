@@ -8,6 +8,7 @@ folder is compared before and after).
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from maskbundle.errors import (
     EmptyResultError,
     LabelError,
     MaskBundleError,
+    MaskNameError,
     OptionError,
     OutputExistsError,
     OutputWriteError,
@@ -259,6 +261,39 @@ def test_kill_between_adjacency_moves_keeps_provenance_and_is_finished(
     assert validate_bundle(bundle).ok
 
 
+def test_kill_between_mesh_moves_keeps_provenance_and_is_finished(work: Path) -> None:
+    labels = np.zeros((6, 16, 16), np.uint16)
+    labels[1:4, 2:7, 2:7] = 1
+    labels[2:5, 9:14, 8:13] = 2
+    out = write_segmentation_bundle(work / "b", {"cells": labels, "nuclei": labels},
+                                    physical_size=(0.5, 0.5, 1.0), protocol_doi=DOI)
+    _run_killed("""
+        import os, signal
+        from maskbundle.io import staging
+        from maskbundle.bundle.meshes import add_meshes
+        real = staging._move_into_place
+        calls = []
+        def move(payload, target, *a, **k):
+            if target.name.endswith("-mesh.glb") and target.parent.name == "segmentation_masks":
+                calls.append(1)  # a move into the bundle (not write_glb's own inner stage)
+                if len(calls) == 2:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            real(payload, target, *a, **k)
+        staging._move_into_place = move
+        add_meshes("b")
+    """, work)
+    prov_file = out / "derived/extras/provenance.json"
+    assert "meshes" not in json.loads(prov_file.read_text())  # never missing, not yet updated
+    from maskbundle.bundle.meshes import add_meshes
+
+    with pytest.raises(OutputExistsError):  # the next run finishes the moves first
+        add_meshes(out)
+    prov = json.loads(prov_file.read_text())
+    assert set(prov["meshes"]["masks"]) == {"cells", "nuclei"}
+    assert not any(staging.is_stage_dir(p) for p in (out / "derived/extras").iterdir())
+    assert validate_bundle(out).ok
+
+
 def test_stale_stages_of_killed_runs_are_cleared_and_only_ours(work: Path) -> None:
     _run_killed(f"""
         import os, signal, numpy as np
@@ -286,6 +321,24 @@ def test_stale_stages_of_killed_runs_are_cleared_and_only_ours(work: Path) -> No
     assert validate_bundle(work / "b").ok
 
 
+@pytest.mark.parametrize("rel", ["../../evil.txt", "/tmp/evil.txt", "../evil.txt",
+                                 "sub/../../evil.txt"])
+def test_a_planted_stage_marker_cannot_move_files_elsewhere(work: Path, rel: str) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    inner = work / "a" / "b"
+    stage = inner / f".x.staging-{int(dead.stdout)}-0123456789ab"
+    (stage / "new" / "0").mkdir(parents=True)
+    (stage / "new" / "0" / "evil.txt").write_text("payload")
+    (stage / "stage.json").write_text(json.dumps({
+        "maskbundle_stage": 1, "pid": int(dead.stdout), "host": os.uname().nodename,
+        "created": 0, "state": "committing",
+        "targets": [{"rel": rel, "payload": "new/0/evil.txt", "ino": None}]}))
+    assert staging.clear_stale_stages(inner) == [stage]
+    assert not stage.exists()
+    assert [p for p in work.rglob("evil.txt")] == [] and not Path("/tmp/evil.txt").exists()
+
+
 # == Wrong data accepted silently ===============================================================
 
 
@@ -299,6 +352,9 @@ def test_inexact_float_labels_are_refused_at_every_width(
     assert np.unique(m[m > 0]).size == 1
     refused(work, lambda: write_segmentation_bundle(work / "o", {"cells": m}, **KW), LabelError,
             "integer dtype")
+    np.save(work / "f.npy", m)
+    cli_refused(work, ["bundle", "o", "--mask", "cells=f.npy", "--physical-size", "0.5", "0.5",
+                       "--protocol-doi", DOI], "integer dtype")
     ok = np.zeros((8, 8), dtype)
     ok[0, 0], ok[4, 4] = exact - 2, exact - 1  # below the limit: two exact objects
     out = write_segmentation_bundle(work / "ok", {"cells": ok}, **KW)
@@ -509,6 +565,17 @@ def test_validator_fails_formula_cells_in_an_xlsx(work: Path) -> None:
     assert any(f.code == "objects.header-formula" for f in validate_bundle(out).errors)
 
 
+def test_validator_fails_unsafe_contributor_cells(bundle: Path) -> None:
+    path = bundle / "extras/contributors.tsv"
+    assert validate_bundle(bundle).ok
+    header = path.read_text().splitlines()[0]
+    path.write_text(header + "\n" + "\t".join(["=HYPERLINK(1)", "L", "", "A L", "Lab", "", "",
+                                                "Yes", "No", "No", "x"]) + "\n")
+    report = validate_bundle(bundle)
+    assert any(f.code == "extras.contributors-cells" and "HYPERLINK" in f.message
+               for f in report.errors)
+
+
 # == Plain failures that should read as one line ================================================
 
 
@@ -537,15 +604,25 @@ def test_read_only_folder_is_one_line(work: Path, monkeypatch: pytest.MonkeyPatc
             OutputWriteError, "read-only")
 
 
-@pytest.mark.parametrize("where", ["target", "mask"])
+@pytest.mark.parametrize("where", ["target", "name", "mask"])
 def test_names_over_255_bytes_are_one_line(work: Path, where: str) -> None:
-    long = "x" * 260
+    long = "x" * 250
     if where == "target":
-        refused(work, lambda: write_segmentation_bundle(work / long, {"cells": _labels()}, **KW),
+        refused(work, lambda: write_segmentation_bundle(work / (long + "yyyyyy"),
+                                                        {"cells": _labels()}, **KW),
                 OutputWriteError, "255")
-    else:
+    elif where == "name":
         refused(work, lambda: write_segmentation_bundle(
-            work / "o", {"cells": _labels()}, name=long, **KW), OutputWriteError)
+            work / "o", {"cells": _labels()}, name=long, **KW), OutputWriteError, "255")
+    else:
+        # mask names are bounded (64 characters) before any file name is made from them
+        kw = {**KW, "mask_ids": {long: "CL:0000000"}}
+        refused(work, lambda: write_segmentation_bundle(
+            work / "o", {long: _labels()}, **kw), MaskNameError, "64 characters")
+        np.save(work / "m.npy", _labels())
+        cli_refused(work, ["bundle", "o", "--mask", f"{long}=m.npy", "--mask-id",
+                           f"{long}=CL:0000000", "--physical-size", "0.5", "0.5",
+                           "--protocol-doi", DOI], "64 characters")
 
 
 def test_validate_json_to_an_unwritable_place_is_one_line(bundle: Path, work: Path) -> None:
@@ -640,6 +717,19 @@ def test_cli_errors_speak_cli_flags(work: Path) -> None:
     assert "--physical-size X Y Z" in line
 
 
+@pytest.mark.parametrize("args", [
+    ["bundle", "o", "--mask", "cells=m.npy", "--physical-size", "abc", "--protocol-doi", DOI],
+    ["bundle", "o", "--protocol-doi", DOI],
+    ["convert", "qupath", "q.geojson", "-o", "o", "--shape", "1"],
+    ["convert", "nosuch"],
+    ["bundle", "o", "--mask", "cells=m.npy", "--objects-format", "csv", "--protocol-doi", DOI],
+])
+def test_cli_usage_errors_are_one_line(work: Path, args: list[str]) -> None:
+    np.save(work / "m.npy", _labels())
+    (work / "q.geojson").write_text("[]")
+    cli_refused(work, args, "(see --help)")
+
+
 def test_validate_missing_path_says_it_does_not_exist(work: Path) -> None:
     result = cli(["validate", "nowhere"])
     assert result.exit_code == 1 and "does not exist" in result.output
@@ -708,5 +798,11 @@ def test_provenance_is_the_same_when_inputs_move(work: Path) -> None:
         outs.append(out)
     a, b = ((o / "derived/extras/provenance.json").read_bytes() for o in outs)
     assert a == b
-    assert str(work) not in a.decode() and "sha256" in a.decode()
+    assert str(work) not in a.decode()
+    prov = json.loads(a)
+    want = hashlib.sha256((work / "one" / "marker.tif").read_bytes()).hexdigest()
+    assert prov["features"]["intensity_image_sha256"] == want
+    want = hashlib.sha256((work / "one" / "cells.tif").read_bytes()).hexdigest()
+    assert prov["masks"]["cells"]["source"]["sha256"] == want
+    assert prov["masks"]["cells"]["source"]["file"] == "cells.tif"
     shutil.rmtree(outs[1])

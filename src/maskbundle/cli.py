@@ -20,6 +20,35 @@ from .errors import CorruptInputError, MaskBundleError, OptionError, UnsafeOverw
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _OneLineUsageError(click.UsageError):
+    """Click's usage errors as one line, like ours (click prints usage, hint and message)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {' '.join(self.format_message().split())} (see --help)", err=True)
+
+
+class _Command(click.Command):
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _OneLineUsageError(exc.format_message(), exc.ctx) from exc
+
+
+class _Group(_Command, click.Group):
+    command_class = _Command
+    group_class = type  # sub-groups are _Group too
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:  # "No such command"
+            raise _OneLineUsageError(exc.format_message(), exc.ctx) from exc
+
+
 def handle_errors(func: F) -> F:
     """Map library errors to a clear message and exit status 2."""
 
@@ -183,7 +212,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="maskbundle")
 def main() -> None:
     """Write and check HuBMAP Segmentation Mask bundles."""

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..convert._common import sha256_file
 from ..errors import LabelError, OptionError, ShapeMismatchError, TableFormatError
 from ..io.adjacency_csv import write_adjacency_csv
 from ..io.intensity import read_intensity_image
@@ -553,7 +554,10 @@ def write_segmentation_bundle(
         largest voxel edge), ``reduction`` (default 100); see
         :func:`maskbundle.mesh.mesh_labels`.
     overwrite : bool
-        Replace an existing directory at ``path``.
+        Replace an existing bundle at ``path``: only one maskbundle wrote (its
+        provenance.json and nothing but maskbundle's files), never one holding an input,
+        the working directory or a parent of it (:class:`UnsafeOverwriteError`). The swap
+        is atomic on Linux; elsewhere a run killed during it is finished by the next one.
     progress : bool
         Show a progress bar of the stages on stderr (the CLI turns it on at a terminal).
 
@@ -640,6 +644,7 @@ def write_segmentation_bundle(
             "physical_size": {"x": ps.x, "y": ps.y, "z": ps.z, "unit_x": ps.unit_x,
                               "unit_y": ps.unit_y, "unit_z": ps.unit_z},
             "parent_image": None if parent is None else Path(parent.path).name,
+            "parent_image_sha256": None if parent is None else sha256_file(parent.path),
             "protocol_doi": doi,
             "annotation_tool": annotation_tool,
             "objects_format": objects_format,
@@ -650,6 +655,9 @@ def write_segmentation_bundle(
             "morphology": morphology,
             "intensity_statistics": list(statistics) if intensity is not None else [],
             "intensity_image": intensity_source,
+            "intensity_image_sha256": sha256_file(intensity_image)
+            if isinstance(intensity_image, str | Path) else (
+                None if intensity is None else array_checksum(np.asarray(intensity_image))),
             "definitions": "scikit-image regionprops with spacing = pixel size, except where "
                            "a column's Description says otherwise",
         },

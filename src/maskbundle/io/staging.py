@@ -99,7 +99,10 @@ def refuse_unsafe_target(target: Path, inputs: Sequence[Path | str] = ()) -> Non
     parents, the home directory or file system root, or one of ``inputs``."""
     resolved = target.resolve()
     cwd = Path.cwd().resolve()
-    home = Path.home().resolve()
+    try:
+        home: Path | None = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no home directory known
+        home = None
     if resolved == cwd or resolved in cwd.parents or resolved in (home, Path(resolved.anchor)):
         raise UnsafeOverwriteError(
             f"{target} is the working directory, one of its parents, the home directory or "
@@ -200,22 +203,27 @@ def is_stage_dir(path: Path) -> bool:
     return _read_marker(path) is not None
 
 
-def _safe_rel(rel: Any) -> bool:
-    """Targets in a marker are relative: plain names, at most two leading '..'."""
-    if not isinstance(rel, str) or not rel or os.path.isabs(rel):
+def _safe_rel(rel: Any, *, payload: bool = False) -> bool:
+    """What a marker may name: payloads inside the stage; targets beside the stage or in a
+    sibling directory (``../segmentation_masks/x.csv`` from ``derived/extras``), never
+    further: a marker in a downloaded folder must not move files anywhere else."""
+    if not isinstance(rel, str) or not rel or os.path.isabs(rel) or "\\" in rel:
         return False
     parts = Path(rel).parts
-    ups = 0
-    while ups < len(parts) and parts[ups] == "..":
-        ups += 1
-    return ups <= 2 and ".." not in parts[ups:] and ups < len(parts)
+    if payload:
+        return ".." not in parts and "." not in parts
+    if len(parts) == 1:
+        return parts[0] not in ("..", ".")
+    return len(parts) == 3 and parts[0] == ".." and parts[1] not in ("..", ".") and parts[
+        2] not in ("..", ".")
 
 
 class Stage:
     """A stage directory: ``path(target)`` gives where to write each target's new content."""
 
     def __init__(self, parent: Path, label: str) -> None:
-        label = label[:60]  # the directory name must stay within NAME_MAX
+        # the directory name must stay within NAME_MAX bytes whatever the target's name
+        label = label.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore")
         token = uuid.uuid4().hex[:12]
         self.dir = parent / f".{label}.staging-{os.getpid()}-{token}"
         self.targets: dict[Path, Path] = {}  # target -> payload path
@@ -290,7 +298,7 @@ def _roll_forward(stage: Path, marker: dict[str, Any]) -> None:
         if not isinstance(entry, dict):
             continue
         rel, payload_rel = entry.get("rel"), entry.get("payload")
-        if not (_safe_rel(rel) and _safe_rel(payload_rel)):
+        if not (_safe_rel(rel) and _safe_rel(payload_rel, payload=True)):
             continue
         ino = entry.get("ino")
         _move_into_place(

@@ -135,7 +135,7 @@ def check_objects_table(
         where = f"column {spec.name!r}"
         missing = col.isna().to_numpy().copy()
         if spec.type == "text" or spec.type in ("doi", "obo id", "boolean"):
-            missing |= col.astype(str).str.len().to_numpy() == 0
+            missing |= np.asarray(col.to_numpy(dtype=object) == "", dtype=bool)
         if missing.any() and (spec.requirement == "REQUIRED" or spec.type == "integer"):
             first = int(frame["Object ID"].iloc[int(np.argmax(missing))])
             raise TableFormatError(
@@ -144,10 +144,17 @@ def check_objects_table(
                 "must be filled"
             )
         present = col[~missing]
+        uniq = None
         if present.dtype == object:
-            _check_scalars(present.to_numpy(), where)
+            try:
+                uniq = pd.unique(present)
+            except TypeError:  # unhashable cells: a dict, list or array in a cell
+                uniq = present.to_numpy()
+            _check_scalars(uniq, where)
         if spec.type in ("text", "doi", "obo id", "boolean") and len(present):
-            values = pd.unique(present.astype(str))
+            # str() of the distinct cells only (not of every row): same values, less work
+            values = (pd.unique(np.array([str(v) for v in uniq], dtype=object))
+                      if uniq is not None else pd.unique(present.astype(str)))
             if spec.type == "boolean":
                 bad_bool = [v for v in values if v.strip().lower() not in _BOOLEAN_VALUES]
                 if bad_bool:
@@ -171,9 +178,7 @@ def check_objects_table(
                         f"{where}: {bad[0]!r} is not one of {list(spec.permissible_values)}"
                     )
         elif spec.type in ("integer", "float") and len(present):
-            if present.dtype == object and any(
-                isinstance(v, str | bool | np.bool_) for v in present.to_numpy()
-            ):
+            if uniq is not None and any(isinstance(v, str | bool | np.bool_) for v in uniq):
                 raise TableFormatError(
                     f"{where}: text or booleans in a {spec.type} column; give numbers"
                 )
