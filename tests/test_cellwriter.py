@@ -188,3 +188,23 @@ def test_xlsx_bytes_repeat_run_to_run(tmp_path: Path) -> None:
     write_objects_table(tmp_path / "a.xlsx", specs, frame)
     write_objects_table(tmp_path / "b.xlsx", specs, frame)
     assert (tmp_path / "a.xlsx").read_bytes() == (tmp_path / "b.xlsx").read_bytes()
+
+
+def test_validator_reader_gives_the_tsv_cells(tmp_path: Path) -> None:
+    # the validator reads .xlsx with calamine, which returns numbers as doubles: text
+    # cells and non-whole numbers come back as written, whole numbers without ".0"
+    specs, frame = _table(120, seed=11)
+    write_objects_table(tmp_path / "o.tsv", specs, frame)
+    write_objects_table(tmp_path / "o.xlsx", specs, frame)
+    tsv = read_tsv_grid(tmp_path / "o.tsv")
+    grid = read_xlsx_grid(tmp_path / "o.xlsx")
+    assert grid.sheet_names == ["MAIN"]
+    assert len(grid.rows) == len(tsv)
+    for got_row, want_row in zip(grid.rows, tsv, strict=True):
+        want_row = [*want_row][: len(want_row)]
+        while want_row and want_row[-1] == "":
+            want_row.pop()
+        assert len(got_row) == len(want_row)
+        for got, want in zip(got_row, want_row, strict=True):
+            if got != want:
+                assert want.endswith(".0") and got == want[:-2]

@@ -9,6 +9,7 @@ A file that cannot be read at all raises :class:`CorruptInputError` (or
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,27 +229,66 @@ class XlsxGrid:
     rows: list[list[str]]
 
 
-def _xlsx_cell(value: object) -> str:
-    if value is None:
-        return ""
-    return str(value)
+def _xlsx_text(rows: list[list[Any]]) -> list[list[str]]:
+    """Calamine's cell values as text: numbers as the writer's text, blank as ''.
+
+    Numbers come back as doubles; they get the objects writer's float text (``repr``),
+    with a whole number below 1e16 written without ``.0`` (an integer cell). Text is kept;
+    booleans, dates and errors become ``str(value)``.
+    """
+    from ._cellbytes import format_floats
+
+    flat = list(itertools.chain.from_iterable(rows))
+    where = [i for i, v in enumerate(flat) if type(v) is float]
+    if where:
+        buf, ends = format_floats(np.fromiter((flat[i] for i in where), np.float64, len(where)))
+        raw = buf.tobytes().decode("ascii")
+        start = 0
+        for i, end in zip(where, ends.tolist(), strict=True):
+            text = raw[start:end]
+            flat[i] = text[:-2] if text.endswith(".0") else text
+            start = end
+    out: list[list[str]] = []
+    k = 0
+    for row in rows:
+        cells = flat[k : k + len(row)]
+        k += len(row)
+        out.append([c if type(c) is str else ("" if c is None else str(c)) for c in cells])
+    return out
 
 
 def read_xlsx_grid(path: Path) -> XlsxGrid:
-    """Cells of the first sheet of an ``.xlsx`` as strings (values, not formulas)."""
-    import openpyxl
+    """Cells of the first sheet of an ``.xlsx`` as strings (values, not formulas).
 
+    Read with calamine (Rust): about ten times faster than openpyxl on large tables.
+    """
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises zipfile, KeyError, ValueError ...
+        from python_calamine import CalamineWorkbook
+    except ImportError as exc:  # pragma: no cover - a dependency
+        raise MissingDependencyError(
+            "reading .xlsx tables needs python-calamine: pip install python-calamine"
+        ) from exc
+    try:
+        wb = CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # calamine raises its own error types on broken files
         raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
     try:
-        names = list(wb.sheetnames)
-        ws = wb[names[0]]
-        rows = [[_xlsx_cell(v) for v in row] for row in ws.iter_rows(values_only=True)]
+        names = list(wb.sheet_names)
+        if not names:
+            raise CorruptInputError(f"{path.name}: the workbook has no sheet")
+        try:
+            sheet = wb.get_sheet_by_index(0)
+            rows = sheet.to_python(skip_empty_area=False)
+        except Exception as exc:  # a damaged sheet part
+            raise CorruptInputError(f"{path.name}: the first sheet cannot be read ({exc})") from exc
     finally:
         wb.close()
-    return XlsxGrid(names, rows)
+    # calamine pads every row to the sheet's width; trailing blanks are not cells
+    grid = _xlsx_text(rows)
+    for r in grid:
+        while r and r[-1] == "":
+            r.pop()
+    return XlsxGrid(names, grid)
 
 
 def read_csv_rows(path: Path) -> list[list[str]]:
