@@ -71,7 +71,7 @@ def _umul128(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:  # prag
     return hi, lo
 
 
-@numba.njit(cache=True, nogil=True, inline="always")  # type: ignore[misc]
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _mul_shift(m: np.uint64, mul_lo: np.uint64, mul_hi: np.uint64, j: int) -> np.uint64:
     # pragma: no cover
     """(m * mul) >> j for a 128-bit mul and 64 < j < 128; the result fits 64 bits."""
@@ -84,7 +84,7 @@ def _mul_shift(m: np.uint64, mul_lo: np.uint64, mul_hi: np.uint64, j: int) -> np
     return (high1 << (np.uint64(64) - d)) | (s >> d)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")  # type: ignore[misc]
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _pow5_factor(v: np.uint64) -> int:  # pragma: no cover
     count = 0
     while v > _U0:
@@ -201,7 +201,7 @@ _POW10 = np.array([10**k for k in range(20)], np.uint64)
 _U100 = np.uint64(100)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")  # type: ignore[misc]
+@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _put_digits(buf: np.ndarray, p: int, v: np.uint64, n: int) -> None:  # pragma: no cover
     """The last ``n`` decimal digits of ``v`` at buf[p:p + n], two at a time."""
     t = p + n
