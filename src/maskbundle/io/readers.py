@@ -239,21 +239,35 @@ def _xlsx_text(rows: list[list[Any]]) -> list[list[str]]:
     from ._cellbytes import format_floats
 
     flat = list(itertools.chain.from_iterable(rows))
-    where = [i for i, v in enumerate(flat) if type(v) is float]
-    if where:
-        buf, ends = format_floats(np.fromiter((flat[i] for i in where), np.float64, len(where)))
+    if not flat:
+        return [[] for _ in rows]
+    kinds = np.fromiter(map(type, flat), object, len(flat))
+    is_float = kinds == float  # noqa: E721 - elementwise over an object array
+    if is_float.any():
+        where = np.flatnonzero(is_float)
+        values = np.asarray(flat, dtype=object)[where].astype(np.float64)
+        buf, ends = format_floats(values)
+        starts = np.empty_like(ends)
+        starts[0] = 0
+        starts[1:] = ends[:-1]
+        # a whole number's trailing ".0" is dropped: it was an integer cell
+        long_enough = ends - starts >= 2
+        dot0 = np.zeros(ends.size, dtype=bool)
+        dot0[long_enough] = (buf[ends[long_enough] - 2] == 46) & (buf[ends[long_enough] - 1] == 48)
+        ends = ends - 2 * dot0
         raw = buf.tobytes().decode("ascii")
-        start = 0
-        for i, end in zip(where, ends.tolist(), strict=True):
-            text = raw[start:end]
-            flat[i] = text[:-2] if text.endswith(".0") else text
-            start = end
+        texts = list(map(raw.__getitem__, map(slice, starts.tolist(), ends.tolist())))
+        for i, t in zip(where.tolist(), texts, strict=True):
+            flat[i] = t
+    other = np.flatnonzero(~is_float & (kinds != str))  # noqa: E721
+    for i in other.tolist():
+        v = flat[i]
+        flat[i] = "" if v is None else str(v)
     out: list[list[str]] = []
     k = 0
     for row in rows:
-        cells = flat[k : k + len(row)]
+        out.append(flat[k : k + len(row)])
         k += len(row)
-        out.append([c if type(c) is str else ("" if c is None else str(c)) for c in cells])
     return out
 
 
