@@ -41,7 +41,7 @@ def _tiff_levels(ds: Path) -> list[np.ndarray]:
 def _pandas_table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(data with string cells, header block) read with plain pandas."""
     if path.suffix == ".xlsx":
-        raw = pd.read_excel(path, header=None, dtype=str, keep_default_na=False)
+        raw = pd.read_excel(path, engine="openpyxl", header=None, dtype=str, keep_default_na=False)
     else:
         raw = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
     names = list(raw.iloc[9])

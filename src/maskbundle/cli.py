@@ -571,7 +571,7 @@ def validate_command(path: Path, parent: Path | None, json_out: Path | None, ver
     from .io.staging import staged_path, write_error
     from .io.tables import write_json
 
-    report = validate_bundle(path, parent_image=parent)
+    report = validate_bundle(path, parent_image=parent, progress=sys.stderr.isatty())
     click.echo(report.format(verbose=verbose))
     if json_out is not None:
         try:

@@ -114,7 +114,7 @@ class _Checker:
 def _parse_floats(values: Sequence[str]) -> tuple[np.ndarray, list[int]]:
     """Float value of each string (NaN where unparsable) and the unparsable positions."""
     try:
-        return np.array(values, dtype=object).astype(np.float64), []
+        return np.fromiter(map(float, values), np.float64, len(values)), []
     except (ValueError, TypeError):
         pass
     out = np.full(len(values), np.nan)
@@ -156,7 +156,8 @@ def check_objects_rows(
     ):
         return None
     width = len(rows[HEADER_ROWS - 1])
-    grid = [r + [""] * (width - len(r)) for r in rows]
+    # rows of the full width (nearly all) are kept as they are, not copied
+    grid = [r if len(r) >= width else r + [""] * (width - len(r)) for r in rows]
     labels = [r[0] if r else "" for r in grid[:8]]
     chk.rule(
         "objects.header-labels",
@@ -280,7 +281,9 @@ def check_objects_rows(
     else:
         chk.not_applicable("objects.row-limit", "Excel's row limit applies to .xlsx only")
 
-    columns = [[r[j].strip() for r in data] for j in range(width)]
+    columns = [list(map(str.strip, col)) for col in zip(*data, strict=False)][:width] if data else [
+        [] for _ in range(width)
+    ]
     _check_cells(chk, names, columns[1:], types, levels, head["Permissible values"], n_rows)
     if "Object type" in cols:
         blank = sum(1 for v in columns[cols.index("Object type")] if not v)
@@ -331,13 +334,16 @@ def _check_cells(
 
     for j, (col, values) in enumerate(zip(names, columns, strict=True)):
         typ = types[j]
-        blank = [i for i, v in enumerate(values) if not v]
+        full = all(values)  # the common case: no blank cell, no index lists needed
+        blank = [] if full else [i for i, v in enumerate(values) if not v]
         if blank and levels[j] == "REQUIRED":
             add("required-blank", col, blank, lambda i: "")
         if blank and typ == "integer":
             add("integer-blank", col, blank, lambda i: "")
-        filled = [i for i, v in enumerate(values) if v]
-        vals = [values[i] for i in filled]
+        filled: Sequence[int] = range(len(values)) if full else [
+            i for i, v in enumerate(values) if v
+        ]
+        vals = values if full else [values[i] for i in filled]
 
         def at(i: int, _vals: list[str] = values) -> str:
             return _vals[i]
@@ -348,7 +354,7 @@ def _check_cells(
             if typ == "integer":
                 unparsable = set(bad)
                 wrong = [
-                    filled[i] for i in np.flatnonzero(~_is_integral(nums)) if i not in unparsable
+                    filled[i] for i in np.flatnonzero(~_is_integral(nums)).tolist() if i not in unparsable
                 ]
                 add("integer", col, wrong, at)
         elif typ == "doi":

@@ -53,6 +53,7 @@ from ..io.readers import (
 )
 from ..model import UM_PER_UNIT
 from ..names import MASK_NAME_RE, MAX_NAME_LENGTH
+from ..progress import stage_progress
 from ..rules import text_cell_problem
 from . import layout
 from ._pixels import LabelStats, compare_level, contact_pairs, label_stats, pair_keys
@@ -121,7 +122,9 @@ class _Run:
         self.report.add(location, code, why, "info", "not applicable")
 
 
-def validate_bundle(path: str | Path, *, parent_image: str | Path | None = None) -> Report:
+def validate_bundle(
+    path: str | Path, *, parent_image: str | Path | None = None, progress: bool = False
+) -> Report:
     """Check a Segmentation Mask dataset directory against every SPEC rule that applies.
 
     Parameters
@@ -129,6 +132,7 @@ def validate_bundle(path: str | Path, *, parent_image: str | Path | None = None)
     path : the dataset directory (the one holding ``extras/`` and ``derived/``).
     parent_image : optional path of the parent OME-TIFF; its SizeX/Y/Z, physical sizes and
         units must equal the mask's.
+    progress : show a bar of the stages on stderr (the CLI turns it on at a terminal).
 
     Returns
     -------
@@ -158,12 +162,18 @@ def validate_bundle(path: str | Path, *, parent_image: str | Path | None = None)
         "exactly one OME-TIFF holds all masks as channels",
     )
     parent = Path(parent_image) if parent_image is not None else None
-    tiff = _check_tiff(run, tiffs[0], parent) if tiffs else None
-    counts = _check_objects(run, seg, tiff)
-    _check_manifest(run, seg, tiff, counts)
-    if tiff is not None:
-        _check_adjacency(run, seg, tiff)
-        _check_meshes(run, seg, tiff)
+    with stage_progress(5, enabled=progress, desc=f"validating {root.name}") as advance:
+        tiff = _check_tiff(run, tiffs[0], parent) if tiffs else None
+        advance("OME-TIFF")
+        counts = _check_objects(run, seg, tiff)
+        advance("objects tables")
+        _check_manifest(run, seg, tiff, counts)
+        advance("manifest")
+        if tiff is not None:
+            _check_adjacency(run, seg, tiff)
+            advance("adjacency")
+            _check_meshes(run, seg, tiff)
+            advance("meshes")
     return run.report
 
 

@@ -7,11 +7,8 @@ is the last place every table passes through.
 from __future__ import annotations
 
 import csv
-import io
 import json
-import math
 import re
-import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from ..model import (
     ColumnSpec,
 )
 from ..rules import check_text_cell
+from .cellwriter import ColumnCells, write_tsv_table, write_xlsx_table
 
 __all__ = [
     "EXCEL_MAX_OBJECTS",
@@ -56,9 +54,6 @@ EXCEL_MAX_OBJECTS = EXCEL_MAX_ROWS - 10
 DOI_RE = re.compile(r"^10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+$")
 OBO_RE = re.compile(r"^[A-Za-z]+:[0-9]{7}$")
 _FLOAT_FORMAT = "%.7g"
-# a fixed timestamp keeps xlsx files byte-identical between runs
-_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-_FIXED_ISO = "2000-01-01T00:00:00Z"
 
 
 EXCEL_EXACT_INT = 10**15 - 1  # Excel keeps 15 significant digits of a number
@@ -214,67 +209,23 @@ def write_objects_table(path: Path, specs: Sequence[ColumnSpec], frame: pd.DataF
     """Write an objects table in the object-by-feature layout (.tsv or .xlsx by suffix).
 
     ``frame`` has the column ``Object ID`` followed by one column per spec, in order.
+    Floats are written as the shortest text that reads back to the same double (Python
+    ``repr``), integers exactly, missing values as empty cells; TSV and XLSX get the same
+    cell text (:mod:`maskbundle.io.cellwriter`, streamed block by block).
     """
     check_objects_table(specs, frame, fmt="xlsx" if path.suffix == ".xlsx" else "tsv")
+    kinds = ["integer", *[s.type for s in specs]]
+    columns = [
+        ColumnCells(frame.iloc[:, j], integer=kind == "integer") for j, kind in enumerate(kinds)
+    ]
     if path.suffix == ".xlsx":
         if len(frame) > EXCEL_MAX_OBJECTS:
             raise TableFormatError(
                 f"{len(frame)} objects exceed Excel's row limit ({EXCEL_MAX_OBJECTS}); write TSV"
             )
-        _write_xlsx(path, _header_rows(specs), frame)
+        write_xlsx_table(path, _header_rows(specs), columns, len(frame))
         return
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for row in _header_rows(specs):
-            f.write("\t".join(row) + "\n")
-        frame.to_csv(
-            f,
-            sep="\t",
-            header=False,
-            index=False,
-            quoting=csv.QUOTE_NONE,
-            quotechar="\x00",
-            lineterminator="\n",
-            float_format=_FLOAT_FORMAT,
-        )
-
-
-def _xlsx_value(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def _write_xlsx(path: Path, header: list[list[str]], frame: pd.DataFrame) -> None:
-    from openpyxl import Workbook
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("MAIN")
-    for row in header:
-        ws.append([c if c != "" else None for c in row])
-    columns = [frame[c].to_numpy(dtype=object) for c in frame.columns]
-    for i in range(len(frame)):
-        ws.append([_xlsx_value(col[i]) for col in columns])
-    buf = io.BytesIO()
-    wb.save(buf)
-    _write_deterministic_zip(path, buf.getvalue())
-
-
-def _write_deterministic_zip(path: Path, data: bytes) -> None:
-    """Rewrite an OOXML zip with fixed timestamps so equal content gives equal bytes."""
-    stamp = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z")
-    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(
-        path, "w", compression=zipfile.ZIP_DEFLATED
-    ) as dst:
-        for info in src.infolist():
-            payload = src.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                payload = stamp.sub(_FIXED_ISO.encode(), payload)
-            out = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_TIME)
-            out.compress_type = zipfile.ZIP_DEFLATED
-            out.external_attr = 0o600 << 16
-            dst.writestr(out, payload)
+    write_tsv_table(path, _header_rows(specs), columns, len(frame))
 
 
 def read_table_cells(path: Path) -> list[list[str]]:
