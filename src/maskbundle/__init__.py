@@ -8,6 +8,7 @@ from .bundle.adjacency import add_adjacency
 from .bundle.build import write_segmentation_bundle
 from .bundle.meshes import add_meshes
 from .bundle.metadata import write_upload_metadata
+from .bundle.read import Bundle, LabelArray, read_bundle
 from .bundle.validate import validate_bundle
 from .convert import (
     match_masks,
@@ -35,11 +36,13 @@ from .measure.features import FeatureTable, compute_features
 from .model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 
 __all__ = [
+    "Bundle",
     "BundleInvalidError",
     "ColumnSpec",
     "CorruptInputError",
     "FeatureTable",
     "Finding",
+    "LabelArray",
     "LabelError",
     "Mask",
     "MaskBundleError",
@@ -59,6 +62,7 @@ __all__ = [
     "add_meshes",
     "compute_features",
     "match_masks",
+    "read_bundle",
     "read_cellpose",
     "read_labels",
     "read_mesmer",

@@ -60,7 +60,14 @@ class CorruptInputError(MaskBundleError, ValueError):
 
 
 class BundleInvalidError(MaskBundleError):
-    """A bundle failed validation where a valid one was required."""
+    """A bundle failed validation where a valid one was required.
+
+    ``report`` holds the validator's findings when the refusal came from a validation run.
+    """
+
+    def __init__(self, message: str, *, report: Report | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class MissingDependencyError(MaskBundleError, ImportError):

@@ -34,7 +34,7 @@ from ..errors import OptionError
 from ..mesh.labels import ObjectMesh
 from .staging import staged_path
 
-__all__ = ["glb_bytes", "glb_document", "write_glb"]
+__all__ = ["glb_bytes", "glb_document", "load_glb_scene", "write_glb"]
 
 _MAGIC = 0x46546C67  # "glTF"
 _JSON = 0x4E4F534A  # "JSON"
@@ -291,3 +291,15 @@ def write_glb(
     with staged_path(target, overwrite=overwrite) as stage, open(stage, "wb") as fh:
         _write_glb(fh, meshes, mask)
     return target
+
+
+def load_glb_scene(path: str | Path) -> Any:
+    """A ``.glb`` as a ``trimesh.Scene`` (one geometry node per object, named by Object ID)."""
+    import trimesh
+
+    from ..errors import CorruptInputError
+
+    try:
+        return trimesh.load(Path(path), force="scene")
+    except Exception as exc:  # trimesh raises many types on broken files
+        raise CorruptInputError(f"{Path(path).name}: not a loadable glTF binary ({exc})") from exc

@@ -24,7 +24,9 @@ from ..model import ParentImage, PhysicalSize
 
 __all__ = [
     "LabelImage",
+    "LabelPyramid",
     "build_ome_xml",
+    "open_label_pyramid",
     "read_label_ome_tiff",
     "read_parent_image",
     "write_label_ome_tiff",
@@ -245,3 +247,58 @@ def read_parent_image(path: Path | str) -> ParentImage:
         physical_size=physical,
         ome_pixels_attrs=attrs,
     )
+
+
+@dataclass(frozen=True)
+class LabelPyramid:
+    """A label OME-TIFF opened lazily: one zarr array per pyramid level, nothing read yet.
+
+    ``levels[k]`` is tifffile's zarr view of level ``k`` with tifffile's ``axes`` (e.g.
+    ``CYX`` or ``CZYX``); a slice decodes only the tiles it touches. Close it when done.
+    """
+
+    levels: list[Any]
+    axes: str
+    channel_names: list[str]
+    physical_size: PhysicalSize | None
+    store: Any
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_label_pyramid(path: Path | str) -> LabelPyramid:
+    """Open every pyramid level of a label OME-TIFF through tifffile's zarr store."""
+    import zarr
+
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            axes = series.axes
+            n_levels = len(series.levels)
+            xml = tf.ome_metadata
+        store = tifffile.imread(path, aszarr=True)
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise CorruptInputError(f"{path}: not a readable TIFF ({exc})") from exc
+    try:
+        node: Any = zarr.open(store, mode="r")
+        # one level: tifffile exposes a bare array instead of a multiscale group
+        levels = [node] if n_levels == 1 and hasattr(node, "shape") else [
+            node[str(k)] for k in range(n_levels)
+        ]
+    except Exception as exc:  # zarr raises its own types on stores it cannot map
+        store.close()
+        raise CorruptInputError(f"{path}: pyramid levels cannot be opened ({exc})") from exc
+    n_c = int(levels[0].shape[axes.index("C")]) if "C" in axes else 1
+    names = [f"channel-{i}" for i in range(n_c)]
+    physical = None
+    if xml:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = from_xml(xml, validate=False).images[0].pixels
+        got = [ch.name or "" for ch in pixels.channels]
+        if len(got) == n_c and all(got):
+            names = got
+        physical = _physical_size(pixels)
+    return LabelPyramid(levels, axes, names, physical, store)

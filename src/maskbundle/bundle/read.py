@@ -1,0 +1,396 @@
+"""``read_bundle``: a Segmentation Mask dataset directory back into arrays and DataFrames.
+
+The label OME-TIFF stays on disk: each mask is a lazy array per pyramid level over
+tifffile's zarr store, and a slice decodes only the tiles it touches. Tables are read
+whole (they are small next to the pixels) and typed by their ``Type`` header row.
+Files are read by :mod:`maskbundle.io`; this module only shapes what they return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BundleInvalidError, CorruptInputError, OptionError, Report
+from ..io.glb import load_glb_scene
+from ..io.ometiff import LabelPyramid, open_label_pyramid
+from ..io.readers import read_csv_rows
+from ..io.tables import HEADER_LABELS, read_json, read_table_cells
+from ..model import PhysicalSize
+from . import layout
+from .validate import validate_bundle
+
+if TYPE_CHECKING:
+    import scipy.sparse
+
+__all__ = ["Bundle", "LabelArray", "objects_from_cells", "read_bundle"]
+
+AdjacencyKind = Literal["centroid", "linkage"]
+ADJACENCY_KINDS: tuple[AdjacencyKind, ...] = ("centroid", "linkage")
+_HEADER_ROWS = 10  # eight header rows, the empty separator, the column names
+_TEXT_TYPES = frozenset({"text", "obo id", "doi", "boolean"})
+
+
+class LabelArray:
+    """One mask (one channel) of one pyramid level, read lazily.
+
+    Shape ``(Y, X)`` for 2D masks and ``(Z, Y, X)`` for 3D ones. Supports basic indexing
+    (integers, slices, ``...``) and ``np.asarray``; nothing is decoded before that. This
+    is what napari and dask accept as a lazy array (``shape``, ``dtype``, ``ndim``,
+    ``__getitem__``).
+    """
+
+    def __init__(self, array: Any, axes: str, channel: int, *, is_3d: bool) -> None:
+        self._array = array
+        self._axes = axes
+        self._channel = channel
+        # the axes the user indexes, in stored order (C and size-1 extras removed)
+        self._dims = [a for a in axes if a in ("ZYX" if is_3d else "YX")]
+        self._fixed = {a: channel if a == "C" else 0 for a in axes if a not in self._dims}
+        shape = dict(zip(axes, (int(n) for n in array.shape), strict=True))
+        self.shape: tuple[int, ...] = tuple(shape[a] for a in self._dims)
+        self.dtype: np.dtype[Any] = np.dtype(array.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def axes(self) -> str:
+        """``YX`` or ``ZYX``."""
+        return "".join(self._dims)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"LabelArray(shape={self.shape}, dtype={self.dtype}, axes={self.axes!r})"
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        user = list(key) if isinstance(key, tuple) else [key]
+        if any(k is Ellipsis for k in user):
+            i = next(j for j, k in enumerate(user) if k is Ellipsis)
+            fill = [slice(None)] * (self.ndim - len(user) + 1)
+            user = user[:i] + fill + user[i + 1 :]
+        if len(user) > self.ndim:
+            raise IndexError(f"too many indices ({len(user)}) for a {self.ndim}-D mask")
+        for k in user:
+            if not isinstance(k, int | np.integer | slice):
+                raise IndexError(f"only integers, slices and ... index a LabelArray, got {k!r}")
+        user += [slice(None)] * (self.ndim - len(user))
+        by_axis = dict(zip(self._dims, user, strict=True))
+        full = tuple(by_axis.get(a, self._fixed.get(a, 0)) for a in self._axes)
+        return np.asarray(self._array[full])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+
+def _typed(values: list[str], typ: str) -> pd.Series:
+    """One column of cell strings as the dtype its Type row names."""
+    raw = pd.Series(values, dtype=object)
+    blank = raw.str.strip() == ""
+    if typ in ("integer", "float"):
+        nums = pd.to_numeric(raw.where(~blank), errors="coerce")
+        if typ == "integer":
+            whole = nums.dropna()
+            if not nums.isna().any() and bool((whole == np.round(whole)).all()):
+                return nums.astype(np.int64)
+            if bool((whole == np.round(whole)).all()):
+                return nums.astype("Int64")  # blanks kept as <NA> (an invalid table)
+        return nums.astype(np.float64)
+    # text, obo id, doi (and boolean, which bundles should not hold): strings, blank -> NaN
+    return raw.where(~blank, np.nan)
+
+
+def objects_from_cells(rows: Sequence[Sequence[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An objects table given as rows of cell strings -> (objects, header cells).
+
+    ``objects`` is indexed by ``Object ID`` (int64) with one column per feature, numeric
+    columns typed by the ``Type`` row (integer -> int64, float -> float64) and text-like
+    columns as strings (blank -> NaN). ``header`` has the eight header labels (``Type``,
+    ``Unit``, ``Feature class`` ...) as index and the same columns, holding the cells as
+    written.
+    """
+    if len(rows) < _HEADER_ROWS:
+        raise CorruptInputError(f"objects table has {len(rows)} rows, fewer than its header block")
+    width = len(rows[_HEADER_ROWS - 1])
+    grid = [list(r[:width]) + [""] * (width - len(r)) for r in rows]
+    names = grid[_HEADER_ROWS - 1][1:]
+    header = pd.DataFrame(
+        [g[1:] for g in grid[: len(HEADER_LABELS)]],
+        index=pd.Index(list(HEADER_LABELS), name="Header"),
+        columns=names,
+        dtype=object,
+    )
+    data = grid[_HEADER_ROWS:]
+    ids = pd.to_numeric(pd.Series([r[0] for r in data], dtype=object), errors="coerce")
+    if ids.isna().any() or not bool((ids == np.round(ids)).all()):
+        raise CorruptInputError("objects table: Object IDs are not all whole numbers")
+    columns = {
+        name: _typed([r[j + 1] for r in data], str(header.iat[0, j]).strip().lower()).array
+        for j, name in enumerate(names)
+    }
+    frame = pd.DataFrame(columns, index=pd.Index(ids.astype(np.int64).to_numpy(), name="Object ID"))
+    return frame, header
+
+
+def _adjacency_frame(rows: list[list[str]]) -> pd.DataFrame:
+    if not rows:
+        raise CorruptInputError("adjacency CSV is empty")
+    head, body = rows[0], rows[1:]
+    cols: dict[str, Any] = {}
+    for j, name in enumerate(head):
+        cells = pd.Series([r[j] if j < len(r) else "" for r in body], dtype=object)
+        cols[name] = pd.to_numeric(cells, errors="coerce").astype(
+            np.int64 if j < 2 else np.float64
+        )
+    return pd.DataFrame(cols, columns=head)
+
+
+@dataclass(eq=False)
+class Bundle:
+    """A Segmentation Mask bundle read back. Use :func:`read_bundle` to make one.
+
+    Attributes
+    ----------
+    path : the dataset directory.
+    mask_names : the masks in channel order.
+    masks : mask name -> :class:`LabelArray` of pyramid level 0 (lazy).
+    physical_size : size of one pixel (voxel) from the OME-XML.
+    objects : mask name -> objects table, indexed by Object ID.
+    headers : mask name -> the eight header cells of every column (index ``Type``,
+        ``Unit``, ``Feature class``, ``Description``, ... as in SPEC section 5).
+    adjacency : mask name -> {"centroid" | "linkage": edge DataFrame} for the files present.
+    meshes : mask name -> path of ``<mask>-mesh.glb`` for the files present.
+    provenance : ``derived/extras/provenance.json`` ({} when absent).
+    manifest : ``segmentation-masks.csv`` as a DataFrame (None when absent).
+    report : the validator's report (None when read with ``validate=False``).
+    """
+
+    path: Path
+    ome_tiff: Path
+    mask_names: tuple[str, ...]
+    physical_size: PhysicalSize | None
+    objects: dict[str, pd.DataFrame]
+    headers: dict[str, pd.DataFrame]
+    adjacency: dict[str, dict[str, pd.DataFrame]]
+    meshes: dict[str, Path]
+    provenance: dict[str, Any]
+    manifest: pd.DataFrame | None
+    report: Report | None
+    _pyramid: LabelPyramid = field(repr=False)
+    _is_3d: bool = field(repr=False)
+
+    # -- pixels --------------------------------------------------------------------------
+
+    @property
+    def is_3d(self) -> bool:
+        return self._is_3d
+
+    @property
+    def n_levels(self) -> int:
+        return len(self._pyramid.levels)
+
+    def levels(self, mask: str) -> list[LabelArray]:
+        """The pyramid of ``mask``: lazy arrays, level 0 (full resolution) first."""
+        c = self._channel(mask)
+        return [
+            LabelArray(a, self._pyramid.axes, c, is_3d=self._is_3d) for a in self._pyramid.levels
+        ]
+
+    @property
+    def masks(self) -> Mapping[str, LabelArray]:
+        """Mask name -> lazy level-0 array (``(Y, X)`` or ``(Z, Y, X)``)."""
+        return {name: self.levels(name)[0] for name in self.mask_names}
+
+    def _channel(self, mask: str) -> int:
+        if mask not in self.mask_names:
+            raise OptionError(f"no mask {mask!r} in {self.path}; masks: {list(self.mask_names)}")
+        return self.mask_names.index(mask)
+
+    @property
+    def um_zyx(self) -> tuple[float, float, float]:
+        """Voxel size (z, y, x) in micrometres (z = 1.0 in 2D); (1, 1, 1) when unknown."""
+        return (1.0, 1.0, 1.0) if self.physical_size is None else self.physical_size.um_zyx()
+
+    # -- tables --------------------------------------------------------------------------
+
+    def feature_classes(self, mask: str) -> dict[str, str]:
+        """Column name -> its Feature class cell, for ``mask``'s objects table."""
+        self._channel(mask)
+        head = self.headers[mask]
+        return {str(c): str(head.at["Feature class", c]) for c in head.columns}
+
+    def adjacency_graph(
+        self, mask: str, kind: AdjacencyKind = "linkage", *, weighted: bool = False
+    ) -> scipy.sparse.csr_array:
+        """The adjacency of ``mask`` as a symmetric sparse matrix over its objects.
+
+        Row and column ``i`` are the ``i``-th row of ``objects[mask]`` (Object ID order).
+        Entries are 1, or the ``Distance (micrometer)`` when ``weighted`` (a touching pair
+        at distance 0 is then an explicit zero in the sparse structure).
+        """
+        import scipy.sparse
+
+        self._channel(mask)
+        edges = self.adjacency.get(mask, {}).get(kind)
+        if edges is None:
+            have = sorted(self.adjacency.get(mask, {}))
+            raise OptionError(
+                f"mask {mask!r} has no {kind} adjacency file (present: {have or 'none'}); "
+                f"write the bundle with adjacency={kind!r}"
+            )
+        ids = self.objects[mask].index.to_numpy()
+        n = ids.size
+        a = np.searchsorted(ids, edges.iloc[:, 0].to_numpy())
+        b = np.searchsorted(ids, edges.iloc[:, 1].to_numpy())
+        if n and (np.any(ids[np.minimum(a, n - 1)] != edges.iloc[:, 0].to_numpy())
+                  or np.any(ids[np.minimum(b, n - 1)] != edges.iloc[:, 1].to_numpy())):
+            raise CorruptInputError(f"{mask} {kind} adjacency names objects not in its table")
+        w = edges.iloc[:, 2].to_numpy(np.float64) if weighted else np.ones(len(edges))
+        rows = np.concatenate([a, b])
+        cols = np.concatenate([b, a])
+        return scipy.sparse.csr_array((np.concatenate([w, w]), (rows, cols)), shape=(n, n))
+
+    def load_mesh(self, mask: str) -> Any:
+        """``<mask>-mesh.glb`` as a ``trimesh.Scene`` (nodes named by Object ID, micrometres)."""
+        self._channel(mask)
+        if mask not in self.meshes:
+            raise OptionError(f"mask {mask!r} has no mesh file; write it with meshes=True")
+        return load_glb_scene(self.meshes[mask])
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the OME-TIFF (lazy arrays cannot be read afterwards)."""
+        self._pyramid.close()
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.mask_names)
+
+
+def _refuse(root: Path, report: Report) -> BundleInvalidError:
+    first = report.errors[0]
+    more = len(report.errors) - 1
+    return BundleInvalidError(
+        f"{root} is not a valid Segmentation Mask bundle: {first.location} [{first.code}] "
+        f"{first.message}" + (f" (and {more} more error(s))" if more else "")
+        + f"; run `maskbundle validate {root}` for every finding and fix them",
+        report=report,
+    )
+
+
+def read_bundle(path: str | Path, *, validate: bool = True) -> Bundle:
+    """Read a Segmentation Mask dataset directory.
+
+    Parameters
+    ----------
+    path : str or Path
+        The dataset directory (the one holding ``extras/`` and ``derived/``).
+    validate : bool
+        Run :func:`~maskbundle.validate_bundle` first and refuse a bundle with errors
+        (default). ``False`` skips it (faster on large bundles: the validator reads every
+        pixel) and reads whatever parses.
+
+    Returns
+    -------
+    Bundle
+        Lazy masks, typed tables, adjacency, mesh paths, provenance. Close it (or use it
+        as a context manager) to release the OME-TIFF.
+
+    Raises
+    ------
+    BundleInvalidError
+        The validator found errors; ``exc.report`` holds every finding.
+    CorruptInputError
+        With ``validate=False``: a file cannot be parsed at all.
+    """
+    root = Path(path)
+    report = None
+    if validate:
+        report = validate_bundle(root)
+        if not report.ok:
+            raise _refuse(root, report)
+    seg = root / layout.SEG_DIR
+    tiffs = sorted(seg.glob("*.ome.tif*")) if seg.is_dir() else []
+    if len(tiffs) != 1:
+        raise BundleInvalidError(
+            f"{root}: {len(tiffs)} OME-TIFFs in {layout.SEG_DIR.as_posix()}; a bundle has "
+            "exactly one (is this the dataset directory that holds derived/?)"
+        )
+    pyramid = open_label_pyramid(tiffs[0])
+    try:
+        names = tuple(pyramid.channel_names)
+        axes = pyramid.axes
+        shape = dict(zip(axes, pyramid.levels[0].shape, strict=True))
+        is_3d = int(shape.get("Z", 1)) > 1
+        objects: dict[str, pd.DataFrame] = {}
+        headers: dict[str, pd.DataFrame] = {}
+        adjacency: dict[str, dict[str, pd.DataFrame]] = {}
+        meshes: dict[str, Path] = {}
+        for name in names:
+            table = next(
+                (seg / f"{name}-objects.{ext}" for ext in ("tsv", "xlsx")
+                 if (seg / f"{name}-objects.{ext}").is_file()),
+                None,
+            )
+            if table is None:
+                raise BundleInvalidError(f"{root}: mask {name!r} has no objects table")
+            try:
+                objects[name], headers[name] = objects_from_cells(read_table_cells(table))
+            except CorruptInputError as exc:
+                raise CorruptInputError(f"{table.name}: {exc}") from exc
+            for kind in ADJACENCY_KINDS:
+                csv = seg / f"{name}-{kind}-adjacency.csv"
+                if csv.is_file():
+                    adjacency.setdefault(name, {})[kind] = _adjacency_frame(read_csv_rows(csv))
+            glb = root / layout.mesh_path(name)
+            if glb.is_file():
+                meshes[name] = glb
+        prov_path = root / layout.PROVENANCE
+        try:
+            provenance = read_json(prov_path) if prov_path.is_file() else {}
+        except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
+            raise CorruptInputError(f"{prov_path.name}: not valid JSON ({exc})") from exc
+        man_path = root / layout.MANIFEST
+        manifest = None
+        if man_path.is_file():
+            rows = read_csv_rows(man_path)
+            manifest = pd.DataFrame(rows[1:], columns=rows[0]) if rows else None
+    except BaseException:
+        pyramid.close()
+        raise
+    return Bundle(
+        path=root,
+        ome_tiff=tiffs[0],
+        mask_names=names,
+        physical_size=pyramid.physical_size,
+        objects=objects,
+        headers=headers,
+        adjacency=adjacency,
+        meshes=meshes,
+        provenance=provenance if isinstance(provenance, dict) else {},
+        manifest=manifest,
+        report=report,
+        _pyramid=pyramid,
+        _is_3d=is_3d,
+    )
