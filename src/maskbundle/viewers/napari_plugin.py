@@ -348,15 +348,15 @@ def _layer_um(meta: dict[str, Any], ndim: int, name: str) -> tuple[float, ...] |
     scale = [float(s) for s in raw_scale] if raw_scale is not None else []
     units = list(meta.get("units") or [])
     if len(scale) == ndim and len(units) == ndim:
-        try:
-            import pint
+        import pint  # napari's units are pint units, so pint is there when napari is
 
+        try:
             um = [float(pint.Quantity(s, u).to(_UM).magnitude)
                   for s, u in zip(scale, units, strict=True)]
             return tuple(reversed(um))
         except (pint.errors.DimensionalityError, pint.errors.UndefinedUnitError, TypeError,
-                ValueError, ImportError):
-            pass
+                ValueError):
+            pass  # pixels (napari's default unit): no physical size from the layer itself
     given = (meta.get("metadata") or {}).get("physical_size")
     if given is None:
         return None
