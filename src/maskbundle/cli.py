@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .errors import MaskBundleError, OptionError
+from .errors import MaskBundleError, MaskBundleWarning, OptionError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,12 +27,29 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                _print_our_warnings()
+                return func(*args, **kwargs)
         except MaskBundleError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_our_warnings() -> None:
+    """Inside a ``catch_warnings`` block: print maskbundle's warnings as ``warning: ...``."""
+    original = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, MaskBundleWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", MaskBundleWarning)
 
 
 def parse_pairs(values: Sequence[str], what: str) -> dict[str, str]:
