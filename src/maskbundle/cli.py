@@ -537,6 +537,40 @@ def validate_command(path: Path, parent: Path | None, json_out: Path | None, ver
     sys.exit(0 if report.ok else 1)
 
 
+def _export_formats() -> list[str]:
+    from .export import EXPORTERS
+
+    return sorted(EXPORTERS)
+
+
+def _export_help() -> str:
+    from .export import EXPORTERS
+
+    return "; ".join(f"{e.name}: {e.help}" for e in EXPORTERS.values())
+
+
+@main.command("export")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--to", "to", required=True, type=click.Choice(_export_formats()),
+              help=f"Output format ({_export_help()}).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="File or directory to write (refused when it exists, unless --overwrite).")
+@click.option("--mask", "masks", multiple=True, metavar="NAME",
+              help="Export only this mask (repeat; h5ad takes exactly one).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--no-validate", is_flag=True,
+              help="Skip validating BUNDLE first (faster on whole-slide masks).")
+@handle_errors
+def export_command(bundle: Path, to: str, out: Path, masks: tuple[str, ...], overwrite: bool,
+                   no_validate: bool) -> None:
+    """Write the bundle BUNDLE in a format analysis tools load (AnnData, MuData, SpatialData)."""
+    from .bundle.read import read_bundle
+
+    with read_bundle(bundle, validate=not no_validate) as b:
+        written = b.export(out, to=to, masks=list(masks) or None, overwrite=overwrite)
+    click.echo(f"wrote {written}")
+
+
 def run() -> None:
     """Console entry point with multi-value --physical-size."""
     main(args=_physical_size_args(sys.argv[1:]), prog_name="maskbundle")
