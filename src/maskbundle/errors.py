@@ -15,8 +15,10 @@ __all__ = [
     "BundleInvalidError",
     "CorruptInputError",
     "Finding",
+    "HubmapConversionWarning",
     "LabelError",
     "MaskBundleError",
+    "MaskBundleWarning",
     "MaskNameError",
     "MissingDependencyError",
     "OptionError",
@@ -72,6 +74,17 @@ class BundleInvalidError(MaskBundleError):
 
 class MissingDependencyError(MaskBundleError, ImportError):
     """An optional dependency needed by the requested feature is not installed."""
+
+
+class MaskBundleWarning(UserWarning):
+    """Root of every warning maskbundle issues on purpose (the CLI prints them one per line)."""
+
+
+class HubmapConversionWarning(MaskBundleWarning):
+    """A table is valid but HuBMAP's current post-ingest conversion cannot carry some columns.
+
+    See docs/hubmap-ingest.md: the failures, their reproduction and the converter fix.
+    """
 
 
 Severity = Literal["error", "warning", "info"]

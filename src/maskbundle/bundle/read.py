@@ -267,6 +267,55 @@ class Bundle:
             raise OptionError(f"mask {mask!r} has no mesh file; write it with meshes=True")
         return load_glb_scene(self.meshes[mask])
 
+    # -- exports (optional dependencies, imported on use) ---------------------------------
+
+    def to_anndata(self, mask: str | None = None) -> Any:
+        """One mask's objects table as ``anndata.AnnData`` in HuBMAP's layout.
+
+        obs index ``<mask>-<Object ID>``; ``mask`` columns in obs (case-folded names, plus
+        ``object id``); antibody/gene/IMS columns in X (var: ``alternative_id``,
+        ``description``, ``protocol_doi``, ``feature_class``); ``spatial`` columns in
+        ``obsm["X_spatial"]``, other classes in ``obsm[<class>]``; centroids (x, y[, z],
+        pixels) in ``obsm["spatial"]``. Needs ``maskbundle[anndata]``.
+        """
+        from ..export.scverse import to_anndata
+
+        return to_anndata(self, mask)
+
+    def to_mudata(self, masks: Sequence[str] | None = None) -> Any:
+        """Every mask's table in one ``mudata.MuData`` as HuBMAP's conversion intends.
+
+        One AnnData per antibody/gene/IMS class (``default`` with no variables for tables
+        without them), global obs/obsm as in :meth:`to_anndata`. Needs
+        ``maskbundle[anndata]``.
+        """
+        from ..export.scverse import to_mudata
+
+        return to_mudata(self, masks)
+
+    def to_spatialdata(self, masks: Sequence[str] | None = None) -> Any:
+        """Masks as multiscale labels (micrometre scale transform) and their tables.
+
+        Labels element ``<mask>``, table ``<mask>_table`` annotating it (region key
+        ``region``, instance key ``object_id``). Needs ``maskbundle[spatialdata]``.
+        """
+        from ..export.spatial import to_spatialdata
+
+        return to_spatialdata(self, masks)
+
+    def export(
+        self,
+        out: str | Path,
+        *,
+        to: str,
+        masks: Sequence[str] | None = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Write the bundle as ``to`` (``h5ad``, ``h5mu``, ``spatialdata`` ...) at ``out``."""
+        from ..export import export_bundle
+
+        return export_bundle(self, out, to=to, masks=masks, overwrite=overwrite)
+
     # -- life cycle ----------------------------------------------------------------------
 
     def close(self) -> None:
