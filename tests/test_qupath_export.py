@@ -140,3 +140,23 @@ def test_bad_requests(matched: Path, tmp_path: Path) -> None:
     with pytest.raises(OptionError, match="3D"):
         export_geojson(ds, tmp_path / "v.geojson")
     assert list(tmp_path.glob("*.geojson")) == [] and list(tmp_path.glob(".*")) == []
+
+
+def test_export_to_geojson(matched: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from maskbundle.cli import main
+
+    out = tmp_path / "cli.geojson"
+    result = CliRunner().invoke(main, ["export", str(matched), "--to", "geojson", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == export_geojson(matched, tmp_path / "api.geojson").read_bytes()
+    again = CliRunner().invoke(main, ["export", str(matched), "--to", "geojson", "-o", str(out)])
+    assert again.exit_code == 2 and len(again.output.strip().splitlines()) == 1
+    nuclei = tmp_path / "nuclei.geojson"
+    result = CliRunner().invoke(main, ["export", str(matched), "--to", "geojson", "-o",
+                                       str(nuclei), "--mask", "nuclei"])
+    assert result.exit_code == 0, result.output
+    seg = read_qupath(nuclei, shape=_level0(matched)["nuclei"].shape, detection_mask="nuclei",
+                      nucleus_mask="nucleus")
+    np.testing.assert_array_equal(seg.masks["nuclei"].labels, _level0(matched)["nuclei"])

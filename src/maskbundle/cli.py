@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import MaskBundleError, MaskBundleWarning, OptionError
+from .viewers import geojson_exporter  # noqa: F401  (registers `export --to geojson`)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
