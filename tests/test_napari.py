@@ -74,7 +74,7 @@ def test_manifest_is_shipped_and_import_stays_light(manager: Any) -> None:
     manifest = manager.get_manifest("maskbundle")
     assert [r.command for r in manifest.contributions.readers] == ["maskbundle.get_reader"]
     assert manifest.contributions.readers[0].accepts_directories
-    assert manifest.contributions.writers[0].layer_types == ["labels+"]
+    assert manifest.contributions.writers[0].layer_types == ["labels+", "image*", "vectors*"]
     code = "import sys, maskbundle; print(sorted(m for m in ('napari', 'npe2', 'vispy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -175,10 +175,11 @@ def test_adjacency_on_request(bundle: Path) -> None:
 def test_writer_round_trip_through_the_viewer(bundle: Path, manager: Any, tmp_path: Path) -> None:
     from napari.components import ViewerModel
 
+    from maskbundle.viewers.napari_plugin import bundle_layers
+
     viewer = ViewerModel()
-    for data, kw, kind in npe2.read([str(bundle)], stack=False, plugin_name="maskbundle"):
-        if kind == "labels":
-            getattr(viewer, f"add_{kind}")(data, **kw)
+    for data, kw, kind in bundle_layers(bundle, adjacency="linkage"):
+        getattr(viewer, f"add_{kind}")(data, **kw)
     # an edited, in-memory layer next to the lazy one: nuclei of the bundle, plus one object
     nuclei = np.array(_levels(bundle)["nuclei"][0])
     nuclei[:4, :4] = nuclei.max() + 1
@@ -186,9 +187,13 @@ def test_writer_round_trip_through_the_viewer(bundle: Path, manager: Any, tmp_pa
     viewer.add_labels(nuclei, name="nuclei", scale=(0.5, 0.5), units="um",
                       metadata={"protocol_doi": DOI})
     out = tmp_path / "saved"
-    written = npe2.write(str(out), [layer.as_layer_data_tuple() for layer in viewer.layers],
-                         plugin_name="maskbundle")
+    # "save all layers": parent image channels and adjacency vectors are skipped
+    assert {type(layer).__name__ for layer in viewer.layers} == {"Image", "Labels", "Vectors"}
+    written = viewer.layers.save(str(out), plugin="maskbundle")
     assert written == [str(out)]
+    assert sorted(p.name for p in (out / SEG).iterdir()) == [
+        "cells-objects.tsv", "nuclei-objects.tsv", "saved.segmentations.ome.tiff",
+        "segmentation-masks.csv"]
     assert validate_bundle(out).ok
     got = _levels(out)
     np.testing.assert_array_equal(got["cells"][0], _levels(bundle)["cells"][0])

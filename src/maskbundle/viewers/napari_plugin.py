@@ -373,7 +373,8 @@ def _layer_um(meta: dict[str, Any], ndim: int, name: str) -> tuple[float, ...] |
 def write_labels(path: str, layer_data: list[LayerData]) -> list[str]:
     """npe2 writer entry: save Labels layers as a Segmentation Mask bundle at ``path``.
 
-    Each layer becomes the mask named by the layer. The bundle needs, from the layers'
+    Each Labels layer becomes the mask named by the layer (other layers, such as the
+    parent image and adjacency vectors shown with a bundle, are skipped). The bundle needs, from the layers'
     ``metadata`` when the layer itself does not say it: ``protocol_doi`` (any layer),
     ``mask_id`` (layers not named cells or nuclei), the pixel size (a scale in length
     units, or ``physical_size`` = (x, y[, z]) micrometres); optional ``parent_image`` and
@@ -404,7 +405,7 @@ def _write_labels(path: str, layer_data: list[LayerData]) -> list[str]:
     for data, meta, kind in layer_data:
         name = str(meta.get("name", ""))
         if kind != "labels":
-            raise OptionError(f"layer {name!r} is a {kind} layer; a bundle is made of Labels layers")
+            continue  # the parent image or adjacency shown with a bundle: not part of one
         try:
             check_mask_name(name)
         except MaskNameError as exc:
