@@ -77,7 +77,7 @@ def test_demo_writes_a_valid_two_mask_bundle(tmp_path: Path) -> None:
                         skiprows=9)
     dab = color.rgb2hed(data.immunohistochemistry())[..., 2]
     for oid in (1, n_cells // 2, n_cells):
-        got = table.loc[table["Object ID"] == oid, "DAB mean intensity"].item()
+        got = table.loc[table["Object ID"] == oid, "dab mean intensity"].item()
         assert got == pytest.approx(float(dab[cells == oid].mean()), rel=1e-5)
     expect_reference(tmp_path / "demo")
 

@@ -38,7 +38,13 @@ from maskbundle.convert import (
 )
 from maskbundle.convert._common import ascii_safe
 from maskbundle.convert._raster import PolygonSet, paint_polygons
-from maskbundle.errors import CorruptInputError, EmptyResultError, LabelError, OptionError
+from maskbundle.errors import (
+    CorruptInputError,
+    EmptyResultError,
+    HubmapConversionWarning,
+    LabelError,
+    OptionError,
+)
 from maskbundle.model import Mask, Segmentation
 from maskbundle.synthetic import synthetic_nuclei_3d, synthetic_tissue
 
@@ -479,10 +485,12 @@ def test_qupath_cells_nuclei_holes_multipolygon_clipping(tmp_path: Path) -> None
     assert all(c.isascii() for c in cols)
     assert cells.feature_specs["Nucleus: Area um^2"].unit == "square micrometer"
     assert cells.feature_specs["Nucleus: Area um^2"].feature_class == "morphology"
-    assert cells.feature_specs["Cell: CD3 mean"].unit == "intensity"
-    assert np.isnan(cells.features.loc[3, "Cell: CD3 mean"])
+    # antibody columns are case-folded (HuBMAP's conversion), QuPath's spelling kept
+    assert cells.feature_specs["cell: cd3 mean"].unit == "intensity"
+    assert cells.feature_specs["cell: cd3 mean"].alternative_id == "Cell: CD3 mean"
+    assert np.isnan(cells.features.loc[3, "cell: cd3 mean"])
     assert nuclei.features is not None
-    assert "Cell: CD3 mean" not in nuclei.features.columns  # nuclei get Nucleus: ... only
+    assert "cell: cd3 mean" not in nuclei.features.columns  # nuclei get Nucleus: ... only
     assert list(nuclei.features.index) == [1, 3]
 
 
@@ -843,10 +851,11 @@ def test_every_reader_converts_to_a_valid_bundle(tmp_path: Path) -> None:
     ]
     q = read_qupath(qupath_file(tmp_path, feats), shape=(64, 60),
                     object_types={"Tumor": "CL:0001064"}, clip=True)
-    out = _bundle(q, tmp_path / "qupath")
+    with pytest.warns(HubmapConversionWarning, match="'cell: mean'"):
+        out = _bundle(q, tmp_path / "qupath")
     table = (out / "derived/segmentation_masks/cells-objects.tsv").read_text().splitlines()
     assert table[9].split("\t")[-4:] == [
-        "QuPath object ID", "QuPath classification", "Nucleus: Area um^2", "Cell: Mean"]
+        "QuPath object ID", "QuPath classification", "Nucleus: Area um^2", "cell: mean"]
     assert table[10].split("\t")[6] == "CL:0001064"
 
     np.save(tmp_path / "mesmer.npy", np.stack([cells, nuclei], -1)[np.newaxis])

@@ -221,15 +221,18 @@ def test_intensities_match_regionprops(dtype: type | str) -> None:
                           ("median intensity", "intensity_median"),
                           ("intensity standard deviation", "intensity_std"),
                           ("min intensity", "intensity_min"), ("max intensity", "intensity_max")):
-            np.testing.assert_allclose(ft.frame[f"{marker} {st_}"], rp[f"{prop}-{c}"],
+            np.testing.assert_allclose(ft.frame[f"{marker} {st_}".casefold()], rp[f"{prop}-{c}"],
                                        rtol=1e-6 if dtype is np.float32 else 1e-10,
                                        err_msg=f"{marker} {st_}")
         total = np.bincount(labels.ravel(), weights=inten[c].ravel().astype(np.float64))[1:]
-        np.testing.assert_allclose(ft.frame[f"{marker} total intensity"], total, rtol=1e-12)
-        spec = ft.specs[f"{marker} mean intensity"]
+        np.testing.assert_allclose(ft.frame[f"{marker} total intensity".casefold()], total,
+                                   rtol=1e-12)
+        spec = ft.specs[f"{marker} mean intensity".casefold()]
         assert (spec.feature_class, spec.unit, spec.type) == ("antibody", "intensity", "float")
-    assert ft.specs["CD3 mean intensity"].alternative_id == "RRID:AB_000001"
-    assert ft.specs["DAPI max intensity"].alternative_id == ""
+        # case-folded names (HuBMAP's conversion looks them up so); the spelling is kept
+        assert f"the {marker} intensity" in spec.description
+    assert ft.specs["cd3 mean intensity"].alternative_id == "RRID:AB_000001"
+    assert ft.specs["dapi max intensity"].alternative_id == "DAPI"
 
 
 def test_intensities_3d_single_marker_and_default_names() -> None:
@@ -239,11 +242,11 @@ def test_intensities_3d_single_marker_and_default_names() -> None:
                           statistics=["max", "mean"], morphology=False)
     rp = regionprops_table(vol, intensity_image=inten, properties=("intensity_mean",
                                                                    "intensity_max"))
-    np.testing.assert_allclose(ft.frame["Channel 0 mean intensity"], rp["intensity_mean"])
-    np.testing.assert_allclose(ft.frame["Channel 0 max intensity"], rp["intensity_max"])
+    np.testing.assert_allclose(ft.frame["channel 0 mean intensity"], rp["intensity_mean"])
+    np.testing.assert_allclose(ft.frame["channel 0 max intensity"], rp["intensity_max"])
     # statistics come out in the fixed order, morphology columns are left out
-    assert [c for c in ft.frame.columns if "Channel" in c] == [
-        "Channel 0 mean intensity", "Channel 0 max intensity"]
+    assert [c for c in ft.frame.columns if "channel" in c] == [
+        "channel 0 mean intensity", "channel 0 max intensity"]
     assert "Volume (cubic micrometer)" not in ft.frame
 
 

@@ -16,6 +16,7 @@ from skimage.segmentation import relabel_sequential
 from helpers import DOI
 from maskbundle import (
     ColumnSpec,
+    HubmapConversionWarning,
     Mask,
     OptionError,
     ShapeMismatchError,
@@ -56,13 +57,14 @@ def _feature_bundle(path: Path, sparse_cells: np.ndarray) -> tuple[Path, np.ndar
     user = pd.DataFrame({"Cell type": np.where(order % 2 == 0, "even", "odd")}, index=order)
     spec = ColumnSpec("Cell type", "text", "ontology", "Parity of the original label.",
                       permissible_values=("even", "odd"))
-    out = write_segmentation_bundle(
-        path, {"cells": sparse_cells}, physical_size=(0.5, 0.5), protocol_doi=DOI,
-        intensity_image=inten, marker_names=["CD3", "DAPI"],
-        alternative_ids={"CD3": "RRID:AB_2728386"},
-        features=("morphology", "mean", "max"),
-        extra_columns={"cells": (user, {"Cell type": spec})},
-    )
+    with pytest.warns(HubmapConversionWarning, match="'cd3 mean intensity'"):
+        out = write_segmentation_bundle(
+            path, {"cells": sparse_cells}, physical_size=(0.5, 0.5), protocol_doi=DOI,
+            intensity_image=inten, marker_names=["CD3", "DAPI"],
+            alternative_ids={"CD3": "RRID:AB_2728386"},
+            features=("morphology", "mean", "max"),
+            extra_columns={"cells": (user, {"Cell type": spec})},
+        )
     return out, inten
 
 
@@ -82,11 +84,13 @@ def test_bundle_tables_hold_features_markers_and_user_columns(
     cols = list(data.columns)
     assert cols[:10] == REQUIRED
     assert cols[10:13] == ["Centroid X", "Centroid Y", "Pixel count"]
-    assert cols[-5:] == ["CD3 mean intensity", "CD3 max intensity", "DAPI mean intensity",
-                         "DAPI max intensity", "Cell type"]
-    assert head["CD3 mean intensity"]["Alternative ID"] == "RRID:AB_2728386"
-    assert head["CD3 mean intensity"]["Unit"] == "intensity"
-    assert head["CD3 mean intensity"]["Feature class"] == "antibody"
+    assert cols[-5:] == ["cd3 mean intensity", "cd3 max intensity", "dapi mean intensity",
+                         "dapi max intensity", "Cell type"]
+    assert head["cd3 mean intensity"]["Alternative ID"] == "RRID:AB_2728386"
+    assert head["dapi mean intensity"]["Alternative ID"] == "DAPI"
+    assert "DAPI" in head["dapi mean intensity"]["Description"]
+    assert head["cd3 mean intensity"]["Unit"] == "intensity"
+    assert head["cd3 mean intensity"]["Feature class"] == "antibody"
     assert head["Area (square micrometer)"]["Unit"] == "square micrometer"
     assert head["Perimeter (micrometer)"]["Unit"] == ""
     assert head["Cell type"]["Permissible values"] == "even | odd"
@@ -98,7 +102,7 @@ def test_bundle_tables_hold_features_markers_and_user_columns(
     counts = np.bincount(relab.ravel())[1:]
     for c, marker in enumerate(["CD3", "DAPI"]):
         mean = np.bincount(relab.ravel(), weights=inten[c].ravel())[1:] / counts
-        np.testing.assert_allclose(data[f"{marker} mean intensity"].astype(float), mean,
+        np.testing.assert_allclose(data[f"{marker.lower()} mean intensity"].astype(float), mean,
                                    rtol=1e-6)
     rp = regionprops_table(relab, spacing=(0.5, 0.5), properties=("area", "centroid",
                                                                    "solidity"))
@@ -187,18 +191,19 @@ def test_cli_intensity_from_ome_tiff_names_markers(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     _, data = _table(out / SEG / "cells-objects.tsv")
-    assert {"CD45 mean intensity", "PanCK intensity standard deviation"} <= set(data.columns)
+    assert {"cd45 mean intensity", "panck intensity standard deviation"} <= set(data.columns)
+    assert res.output.count("warning: cells-objects.tsv: HuBMAP's post-ingest conversion") == 1
     relab, _, _ = relabel_sequential(cells)
     mean = np.bincount(relab.ravel(), weights=inten[0].ravel())[1:] / np.bincount(
         relab.ravel())[1:]
-    np.testing.assert_allclose(data["CD45 mean intensity"].astype(float), mean, rtol=1e-6)
+    np.testing.assert_allclose(data["cd45 mean intensity"].astype(float), mean, rtol=1e-6)
     # --marker overrides, --features none drops every feature column
     res = CliRunner().invoke(main, [*args[:-2], "--features", "none", "--overwrite"])
     assert res.exit_code == 2 and "no intensity statistic" in res.output
     res = CliRunner().invoke(main, [*args, "--marker", "A", "--marker", "B", "--overwrite"])
     assert res.exit_code == 0, res.output
     _, data = _table(out / SEG / "cells-objects.tsv")
-    assert "A mean intensity" in data.columns
+    assert "a mean intensity" in data.columns
     res = CliRunner().invoke(main, [*args[:-1], "bogus", "--overwrite"])
     assert res.exit_code == 2 and "bogus" in res.output
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import tifffile
 
 from _bundles import build_bundle, edit_cell
+from _plain import plain_table as _pandas_table
+from _plain import tiff_levels as _tiff_levels
 from maskbundle import (
     Bundle,
     BundleInvalidError,
@@ -27,27 +28,6 @@ from maskbundle.synthetic import synthetic_tissue
 
 DOI = "10.17504/protocols.io.example"
 SEG = Path("derived/segmentation_masks")
-
-
-def _tiff_levels(ds: Path) -> list[np.ndarray]:
-    (tiff,) = (ds / SEG).glob("*.ome.tiff")
-    with tifffile.TiffFile(tiff) as tf:
-        s = tf.series[0]
-        levels = [s.asarray(level=k) for k in range(len(s.levels))]
-        # tifffile drops a channel axis of length one: put it back, (C, [Z,] Y, X)
-        return levels if "C" in s.axes else [lv[np.newaxis] for lv in levels]
-
-
-def _pandas_table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(data with string cells, header block) read with plain pandas."""
-    if path.suffix == ".xlsx":
-        raw = pd.read_excel(path, engine="openpyxl", header=None, dtype=str, keep_default_na=False)
-    else:
-        raw = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
-    names = list(raw.iloc[9])
-    head = raw.iloc[:8].set_axis(names, axis=1).set_index("Object ID")
-    data = raw.iloc[10:].set_axis(names, axis=1).reset_index(drop=True)
-    return data, head
 
 
 @pytest.fixture(scope="module")

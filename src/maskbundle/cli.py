@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +16,14 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .errors import CorruptInputError, MaskBundleError, OptionError, UnsafeOverwriteError
+from .errors import (
+    CorruptInputError,
+    MaskBundleError,
+    MaskBundleWarning,
+    OptionError,
+    UnsafeOverwriteError,
+)
+from .viewers import geojson_exporter  # noqa: F401  (registers `export --to geojson`)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,12 +63,29 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                _print_our_warnings()
+                return func(*args, **kwargs)
         except MaskBundleError as exc:
             click.echo(f"error: {exc.cli_message}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_our_warnings() -> None:
+    """Inside a ``catch_warnings`` block: print maskbundle's warnings as ``warning: ...``."""
+    original = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, MaskBundleWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", MaskBundleWarning)
 
 
 def parse_pairs(values: Sequence[str], what: str) -> dict[str, str]:
@@ -589,6 +614,40 @@ def validate_command(path: Path, parent: Path | None, json_out: Path | None, ver
 def _not_a_directory(path: Path) -> None:
     if path.is_dir():
         raise UnsafeOverwriteError(f"--json {path} is a directory; give a file name")
+
+
+def _export_formats() -> list[str]:
+    from .export import EXPORTERS
+
+    return sorted(EXPORTERS)
+
+
+def _export_help() -> str:
+    from .export import EXPORTERS
+
+    return "; ".join(f"{e.name}: {e.help}" for e in EXPORTERS.values())
+
+
+@main.command("export")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--to", "to", required=True, type=click.Choice(_export_formats()),
+              help=f"Output format ({_export_help()}).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="File or directory to write (refused when it exists, unless --overwrite).")
+@click.option("--mask", "masks", multiple=True, metavar="NAME",
+              help="Export only this mask (repeat; h5ad takes exactly one).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--no-validate", is_flag=True,
+              help="Skip validating BUNDLE first (faster on whole-slide masks).")
+@handle_errors
+def export_command(bundle: Path, to: str, out: Path, masks: tuple[str, ...], overwrite: bool,
+                   no_validate: bool) -> None:
+    """Write the bundle BUNDLE in a format analysis tools load (AnnData, MuData, SpatialData)."""
+    from .bundle.read import read_bundle
+
+    with read_bundle(bundle, validate=not no_validate) as b:
+        written = b.export(out, to=to, masks=list(masks) or None, overwrite=overwrite)
+    click.echo(f"wrote {written}")
 
 
 def run() -> None:

@@ -16,8 +16,10 @@ __all__ = [
     "CorruptInputError",
     "EmptyResultError",
     "Finding",
+    "HubmapConversionWarning",
     "LabelError",
     "MaskBundleError",
+    "MaskBundleWarning",
     "MaskNameError",
     "MissingDependencyError",
     "OptionError",
@@ -103,7 +105,18 @@ class MissingDependencyError(MaskBundleError, ImportError):
     """An optional dependency needed by the requested feature is not installed."""
 
 
-class PlausibilityWarning(UserWarning):
+class MaskBundleWarning(UserWarning):
+    """Root of every warning maskbundle issues on purpose (the CLI prints them one per line)."""
+
+
+class HubmapConversionWarning(MaskBundleWarning):
+    """A table is valid but HuBMAP's current post-ingest conversion cannot carry some columns.
+
+    See docs/hubmap-ingest.md: the failures, their reproduction and the converter fix.
+    """
+
+
+class PlausibilityWarning(MaskBundleWarning):
     """A value is valid but outside the range seen in practice (likely a unit slip)."""
 
 

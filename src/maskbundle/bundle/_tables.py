@@ -18,6 +18,7 @@ from ..errors import Report
 from ..io.tables import HEADER_LABELS
 from ..rules import text_cell_problem
 from ._pixels import LabelStats
+from .hubmap import conversion_problem
 
 __all__ = [
     "DOI_RE",
@@ -295,6 +296,13 @@ def check_objects_rows(
             fix="fill it with the mask's own id (Mask ID) where nothing more specific is known",
             severity="warning",
         )
+    problem = conversion_problem(names, head["Feature class"])
+    chk.rule(
+        "objects.hubmap-conversion",
+        [problem] if problem else [],
+        "HuBMAP's post-ingest MuData conversion can carry every column",
+        severity="warning",
+    )
     ids = _check_object_ids(chk, columns[0] if width else [""] * n_rows)
     if truth is not None:
         _check_against_pixels(chk, cols, [[r[j] for r in data] for j in range(width)], ids, truth)

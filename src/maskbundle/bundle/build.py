@@ -20,7 +20,13 @@ import pandas as pd
 
 from .. import __version__
 from ..convert._common import sha256_file
-from ..errors import LabelError, OptionError, ShapeMismatchError, TableFormatError
+from ..errors import (
+    HubmapConversionWarning,
+    LabelError,
+    OptionError,
+    ShapeMismatchError,
+    TableFormatError,
+)
 from ..io.adjacency_csv import write_adjacency_csv
 from ..io.intensity import read_intensity_image
 from ..io.ometiff import build_ome_xml, read_parent_image, write_label_ome_tiff
@@ -41,6 +47,7 @@ from ..progress import stage_progress
 from . import layout
 from .adjacency import check_adjacency_request, mask_adjacency, provenance_entry
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
+from .hubmap import conversion_problem
 from .meshes import mesh_mask, mesh_provenance, resolve_mesh_options, select_mesh_masks
 from .objects import (
     check_obo_id,
@@ -527,9 +534,17 @@ def write_segmentation_bundle(
         the marker names); adds per-marker intensity columns to every objects table.
     marker_names : sequence of str, optional
         One name per intensity channel (default: the OME channel names, else
-        ``Channel 0``, ``Channel 1``, ...).
+        ``Channel 0``, ``Channel 1``, ...). Column names are case-folded
+        (``dapi mean intensity``), the marker's spelling is kept in the Description.
     alternative_ids : mapping marker -> str or sequence, optional
-        ``Alternative ID`` header cell of each marker's columns (for example an RRID).
+        ``Alternative ID`` header cell of each marker's columns (for example an RRID),
+        written verbatim; markers without one get their own name there.
+
+    Warns
+    -----
+    HubmapConversionWarning
+        For each table with antibody/gene/IMS columns (marker intensities): valid, but
+        HuBMAP's current post-ingest conversion cannot carry them (docs/hubmap-ingest.md).
     features : bool or sequence of str
         Feature columns (see :func:`maskbundle.measure.features.compute_features`):
         True (default) = morphology plus mean intensity per marker; False = only the
@@ -698,6 +713,10 @@ def write_segmentation_bundle(
             specs, frame, cents = _objects_table(p, plan)
             mfmt: ObjectsFormat = "tsv" if p.mask.name in too_many else fmt
             write_objects_table(stage / layout.objects_path(p.mask.name, mfmt), specs, frame)
+            problem = conversion_problem([s.name for s in specs], [s.feature_class for s in specs])
+            if problem:
+                warnings.warn(HubmapConversionWarning(
+                    f"{layout.objects_path(p.mask.name, mfmt).name}: {problem}"), stacklevel=2)
             advance(f"{p.mask.name} table")
             if p.mask.changed:
                 write_csv(

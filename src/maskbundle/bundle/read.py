@@ -1,8 +1,8 @@
 """``read_bundle``: a Segmentation Mask dataset directory back into arrays and DataFrames.
 
 The label OME-TIFF stays on disk: each mask is a lazy array per pyramid level over
-tifffile's zarr store, and a slice decodes only the tiles it touches. Tables are read
-whole (they are small next to the pixels) and typed by their ``Type`` header row.
+tifffile's zarr store, and a slice decodes only the tiles it touches. Each objects table
+is read whole on first access and typed by its ``Type`` header row.
 Files are read by :mod:`maskbundle.io`; this module only shapes what they return.
 """
 
@@ -93,21 +93,22 @@ class LabelArray:
         return out if dtype is None else out.astype(dtype)
 
 
-def _typed(values: list[str], typ: str) -> pd.Series:
-    """One column of cell strings as the dtype its Type row names."""
-    raw = pd.Series(values, dtype=object)
-    blank = raw.str.strip() == ""
+def _typed(raw: pd.Series, typ: str) -> Any:
+    """One column of cell strings (object dtype) as the dtype its Type row names."""
     if typ in ("integer", "float"):
-        nums = pd.to_numeric(raw.where(~blank), errors="coerce")
+        nums = pd.to_numeric(raw, errors="coerce")  # blank -> NaN
         if typ == "integer":
             whole = nums.dropna()
-            if not nums.isna().any() and bool((whole == np.round(whole)).all()):
-                return nums.astype(np.int64)
             if bool((whole == np.round(whole)).all()):
-                return nums.astype("Int64")  # blanks kept as <NA> (an invalid table)
-        return nums.astype(np.float64)
+                if not nums.isna().any():
+                    return nums.to_numpy(np.int64)
+                return nums.astype("Int64").array  # blanks kept as <NA> (an invalid table)
+        return nums.to_numpy(np.float64)
     # text, obo id, doi (and boolean, which bundles should not hold): strings, blank -> NaN
-    return raw.where(~blank, np.nan)
+    values = raw.to_numpy(dtype=object)
+    blank = raw.str.strip().to_numpy() == ""
+    values[blank] = np.nan
+    return values
 
 
 def objects_from_cells(rows: Sequence[Sequence[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -122,24 +123,60 @@ def objects_from_cells(rows: Sequence[Sequence[str]]) -> tuple[pd.DataFrame, pd.
     if len(rows) < _HEADER_ROWS:
         raise CorruptInputError(f"objects table has {len(rows)} rows, fewer than its header block")
     width = len(rows[_HEADER_ROWS - 1])
-    grid = [list(r[:width]) + [""] * (width - len(r)) for r in rows]
-    names = grid[_HEADER_ROWS - 1][1:]
+    grid = [list(r[:width]) + [""] * (width - len(r)) if len(r) != width else r for r in rows]
+    names = list(grid[_HEADER_ROWS - 1][1:])
     header = pd.DataFrame(
-        [g[1:] for g in grid[: len(HEADER_LABELS)]],
+        [list(g[1:]) for g in grid[: len(HEADER_LABELS)]],
         index=pd.Index(list(HEADER_LABELS), name="Header"),
         columns=names,
         dtype=object,
     )
-    data = grid[_HEADER_ROWS:]
-    ids = pd.to_numeric(pd.Series([r[0] for r in data], dtype=object), errors="coerce")
+    # one C-level construction, then column by column (positions: names may repeat)
+    cells = pd.DataFrame(grid[_HEADER_ROWS:], columns=range(width), dtype=object)
+    ids = pd.to_numeric(cells[0], errors="coerce")
     if ids.isna().any() or not bool((ids == np.round(ids)).all()):
         raise CorruptInputError("objects table: Object IDs are not all whole numbers")
     columns = {
-        name: _typed([r[j + 1] for r in data], str(header.iat[0, j]).strip().lower()).array
+        name: _typed(cells[j + 1], str(header.iat[0, j]).strip().lower())
         for j, name in enumerate(names)
     }
-    frame = pd.DataFrame(columns, index=pd.Index(ids.astype(np.int64).to_numpy(), name="Object ID"))
+    frame = pd.DataFrame(columns, index=pd.Index(ids.to_numpy(np.int64), name="Object ID"))
     return frame, header
+
+
+class _Tables(Mapping[str, pd.DataFrame]):
+    """Objects tables (or their header blocks) by mask name, each read on first access."""
+
+    def __init__(self, cache: _TableCache, part: int) -> None:
+        self._cache = cache
+        self._part = part
+
+    def __getitem__(self, mask: str) -> pd.DataFrame:
+        return self._cache.get(mask)[self._part]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cache.paths)
+
+    def __len__(self) -> int:
+        return len(self._cache.paths)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} objects table(s): {list(self._cache.paths)}, read on access>"
+
+
+class _TableCache:
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
+        self._parsed: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+
+    def get(self, mask: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if mask not in self._parsed:
+            path = self.paths[mask]  # KeyError for an unknown mask, as a dict would
+            try:
+                self._parsed[mask] = objects_from_cells(read_table_cells(path))
+            except CorruptInputError as exc:
+                raise CorruptInputError(f"{path.name}: {exc}") from exc
+        return self._parsed[mask]
 
 
 def _adjacency_frame(rows: list[list[str]]) -> pd.DataFrame:
@@ -165,7 +202,8 @@ class Bundle:
     mask_names : the masks in channel order.
     masks : mask name -> :class:`LabelArray` of pyramid level 0 (lazy).
     physical_size : size of one pixel (voxel) from the OME-XML.
-    objects : mask name -> objects table, indexed by Object ID.
+    objects : mask name -> objects table, indexed by Object ID (each table is read on
+        first access and kept).
     headers : mask name -> the eight header cells of every column (index ``Type``,
         ``Unit``, ``Feature class``, ``Description``, ... as in SPEC section 5).
     adjacency : mask name -> {"centroid" | "linkage": edge DataFrame} for the files present.
@@ -179,8 +217,8 @@ class Bundle:
     ome_tiff: Path
     mask_names: tuple[str, ...]
     physical_size: PhysicalSize | None
-    objects: dict[str, pd.DataFrame]
-    headers: dict[str, pd.DataFrame]
+    objects: Mapping[str, pd.DataFrame]
+    headers: Mapping[str, pd.DataFrame]
     adjacency: dict[str, dict[str, pd.DataFrame]]
     meshes: dict[str, Path]
     provenance: dict[str, Any]
@@ -267,6 +305,55 @@ class Bundle:
             raise OptionError(f"mask {mask!r} has no mesh file; write it with meshes=True")
         return load_glb_scene(self.meshes[mask])
 
+    # -- exports (optional dependencies, imported on use) ---------------------------------
+
+    def to_anndata(self, mask: str | None = None) -> Any:
+        """One mask's objects table as ``anndata.AnnData`` in HuBMAP's layout.
+
+        obs index ``<mask>-<Object ID>``; ``mask`` columns in obs (case-folded names, plus
+        ``object id``); antibody/gene/IMS columns in X (var: ``alternative_id``,
+        ``description``, ``protocol_doi``, ``feature_class``); ``spatial`` columns in
+        ``obsm["X_spatial"]``, other classes in ``obsm[<class>]``; centroids (x, y[, z],
+        pixels) in ``obsm["spatial"]``. Needs ``maskbundle[anndata]``.
+        """
+        from ..export.scverse import to_anndata
+
+        return to_anndata(self, mask)
+
+    def to_mudata(self, masks: Sequence[str] | None = None) -> Any:
+        """Every mask's table in one ``mudata.MuData`` as HuBMAP's conversion intends.
+
+        One AnnData per antibody/gene/IMS class (``default`` with no variables for tables
+        without them), global obs/obsm as in :meth:`to_anndata`. Needs
+        ``maskbundle[anndata]``.
+        """
+        from ..export.scverse import to_mudata
+
+        return to_mudata(self, masks)
+
+    def to_spatialdata(self, masks: Sequence[str] | None = None) -> Any:
+        """Masks as multiscale labels (micrometre scale transform) and their tables.
+
+        Labels element ``<mask>``, table ``<mask>_table`` annotating it (region key
+        ``region``, instance key ``object_id``). Needs ``maskbundle[spatialdata]``.
+        """
+        from ..export.spatial import to_spatialdata
+
+        return to_spatialdata(self, masks)
+
+    def export(
+        self,
+        out: str | Path,
+        *,
+        to: str,
+        masks: Sequence[str] | None = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Write the bundle as ``to`` (``h5ad``, ``h5mu``, ``spatialdata`` ...) at ``out``."""
+        from ..export import export_bundle
+
+        return export_bundle(self, out, to=to, masks=masks, overwrite=overwrite)
+
     # -- life cycle ----------------------------------------------------------------------
 
     def close(self) -> None:
@@ -343,8 +430,7 @@ def read_bundle(path: str | Path, *, validate: bool = True) -> Bundle:
         axes = pyramid.axes
         shape = dict(zip(axes, pyramid.levels[0].shape, strict=True))
         is_3d = int(shape.get("Z", 1)) > 1
-        objects: dict[str, pd.DataFrame] = {}
-        headers: dict[str, pd.DataFrame] = {}
+        tables: dict[str, Path] = {}
         adjacency: dict[str, dict[str, pd.DataFrame]] = {}
         meshes: dict[str, Path] = {}
         for name in names:
@@ -355,10 +441,7 @@ def read_bundle(path: str | Path, *, validate: bool = True) -> Bundle:
             )
             if table is None:
                 raise BundleInvalidError(f"{root}: mask {name!r} has no objects table")
-            try:
-                objects[name], headers[name] = objects_from_cells(read_table_cells(table))
-            except CorruptInputError as exc:
-                raise CorruptInputError(f"{table.name}: {exc}") from exc
+            tables[name] = table
             for kind in ADJACENCY_KINDS:
                 csv = seg / f"{name}-{kind}-adjacency.csv"
                 if csv.is_file():
@@ -379,13 +462,14 @@ def read_bundle(path: str | Path, *, validate: bool = True) -> Bundle:
     except BaseException:
         pyramid.close()
         raise
+    cache = _TableCache(tables)
     return Bundle(
         path=root,
         ome_tiff=tiffs[0],
         mask_names=names,
         physical_size=pyramid.physical_size,
-        objects=objects,
-        headers=headers,
+        objects=_Tables(cache, 0),
+        headers=_Tables(cache, 1),
         adjacency=adjacency,
         meshes=meshes,
         provenance=provenance if isinstance(provenance, dict) else {},

@@ -22,7 +22,9 @@ Finding codes (``location`` is the path relative to the dataset directory):
   ``manifest.channel-numbers``, ``manifest.source-file``, ``manifest.num-objects``
 - ``objects.one-file``, ``objects.tsv-only`` (warning), ``objects.prefix``,
   ``objects.readable``, ``objects.sheet`` (warning) and the cell rules of
-  :mod:`maskbundle.bundle._tables` (``objects.header-block`` ... ``objects.centroids``)
+  :mod:`maskbundle.bundle._tables` (``objects.header-block`` ... ``objects.centroids``;
+  ``objects.hubmap-conversion`` (warning): antibody/gene/IMS columns, which HuBMAP's
+  current MuData conversion cannot carry, see docs/hubmap-ingest.md)
 - ``adjacency.header``, ``adjacency.mask``, ``adjacency.edges``, ``adjacency.duplicates``,
   ``adjacency.distances``, ``adjacency.has-edges`` (warning), ``adjacency.face-pairs``,
   ``adjacency.touching``

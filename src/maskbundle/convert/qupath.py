@@ -95,6 +95,11 @@ def measurement_spec(name: str, column: str) -> ColumnSpec:
             unit = "intensity"
     else:
         fclass = "mask"
+    if fclass == "antibody":
+        # HuBMAP's conversion looks antibody columns up case-folded (docs/hubmap-ingest.md):
+        # the name is written case-folded, QuPath's spelling kept in Description and Alt. ID
+        return ColumnSpec(column.casefold(), "float", fclass, desc, unit=unit,
+                          alternative_id=ascii_safe(name))
     return ColumnSpec(column, "float", fclass, desc, unit=unit)
 
 
@@ -278,9 +283,10 @@ def _features_frame(
                 names.append(k)
     cols = _columns(names)
     for name in names:
-        col = cols[name]
-        data[col] = np.array([o.measurements.get(name, math.nan) for _, o in rows], dtype=np.float64)
-        specs[col] = measurement_spec(name, col)
+        spec = measurement_spec(name, cols[name])  # its name may be case-folded
+        data[spec.name] = np.array(
+            [o.measurements.get(name, math.nan) for _, o in rows], dtype=np.float64)
+        specs[spec.name] = spec
     return pd.DataFrame(data, index=index), specs
 
 

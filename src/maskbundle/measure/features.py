@@ -462,10 +462,13 @@ def compute_features(
         (Z, Y, X) for 3D labels, optional
         Marker intensities on the same pixel grid; any real dtype.
     marker_names : sequence of str, optional
-        One name per channel (default ``Channel 0``, ``Channel 1``, ...); ASCII, unique,
-        not starting with ``= + - @``.
+        One name per channel (default ``Channel 0``, ``Channel 1``, ...); ASCII, unique
+        ignoring case, not starting with ``= + - @``. Column names are case-folded
+        (``dapi mean intensity``) because HuBMAP's conversion looks them up case-folded;
+        the marker's own spelling is kept in the Description (and the Alternative ID).
     alternative_ids : sequence of str or mapping marker -> str, optional
-        Alternative ID per marker (for example an RRID), written to that header row.
+        Alternative ID per marker (for example an RRID), written verbatim to that header
+        row so it stays resolvable; a marker without one gets its own name there.
     statistics : sequence of {"mean", "median", "std", "min", "max", "sum"}
         Intensity statistics per marker (default: mean).
     morphology : bool
@@ -590,12 +593,15 @@ def compute_features(
             per_stat["sum"] = acc.isum[1:]
         for c, (marker, alt_id) in enumerate(zip(markers, alt, strict=True)):
             for st in stats:
-                name = f"{marker} {_STAT_LABEL[st]}"
+                # names equal to their case-fold: HuBMAP's conversion looks antibody
+                # columns up case-folded (docs/hubmap-ingest.md); the marker's own spelling
+                # stays in the Description and, unless an id is given, the Alternative ID
+                name = f"{marker} {_STAT_LABEL[st]}".casefold()
                 if name in specs:
                     raise OptionError(f"marker column {name!r} clashes with a feature column")
                 add(per_stat[st][:, c].copy(), _spec(
                     name, "float", "antibody", _STAT_DESCRIPTION[st].format(m=marker),
-                    "intensity", alternative_id=alt_id))
+                    "intensity", alternative_id=alt_id or marker))
     index = pd.RangeIndex(1, n + 1, name=INDEX_NAME)
     frame = pd.DataFrame(values, index=index)
     return FeatureTable(frame, specs)
