@@ -8,7 +8,6 @@ brute-force loop, never with maskbundle. ``edit_*`` helpers then break one thing
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -32,25 +31,9 @@ TOOLS = "Azimuth | STELLAR | FUSION | In-house | Manual | Not applicable"
 
 def checker_path() -> Path | None:
     """../shared/tools/check_bundle.py relative to the repo root (or $MASKBUNDLE_SHARED)."""
-    for base in (os.environ.get("MASKBUNDLE_SHARED"), REPO.parent / "shared"):
-        if base and (Path(base) / "tools" / "check_bundle.py").is_file():
-            return Path(base) / "tools" / "check_bundle.py"
-    return None
+    from helpers import CHECKER  # one definition of where the checker lives
 
-
-def reference_ok(dataset: Path, *extra: str) -> bool:
-    """Verdict of the independent reference checker (skips the test when it is absent)."""
-    checker = checker_path()
-    if checker is None:
-        pytest.skip("reference checker ../shared/tools/check_bundle.py not present")
-    proc = subprocess.run(
-        [sys.executable, str(checker), str(dataset), "--quiet", *extra],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    return proc.returncode == 0
+    return CHECKER if CHECKER.is_file() else None
 
 
 _DRIVER = """

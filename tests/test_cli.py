@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 from skimage.segmentation import relabel_sequential
 
-from helpers import DOI, run_reference_checker
+from helpers import DOI, expect_reference
 from maskbundle.cli import _physical_size_args, main
 from maskbundle.io.ometiff import read_label_ome_tiff
 
@@ -39,7 +39,7 @@ def test_bundle_from_tiff_npy_and_png_files(tmp_path: Path) -> None:
     assert img.channel_names == ["cells", "nuclei", "glomeruli"]
     for ch, raw in enumerate((cells, nuclei, glom)):
         assert np.array_equal(img.labels[ch, 0], relabel_sequential(raw)[0])
-    assert run_reference_checker(tmp_path / "out").returncode == 0
+    expect_reference(tmp_path / "out")
     # the same target again is refused with exit status 2 and a message naming the fix
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 2 and "--overwrite" in again.output
@@ -79,7 +79,7 @@ def test_demo_writes_a_valid_two_mask_bundle(tmp_path: Path) -> None:
     for oid in (1, n_cells // 2, n_cells):
         got = table.loc[table["Object ID"] == oid, "dab mean intensity"].item()
         assert got == pytest.approx(float(dab[cells == oid].mean()), rel=1e-5)
-    assert run_reference_checker(tmp_path / "demo").returncode == 0
+    expect_reference(tmp_path / "demo")
 
 
 def test_bundle_with_adjacency_and_contributors(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_bundle_with_adjacency_and_contributors(tmp_path: Path) -> None:
     assert (seg / "cells-linkage-adjacency.csv").is_file()
     row = (out / "extras/contributors.tsv").read_text().splitlines()[1].split("\t")
     assert row[:2] == ["Grace", "Hopper"] and row[5] == "0000-0002-1825-0097"
-    assert run_reference_checker(out).returncode == 0
+    expect_reference(out)
     # a gap without linkage adjacency is refused before anything is written
     bad = CliRunner().invoke(main, [
         "bundle", str(tmp_path / "bad"), "--mask", f"cells={tmp_path / 'cells.npy'}",

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, run_reference_checker
+from helpers import REPO, expect_reference
 
 
 def test_python_example(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(REPO / "examples/python_quickstart.py"), str(tmp_path)],
                    check=True, capture_output=True)
     assert (tmp_path / "segmentation-metadata.tsv").is_file()
-    assert run_reference_checker(tmp_path / "tissue-1").returncode == 0
+    expect_reference(tmp_path / "tissue-1")
 
 
 def test_cli_example(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_cli_example(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
     subprocess.run(["bash", str(REPO / "examples/cli_quickstart.sh"), str(tmp_path)], check=True,
                    capture_output=True, env=env)
-    assert run_reference_checker(tmp_path / "upload/dataset-1").returncode == 0
+    expect_reference(tmp_path / "upload/dataset-1")
 
 
 def test_3d_example(tmp_path: Path) -> None:
@@ -35,4 +35,4 @@ def test_3d_example(tmp_path: Path) -> None:
                              str(tmp_path / "ex3d")], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "validate_bundle: OK" in result.stdout
-    assert run_reference_checker(tmp_path / "ex3d").returncode == 0
+    expect_reference(tmp_path / "ex3d")

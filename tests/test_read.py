@@ -156,7 +156,7 @@ def test_refuses_an_invalid_bundle_with_the_findings(tmp_path: Path) -> None:
     assert "\n" not in msg and "objects.number" in msg and "maskbundle validate" in msg
     assert info.value.report is not None
     assert any(f.code == "objects.number" for f in info.value.report.errors)
-    with pytest.raises(BundleInvalidError, match="not a directory"):
+    with pytest.raises(BundleInvalidError, match="does not exist"):
         read_bundle(tmp_path / "missing")
 
 

@@ -27,13 +27,13 @@ from _bundles import (
     edit_cell,
     edit_header,
     read_tsv,
-    reference_ok,
     reference_verdicts,
     two_masks,
     write_ome_tiff,
     write_tsv,
     write_xlsx,
 )
+from helpers import expect_reference, expect_verdict
 from maskbundle.bundle._pixels import compare_level, contact_pairs, label_stats, pair_keys
 from maskbundle.bundle.validate import validate_bundle
 from maskbundle.cli import validate_command
@@ -53,7 +53,7 @@ def test_good_2d_bundle_passes_both_validators(tmp_path: Path, fmt: str) -> None
     root = build_bundle(tmp_path / "ds", fmt=fmt)
     report = validate_bundle(root)
     assert report.ok, report.format()
-    assert reference_ok(root)
+    expect_reference(root)
     passed = {f.code for f in report.findings if f.status == "passed"}
     # the rules that matter ran and passed (not skipped)
     assert {
@@ -81,7 +81,7 @@ def test_good_3d_bundle_with_meshes(tmp_path: Path) -> None:
     assert {"mesh.node-names", "mesh.bounds", "mesh.extras"} <= {
         f.code for f in report.findings if f.status == "passed"
     }
-    assert reference_ok(root)
+    expect_reference(root)
 
 
 def test_not_a_directory_is_a_finding_not_an_exception(tmp_path: Path) -> None:
@@ -475,12 +475,6 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
     return {case: (root, verdicts.get(root)) for case, root in roots.items()}
 
 
-def _reference(verdict: bool | None) -> bool:
-    if verdict is None:
-        pytest.skip("reference checker ../shared/tools/check_bundle.py not present")
-    return verdict
-
-
 @pytest.mark.parametrize("case", sorted(BROKEN) + sorted(BROKEN_BIG))
 def test_broken_bundle_fails_both_validators(
     prepared: dict[str, tuple[Path, bool | None]], case: str
@@ -490,7 +484,7 @@ def test_broken_bundle_fails_both_validators(
     report = validate_bundle(root)
     assert code in codes(report), report.format()
     assert not report.ok
-    assert _reference(verdict) is False
+    expect_verdict(verdict, False)
 
 
 @pytest.mark.parametrize("case", sorted(WARNED))
@@ -502,7 +496,7 @@ def test_warnings_do_not_fail_either_validator(
     report = validate_bundle(root)
     assert code in codes(report, "warning"), report.format()
     assert report.ok, report.format()
-    assert _reference(verdict) is True
+    expect_verdict(verdict, True)
 
 
 def test_xlsx_table_rules_apply_cell_by_cell(tmp_path: Path) -> None:
@@ -518,7 +512,7 @@ def test_xlsx_table_rules_apply_cell_by_cell(tmp_path: Path) -> None:
     report = validate_bundle(root)
     assert {"objects.doi"} <= codes(report)
     assert "objects.sheet" in codes(report, "warning")
-    assert not reference_ok(root)
+    expect_reference(root, ok=False)
 
 
 def test_parent_image_sizes_must_match(tmp_path: Path) -> None:
@@ -530,10 +524,10 @@ def test_parent_image_sizes_must_match(tmp_path: Path) -> None:
     write_ome_tiff(other, {"dapi": masks["cells"]}, physical_size=(0.25, 0.5))
     ok = validate_bundle(root, parent_image=same)
     assert ok.ok and "tiff.parent" in {f.code for f in ok.findings if f.status == "passed"}
-    assert reference_ok(root, "--parent", str(same))
+    expect_reference(root, "--parent", str(same))
     bad = validate_bundle(root, parent_image=other)
     assert "tiff.parent" in codes(bad)
-    assert not reference_ok(root, "--parent", str(other))
+    expect_reference(root, "--parent", str(other), ok=False)
 
 
 def test_mesh_node_names_must_be_object_ids(tmp_path: Path) -> None:
@@ -547,7 +541,7 @@ def test_mesh_node_names_must_be_object_ids(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes().replace(b'"name":"1"', b'"name":"7"'))
     report = validate_bundle(root)
     assert {"mesh.node-names"} <= codes(report), report.format()
-    assert not reference_ok(root)
+    expect_reference(root, ok=False)
 
 
 def test_clean_run_reports_not_applicable_rules(tmp_path: Path) -> None:
@@ -726,7 +720,7 @@ def test_written_bundles_pass_both_validators(
     } <= passed
     if "pyramid" in case:
         assert {"pyramid.present", "pyramid.downsample"} <= passed
-    assert _reference(verdict) is True
+    expect_verdict(verdict, True)
 
 
 def test_written_bundle_with_broken_table_fails_both(tmp_path: Path) -> None:
@@ -745,7 +739,7 @@ def test_written_bundle_with_broken_table_fails_both(tmp_path: Path) -> None:
     edit_cell(table, 11, "Y", str(int(read_tsv(table)[10][8]) + 3))
     report = validate_bundle(root)
     assert "objects.centroids" in codes(report)
-    assert not reference_ok(root)
+    expect_reference(root, ok=False)
 
 
 def test_maskbundle_group_has_validate(tmp_path: Path) -> None:
@@ -798,7 +792,7 @@ def test_empty_mask_is_valid_for_both(tmp_path: Path) -> None:
     assert report.ok, report.format()
     na = {(f.location, f.code) for f in report.findings if f.status == "not applicable"}
     assert ("derived/segmentation_masks/nuclei-objects.tsv", "objects.integer-blank") in na
-    assert reference_ok(root)
+    expect_reference(root)
 
 
 def test_stray_objects_tsv_outside_the_mask_folder(tmp_path: Path) -> None:

@@ -16,9 +16,44 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .errors import MaskBundleError, MaskBundleWarning, OptionError
+from .errors import (
+    CorruptInputError,
+    MaskBundleError,
+    MaskBundleWarning,
+    OptionError,
+    UnsafeOverwriteError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _OneLineUsageError(click.UsageError):
+    """Click's usage errors as one line, like ours (click prints usage, hint and message)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {' '.join(self.format_message().split())} (see --help)", err=True)
+
+
+class _Command(click.Command):
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _OneLineUsageError(exc.format_message(), exc.ctx) from exc
+
+
+class _Group(_Command, click.Group):
+    command_class = _Command
+    group_class = type  # sub-groups are _Group too
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:  # "No such command"
+            raise _OneLineUsageError(exc.format_message(), exc.ctx) from exc
 
 
 def handle_errors(func: F) -> F:
@@ -31,7 +66,7 @@ def handle_errors(func: F) -> F:
                 _print_our_warnings()
                 return func(*args, **kwargs)
         except MaskBundleError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {exc.cli_message}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
@@ -59,6 +94,10 @@ def parse_pairs(values: Sequence[str], what: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
             raise OptionError(f"{what} {item!r} must look like NAME=VALUE, e.g. cells=cells.tif")
+        if key in out:
+            raise OptionError(
+                f"{what} {key}= is given twice ({out[key]!r} and {value!r}); give each name once"
+            )
         out[key] = value
     return out
 
@@ -141,12 +180,17 @@ def read_contributors(path: Path) -> list[dict[str, str]]:
     """Rows of a contributors TSV as dicts (checked later by write_segmentation_bundle)."""
     from .io.tables import read_table_cells
 
-    rows = read_table_cells(path)
+    try:
+        rows = read_table_cells(path)
+    except UnicodeDecodeError as exc:
+        raise CorruptInputError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save the contributors table as UTF-8"
+        ) from exc
     if not rows:
         raise OptionError(f"{path} is empty; it needs the contributors.tsv header row")
     header = rows[0]
     return [
-        {k: v for k, v in zip(header, row, strict=False) if k != "metadata_schema_id"}
+        dict(zip(header, row, strict=False))
         for row in rows[1:]
         if any(cell.strip() for cell in row)
     ]
@@ -192,7 +236,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="maskbundle")
 def main() -> None:
     """Write and check HuBMAP Segmentation Mask bundles."""
@@ -336,8 +380,23 @@ def _write_converted(segs: list[Any], opts: dict[str, Any], *, rename: bool = Tr
         seg = match_masks(seg, pairs)
     path = write_segmentation_bundle(opts["out"], seg, **bundle_kwargs(opts))
     for name, mask in seg.masks.items():
-        click.echo(f"  {name}: from {mask.source.get('file', '?')} ({mask.source.get('tool', '?')})")
+        click.echo(f"  {name}: from {mask.source.get('file', '?')} ({mask.source.get('tool', '?')})"
+                   f"{_dropped(mask.source, name)}")
     click.echo(f"wrote {path}")
+
+
+def _dropped(source: Any, name: str) -> str:
+    """What a polygon reader dropped or cut for mask ``name`` (always said, even 0)."""
+    meta = source.get("tool_metadata") if isinstance(source, dict) else None
+    masks = meta.get("masks") if isinstance(meta, dict) else None
+    info = masks.get(name) if isinstance(masks, dict) else None
+    if not isinstance(info, dict) or "objects" not in info:
+        return ""
+    counts = meta.get("counts") if isinstance(meta, dict) else None
+    beyond = counts.get("objects_beyond_shape", 0) if isinstance(counts, dict) else 0
+    return (f"; {info['objects']} object(s) read, {info.get('objects_without_pixels', 0)} "
+            f"dropped (no pixel inside the image), {beyond} reaching beyond the image in the "
+            "file")
 
 
 @convert_group.command("cellpose")
@@ -377,6 +436,10 @@ def convert_stardist(inputs: tuple[Path, ...], **opts: Any) -> None:
 @click.option("--detection-mask", default="cells", show_default=True,
               help="Mask of detection objects.")
 @click.option("--no-measurements", is_flag=True, help="Leave QuPath's measurements out.")
+@click.option("--clip", is_flag=True,
+              help="Cut objects reaching beyond --shape at the image edge (default: refuse).")
+@click.option("--allow-empty", is_flag=True,
+              help="Accept a file without cells or selected annotations (empty mask).")
 @handle_errors
 def convert_qupath(inputs: tuple[Path, ...], **opts: Any) -> None:
     """QuPath GeoJSON export: cells and nuclei (matched ids), detections, annotations."""
@@ -390,7 +453,8 @@ def convert_qupath(inputs: tuple[Path, ...], **opts: Any) -> None:
                     object_types=parse_pairs(opts["class_types"], "--class-type"),
                     annotations=parse_pairs(opts["annotations"], "--annotation"),
                     detection_mask=opts["detection_mask"],
-                    measurements=not opts["no_measurements"])
+                    measurements=not opts["no_measurements"],
+                    clip=opts["clip"], allow_empty=opts["allow_empty"])
         for p in inputs
     ]
     _write_converted(segs, opts)
@@ -528,13 +592,27 @@ def validate_command(path: Path, parent: Path | None, json_out: Path | None, ver
     Exit status 0 when no error was found (warnings allowed), 1 otherwise.
     """
     from .bundle.validate import validate_bundle
+    from .io.staging import staged_path, write_error
     from .io.tables import write_json
 
     report = validate_bundle(path, parent_image=parent)
     click.echo(report.format(verbose=verbose))
     if json_out is not None:
-        write_json(json_out, report.to_dict())
+        try:
+            with staged_path(json_out, overwrite=True, guard=_not_a_directory) as stage:
+                write_json(stage, report.to_dict())
+        except MaskBundleError as exc:
+            click.echo(f"error: {exc.cli_message}", err=True)
+            sys.exit(2)
+        except OSError as exc:
+            click.echo(f"error: {write_error(exc, json_out).cli_message}", err=True)
+            sys.exit(2)
     sys.exit(0 if report.ok else 1)
+
+
+def _not_a_directory(path: Path) -> None:
+    if path.is_dir():
+        raise UnsafeOverwriteError(f"--json {path} is a directory; give a file name")
 
 
 def _export_formats() -> list[str]:

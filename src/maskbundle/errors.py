@@ -14,6 +14,7 @@ from typing import Literal
 __all__ = [
     "BundleInvalidError",
     "CorruptInputError",
+    "EmptyResultError",
     "Finding",
     "HubmapConversionWarning",
     "LabelError",
@@ -23,14 +24,30 @@ __all__ = [
     "MissingDependencyError",
     "OptionError",
     "OutputExistsError",
+    "OutputWriteError",
+    "PlausibilityWarning",
     "Report",
     "ShapeMismatchError",
     "TableFormatError",
+    "UnsafeOverwriteError",
 ]
 
 
 class MaskBundleError(Exception):
-    """Root of every error maskbundle raises on purpose."""
+    """Root of every error maskbundle raises on purpose.
+
+    ``cli`` is the same message phrased with the command line's flags (``--physical-size
+    X Y Z`` instead of ``physical_size=(x, y, z)``); the CLI prints it when given.
+    """
+
+    def __init__(self, message: str = "", *, cli: str | None = None) -> None:
+        super().__init__(message)
+        self.cli = cli
+
+    @property
+    def cli_message(self) -> str:
+        """The one line the command line prints."""
+        return " ".join((self.cli or str(self)).split())
 
 
 class LabelError(MaskBundleError, ValueError):
@@ -55,6 +72,18 @@ class TableFormatError(MaskBundleError, ValueError):
 
 class OutputExistsError(MaskBundleError, FileExistsError):
     """The output exists and overwriting was not asked for."""
+
+
+class UnsafeOverwriteError(OutputExistsError):
+    """The output exists and is not a bundle this tool wrote, or it holds an input."""
+
+
+class OutputWriteError(MaskBundleError, OSError):
+    """The file system refused a write (disk full, read-only, name too long, no access)."""
+
+
+class EmptyResultError(MaskBundleError, ValueError):
+    """An input holds nothing to write (no objects) or objects would be dropped."""
 
 
 class CorruptInputError(MaskBundleError, ValueError):
@@ -85,6 +114,10 @@ class HubmapConversionWarning(MaskBundleWarning):
 
     See docs/hubmap-ingest.md: the failures, their reproduction and the converter fix.
     """
+
+
+class PlausibilityWarning(MaskBundleWarning):
+    """A value is valid but outside the range seen in practice (likely a unit slip)."""
 
 
 Severity = Literal["error", "warning", "info"]
@@ -121,6 +154,13 @@ class Report:
 
     def passed(self, location: str, code: str, message: str = "") -> None:
         self.findings.append(Finding(location, code, message, "info", "passed"))
+
+    def __repr__(self) -> str:
+        # the findings can number thousands; the repr says how many, format() lists them
+        return (
+            f"Report(path={self.path!r}, ok={self.ok}, errors={len(self.errors)}, "
+            f"warnings={len(self.warnings)}, findings={len(self.findings)})"
+        )
 
     @property
     def errors(self) -> list[Finding]:

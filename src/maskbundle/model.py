@@ -7,6 +7,8 @@ them (or plain arrays). Nothing here reads or writes files.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .errors import OptionError
+from .errors import OptionError, PlausibilityWarning
 
 __all__ = [
     "ColumnSpec",
@@ -38,7 +40,26 @@ UM_PER_UNIT: dict[str, float] = {
 }
 
 
-def _positive(value: float, what: str) -> float:
+# Refused outright: no imaging pixel is smaller than a picometre or larger than a metre,
+# and such values underflow or overflow areas and volumes.
+HARD_RANGE_UM = (1e-6, 1e6)
+# Pixel sizes seen in practice (electron microscopy ~0.01 um to tissue scans ~100 um);
+# outside it a value is written but warned about: likely a nm/um/mm slip.
+PLAUSIBLE_RANGE_UM = (0.01, 100.0)
+
+
+def _is_real(value: Any) -> bool:
+    """A real number: Python or numpy, never a bool, string or complex."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def _positive(value: Any, what: str) -> float:
+    if not _is_real(value):
+        raise OptionError(
+            f"{what} must be a number (micrometres per pixel), got {type(value).__name__} "
+            f"{value!r}",
+            cli=f"{what} must be a number: --physical-size X Y [Z] in micrometres per pixel",
+        )
     v = float(value)
     if not (math.isfinite(v) and v > 0):
         raise OptionError(f"{what} must be a finite number > 0, got {value!r}")
@@ -62,19 +83,67 @@ class PhysicalSize:
         if self.z is not None:
             _positive(self.z, "physical size z")
         for u in (self.unit_x, self.unit_y, self.unit_z):
-            if u not in UM_PER_UNIT:
+            if not isinstance(u, str) or u not in UM_PER_UNIT:
                 raise OptionError(
                     f"physical size unit {u!r} is not supported; use one of {sorted(UM_PER_UNIT)}"
                 )
+        lo, hi = HARD_RANGE_UM
+        for axis, v, u in self._axes():
+            um = float(v) * UM_PER_UNIT[u]
+            if not lo <= um <= hi:
+                raise OptionError(
+                    f"physical size {axis} = {v!r} {u} is {um:g} um per pixel, outside "
+                    f"{lo:g}-{hi:g} um; give micrometres per pixel"
+                )
+
+    def _axes(self) -> list[tuple[str, float, str]]:
+        out = [("x", self.x, self.unit_x), ("y", self.y, self.unit_y)]
+        if self.z is not None:
+            out.append(("z", self.z, self.unit_z))
+        return out
+
+    def warn_if_implausible(self, stacklevel: int = 3) -> None:
+        """Warn (:class:`PlausibilityWarning`) about sizes outside PLAUSIBLE_RANGE_UM."""
+        lo, hi = PLAUSIBLE_RANGE_UM
+        odd = [
+            f"{axis} = {float(v) * UM_PER_UNIT[u]:g} um"
+            for axis, v, u in self._axes()
+            if not lo <= float(v) * UM_PER_UNIT[u] <= hi
+        ]
+        if odd:
+            warnings.warn(
+                f"physical size {', '.join(odd)} per pixel is outside the usual {lo:g}-{hi:g} "
+                "um; check it is micrometres (not nanometres or millimetres)",
+                PlausibilityWarning,
+                stacklevel=stacklevel,
+            )
 
     @classmethod
     def coerce(cls, value: PhysicalSize | tuple[float, ...] | list[float] | float) -> PhysicalSize:
         """Accept ``(x, y)``, ``(x, y, z)`` in micrometres, one number (or 1-tuple) for x = y."""
         if isinstance(value, PhysicalSize):
             return value
-        if isinstance(value, int | float):
-            return cls(float(value), float(value))
-        vals = tuple(value)
+        shape_hint = "(x, y) or (x, y, z) in micrometres per pixel"
+        cli = "give --physical-size X Y [Z] in micrometres per pixel"
+        if _is_real(value):
+            return cls(float(value), float(value))  # type: ignore[arg-type]
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            return cls.coerce(value.item())
+        if isinstance(value, str | bytes | Mapping) or not isinstance(
+            value, tuple | list | np.ndarray
+        ):
+            raise OptionError(
+                f"physical_size must be {shape_hint}, got {type(value).__name__} {value!r}",
+                cli=f"physical size {value!r} is not numbers: {cli}",
+            )
+        vals = tuple(value.tolist() if isinstance(value, np.ndarray) else value)
+        for v in vals:
+            if not _is_real(v):
+                raise OptionError(
+                    f"physical_size must be {shape_hint}, got {value!r} (holds "
+                    f"{type(v).__name__} {v!r})",
+                    cli=f"physical size {value!r} is not numbers: {cli}",
+                )
         if len(vals) == 1:
             return cls(float(vals[0]), float(vals[0]))
         if len(vals) == 2:
@@ -82,7 +151,8 @@ class PhysicalSize:
         if len(vals) == 3:
             return cls(float(vals[0]), float(vals[1]), float(vals[2]))
         raise OptionError(
-            f"physical_size must be (x, y) or (x, y, z) in micrometres per pixel, got {value!r}"
+            f"physical_size must be {shape_hint}, got {value!r}",
+            cli=f"{len(vals)} physical size values given: {cli}",
         )
 
     def um_zyx(self) -> tuple[float, float, float]:

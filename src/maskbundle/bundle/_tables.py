@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import Report
 from ..io.tables import HEADER_LABELS
+from ..rules import text_cell_problem
 from ._pixels import LabelStats
 from .hubmap import conversion_problem
 
@@ -197,6 +198,20 @@ def check_objects_rows(
         for j, c in enumerate(vals)
         if c.strip().upper() in ("N/A", "NA")
     ]
+    unsafe = [
+        f"{lab} of {names[j]!r}: {c!r}"
+        for lab, vals in head.items()
+        for j, c in enumerate(vals)
+        if j < len(names)
+        for part in (c.split("|") if lab == "Permissible values" else [c])
+        if text_cell_problem(part.strip() if lab == "Permissible values" else part)
+    ] + [f"column name {c!r}" for c in cols if text_cell_problem(c)]
+    chk.rule(
+        "objects.header-formula",
+        unsafe[:_SHOW],
+        "header cells and column names are no formulas and hold no control characters",
+        fix="rephrase them (maskbundle.rules)",
+    )
     chk.rule(
         "objects.header-na", na, "header cells are blank, never N/A", fix="leave the cell empty"
     )
@@ -355,16 +370,9 @@ def _check_cells(
             )
         elif typ in ("text", "boolean"):
             add("ascii", col, [filled[i] for i, v in enumerate(vals) if not v.isascii()], at)
-            add(
-                "formula",
-                col,
-                [
-                    filled[i]
-                    for i, v in enumerate(vals)
-                    if v[0] in "=+-@" and not NUMBER_RE.fullmatch(v)
-                ],
-                at,
-            )
+        # the one text-cell rule, on every cell: a formula cell of an xlsx (read as its
+        # formula text) fails here whatever its column's type
+        add("formula", col, [filled[i] for i, v in enumerate(vals) if text_cell_problem(v)], at)
         perm = {p.strip().lower() for p in permissible[j].split("|") if p.strip()}
         if perm:
             add(
@@ -382,7 +390,11 @@ def _check_cells(
         "doi": ("DOIs are bare (10.xxxx/...)", "drop any https://doi.org/ prefix"),
         "obo-id": ("obo ids look like PREFIX:0000000", ""),
         "ascii": ("text is ASCII only", "spell it in ASCII"),
-        "formula": ("text never starts with = + - @", "spreadsheets run such cells as formulas"),
+        "formula": (
+            "no cell is a formula or holds |, control characters, or text starting with "
+            "= + - @ (maskbundle.rules)",
+            "spreadsheets run such cells as formulas",
+        ),
         "permissible": ("values are among the Permissible values (any case)", ""),
     }
     if n_rows == 0:

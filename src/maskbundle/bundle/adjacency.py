@@ -14,7 +14,6 @@ import importlib
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,7 @@ import pandas as pd
 from ..errors import CorruptInputError, OptionError, OutputExistsError, Report
 from ..io.adjacency_csv import write_adjacency_csv
 from ..io.ometiff import read_label_ome_tiff
-from ..io.staging import staged_path
+from ..io.staging import clear_stale_stages, staged_files
 from ..io.tables import read_json, write_json
 from ..measure.adjacency import centroid_adjacency, linkage_adjacency
 from ..model import PhysicalSize
@@ -84,7 +83,35 @@ def check_adjacency_request(
             raise OptionError(
                 f"adjacency option {key!r} applies to {kind} adjacency, which was not requested"
             )
+    _check_option_types(opts)
     return tuple(sorted(out, key=ADJACENCY_KINDS.index)), opts
+
+
+def _check_option_types(opts: Mapping[str, Any]) -> None:
+    """One message per wrongly typed option, before any work (``contact="yes"`` ...)."""
+    for key, value in opts.items():
+        if key == "method":
+            ok = isinstance(value, str) and value in ("delaunay", "knn", "radius")
+            want = "one of 'delaunay', 'knn', 'radius'"
+        elif key == "contact":
+            ok = isinstance(value, bool | np.bool_)
+            want = "True or False"
+        elif key == "k":
+            ok = bool(isinstance(value, int | np.integer) and not isinstance(value, bool) and value > 0)
+            want = "a whole number > 0"
+        else:  # max_distance, radius, max_gap: micrometres
+            ok = (
+                isinstance(value, int | float | np.integer | np.floating)
+                and not isinstance(value, bool)
+                and math.isfinite(float(value))
+                and float(value) >= 0
+            )
+            want = "a finite number >= 0 (micrometres)"
+        if not ok:
+            raise OptionError(
+                f"adjacency option {key}={value!r} ({type(value).__name__}) must be {want}",
+                cli=f"--{key.replace('_', '-')} {value!r} must be {want}",
+            )
 
 
 def mask_adjacency(
@@ -188,6 +215,12 @@ class AdjacencyResult:
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     report: Report | None = None
 
+    def __repr__(self) -> str:
+        edges = {f"{m}/{k}": e.get("n_edges") for m, ks in self.provenance.items()
+                 for k, e in ks.items()}
+        return (f"AdjacencyResult(written={[p.name for p in self.written]}, edges={edges}, "
+                f"report={self.report!r})")
+
 
 def _validate(path: Path) -> Report | None:
     try:
@@ -264,6 +297,7 @@ def add_adjacency(
         raise OptionError("no adjacency kind requested; use 'centroid' and/or 'linkage'")
     is_bundle = src.is_dir() and not src.name.lower().endswith(".zarr")
     if is_bundle:
+        clear_stale_stages(src / layout.DERIVED_EXTRAS)  # finish a killed run first
         if output_dir is not None:
             raise OptionError(
                 f"{src} is a bundle directory: its adjacency files go into it; drop output_dir"
@@ -309,8 +343,8 @@ def add_adjacency(
         ps = seg.physical_size
     if ps is None:
         raise OptionError(
-            f"{image_path} has no physical pixel size; pass physical_size=(x, y[, z]) "
-            "(--physical-size X Y [Z])"
+            f"{image_path} has no physical pixel size; pass physical_size=(x, y[, z])",
+            cli=f"{image_path} has no physical pixel size; give --physical-size X Y [Z]",
         )
     selected = _select(channel_names, masks, src)
     for _, name in selected:
@@ -324,8 +358,9 @@ def add_adjacency(
         for kind in kinds_t:
             if target_of(name, kind).exists() and not overwrite:
                 raise OutputExistsError(
-                    f"{target_of(name, kind)} already exists; pass overwrite=True "
-                    "(--overwrite) to replace it"
+                    f"{target_of(name, kind)} already exists; pass overwrite=True to "
+                    "replace it",
+                    cli=f"{target_of(name, kind)} already exists; add --overwrite to replace it",
                 )
     # compute everything before writing anything
     targets: list[tuple[Path, pd.DataFrame, str, AdjacencyKind]] = []
@@ -336,11 +371,12 @@ def add_adjacency(
     result = AdjacencyResult()
     for _, frame, name, kind in targets:
         result.provenance.setdefault(name, {})[kind] = provenance_entry(name, kind, frame)
-    with ExitStack() as stack:
-        # every file goes to a staging path; the moves happen together when the stack closes
+    # every file goes to one stage; the moves happen together (and a kill during them is
+    # finished by the next run), so the bundle never lacks its provenance.json
+    stage_dir = src / layout.DERIVED_EXTRAS if is_bundle else base
+    with staged_files(stage_dir) as stage:
         for target, frame, _, _ in targets:
-            stage = stack.enter_context(staged_path(target, overwrite=overwrite))
-            write_adjacency_csv(stage, frame)
+            write_adjacency_csv(stage.path(target), frame)
         if is_bundle:
             prov_path = src / layout.PROVENANCE
             prov: dict[str, Any] = {}
@@ -352,8 +388,7 @@ def add_adjacency(
             for name, entries in result.provenance.items():
                 merged[name] = {**dict(merged.get(name) or {}), **entries}
             prov["adjacency"] = merged
-            stage = stack.enter_context(staged_path(prov_path, overwrite=True))
-            write_json(stage, prov)
+            write_json(stage.path(prov_path), prov)
     result.written = [t for t, _, _, _ in targets]
     if is_bundle and validate:
         result.report = _validate(src)

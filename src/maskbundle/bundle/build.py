@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import HubmapConversionWarning, OptionError, ShapeMismatchError, TableFormatError
+from ..convert._common import sha256_file
+from ..errors import (
+    HubmapConversionWarning,
+    LabelError,
+    OptionError,
+    ShapeMismatchError,
+    TableFormatError,
+)
 from ..io.adjacency_csv import write_adjacency_csv
 from ..io.intensity import read_intensity_image
 from ..io.ometiff import build_ome_xml, read_parent_image, write_label_ome_tiff
@@ -86,6 +93,25 @@ def array_checksum(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _without_paths(source: Any, found: list[str]) -> Any:
+    """``source`` without the absolute ``path`` of input files (collected into ``found``).
+
+    Provenance records file names and checksums only, so identical inputs in another
+    folder give identical bytes; the paths still serve the overwrite check.
+    """
+    if isinstance(source, Mapping):
+        out = {}
+        for key, value in source.items():
+            if key == "path" and isinstance(value, str) and "sha256" in source:
+                found.append(value)
+                continue
+            out[key] = _without_paths(value, found)
+        return out
+    if isinstance(source, list | tuple):
+        return [_without_paths(v, found) for v in source]
+    return source
+
+
 @dataclass
 class _Prepared:
     """One mask after checks and relabelling, with what its files need."""
@@ -95,6 +121,91 @@ class _Prepared:
     mask_id: str
     checksum: str
     input_dtype: str
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check_option_types(options: Mapping[str, Any]) -> None:
+    """Refuse wrongly typed options of write_segmentation_bundle, one message each.
+
+    Values are checked further where they are used; this catches what would otherwise
+    be split into characters, silently truthy or a bare TypeError deep inside.
+    """
+    def fail(key: str, want: str, cli: str | None = None) -> OptionError:
+        v = options[key]
+        return OptionError(
+            f"{key}={v!r} ({_kind(v)}): {key} must be {want}",
+            cli=None if cli is None else f"{cli} {v!r}: must be {want}",
+        )
+
+    def is_str_seq(v: Any) -> bool:
+        return isinstance(v, Sequence) and not isinstance(v, str | bytes) and all(
+            isinstance(x, str) for x in v)
+
+    o = options
+    if not isinstance(o["path"], str | Path):
+        raise fail("path", "a directory path (str or pathlib.Path)")
+    for key in ("overwrite", "progress"):
+        if not isinstance(o[key], bool | np.bool_):
+            raise fail(key, "True or False")
+    for key in ("name", "protocol_doi"):
+        if o[key] is not None and not isinstance(o[key], str):
+            raise fail(key, "text")
+    if not isinstance(o["annotation_tool"], str):
+        raise fail("annotation_tool", "one of the annotation tool names (text)",
+                   "--annotation-tool")
+    for key in ("objects_format", "compression"):
+        if not isinstance(o[key], str):
+            raise fail(key, "text")
+    for key in ("parent_image",):
+        if o[key] is not None and not isinstance(o[key], str | Path):
+            raise fail(key, "a file path")
+    if o["intensity_image"] is not None and not isinstance(
+            o["intensity_image"], str | Path | np.ndarray):
+        raise fail("intensity_image", "a numpy array (C, Y, X) / (C, Z, Y, X) or a file path")
+    for key in ("mask_ids", "object_types", "extra_columns", "adjacency_options",
+                "mesh_options"):
+        if o[key] is not None and not isinstance(o[key], Mapping):
+            raise fail(key, "a mapping (dict)")
+    for key, value in (o["mask_ids"] or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise OptionError(
+                f"mask_ids must map mask names to OBO ids (text), got {key!r}: {value!r}",
+                cli=f"--mask-id {key}={value!r}: give NAME=OBO, e.g. cells=CL:0000000",
+            )
+    for key, value in (o["object_types"] or {}).items():
+        if not isinstance(value, str | Mapping):
+            raise OptionError(
+                f"object_types[{key!r}] is a {_kind(value)}; give one OBO id (text) or a "
+                "mapping {original label: OBO id}",
+                cli=f"--object-type {key}={value!r}: give NAME=OBO",
+            )
+    for key, value in (o["extra_columns"] or {}).items():
+        if not (isinstance(value, tuple) and len(value) == 2
+                and isinstance(value[0], pd.DataFrame) and isinstance(value[1], Mapping)):
+            raise OptionError(
+                f"extra_columns[{key!r}] must be a (DataFrame, {{column: ColumnSpec}}) pair"
+            )
+    if o["marker_names"] is not None and not is_str_seq(o["marker_names"]):
+        raise fail("marker_names", "a list of names (text), one per channel", "--marker")
+    alt = o["alternative_ids"]
+    if alt is not None and not (isinstance(alt, Mapping) or is_str_seq(alt)):
+        raise fail("alternative_ids", "a mapping marker -> id or a list of ids")
+    feats = o["features"]
+    if not (isinstance(feats, bool | str) or feats is None or is_str_seq(feats)):
+        raise fail("features", "True, False or a list of feature names", "--features")
+    adj = o["adjacency"]
+    if not (adj is None or isinstance(adj, str) or is_str_seq(adj)):
+        raise fail("adjacency", "'centroid', 'linkage', a list of them or None", "--adjacency")
+    meshes = o["meshes"]
+    if not (isinstance(meshes, bool | np.bool_) or is_str_seq(meshes)):
+        raise fail("meshes", "True, False or a list of mask names", "--meshes")
+    contributors = o["contributors"]
+    if contributors is not None and (isinstance(contributors, str | bytes | Mapping)
+                                     or not isinstance(contributors, Sequence)):
+        raise fail("contributors", "a list of records (dicts), one per person")
 
 
 def _as_masks(masks: Mapping[str, Any] | Segmentation) -> tuple[dict[str, Mask], Segmentation | None]:
@@ -108,7 +219,17 @@ def _as_masks(masks: Mapping[str, Any] | Segmentation) -> tuple[dict[str, Mask],
     out = {}
     for name in names:
         value = items[name]
-        out[name] = value if isinstance(value, Mask) else Mask(labels=np.asarray(value))
+        if isinstance(value, Mask):
+            out[name] = value
+            continue
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise LabelError(
+                f"mask {name!r}: cannot be read as one array ({exc}); pass a 2D or 3D "
+                "integer numpy array"
+            ) from exc
+        out[name] = Mask(labels=arr)
     return out, seg
 
 
@@ -124,13 +245,18 @@ def _resolve_physical_size(
     else:
         raise OptionError(
             "physical_size is required: micrometres per pixel as (x, y) or (x, y, z), "
-            "or pass parent_image= to copy it from the parent OME-TIFF"
+            "or pass parent_image= to copy it from the parent OME-TIFF",
+            cli="the pixel size is required: give --physical-size X Y [Z] in micrometres "
+            "per pixel, or --parent to copy it from the parent OME-TIFF",
         )
     if ndim == 3 and ps.z is None:
         raise OptionError(
             "3D masks need a z step: pass physical_size=(x, y, z) in micrometres "
-            "(or a parent image with PhysicalSizeZ)"
+            "(or a parent image with PhysicalSizeZ)",
+            cli="3D masks need a z step: give --physical-size X Y Z in micrometres "
+            "(or --parent with PhysicalSizeZ)",
         )
+    ps.warn_if_implausible(stacklevel=4)
     if ndim == 2 and ps.z is not None and parent is None:
         ps = PhysicalSize(ps.x, ps.y, None, ps.unit_x, ps.unit_y, ps.unit_z)
     return ps
@@ -178,9 +304,9 @@ def _feature_plan(features: bool | str | Sequence[str]) -> tuple[bool, tuple[str
 def _intensity(
     intensity_image: np.ndarray | str | Path | None,
     marker_names: Sequence[str] | None,
-    ndim: int,
+    shape: tuple[int, ...],
 ) -> tuple[np.ndarray | None, list[str] | None, str | None]:
-    """The intensity array for masks of ``ndim`` dims, marker names, and its source."""
+    """The intensity array for masks of ``shape``, marker names, and its source."""
     if intensity_image is None:
         if marker_names is not None:
             raise OptionError("marker_names given without an intensity_image")
@@ -188,7 +314,7 @@ def _intensity(
     if isinstance(intensity_image, str | Path):
         image = read_intensity_image(intensity_image)
         names = list(marker_names) if marker_names is not None else image.channel_names
-        return image.for_masks(ndim), names, Path(intensity_image).name
+        return image.for_masks(shape), names, Path(intensity_image).name
     return np.asarray(intensity_image), None if marker_names is None else list(marker_names), \
         "array"
 
@@ -255,9 +381,14 @@ def _feature_columns(p: _Prepared, reserved: set[str]) -> list[tuple[ColumnSpec,
                     f"mask {name!r}: integer feature column {col!r} has no value for some "
                     "objects; integer columns must be filled"
                 )
-            values = values.astype(np.int64)
+            whole_floats = values.dtype.kind == "f" and bool(
+                np.all(values == np.round(values)))
+            if values.dtype.kind in "iu" or whole_floats:
+                values = values.astype(np.int64)
+            # anything else (1.5, "x", True) is left for the table check to refuse: a
+            # cast here would truncate it silently
         elif spec.type != "float":
-            values = np.array(["" if pd.isna(v) else str(v) for v in values], dtype=object)
+            values = np.array(["" if pd.isna(v) else v for v in values], dtype=object)
         out.append((spec, values))
     return out
 
@@ -438,7 +569,10 @@ def write_segmentation_bundle(
         largest voxel edge), ``reduction`` (default 100); see
         :func:`maskbundle.mesh.mesh_labels`.
     overwrite : bool
-        Replace an existing directory at ``path``.
+        Replace an existing bundle at ``path``: only one maskbundle wrote (its
+        provenance.json and nothing but maskbundle's files), never one holding an input,
+        the working directory or a parent of it (:class:`UnsafeOverwriteError`). The swap
+        is atomic on Linux; elsewhere a run killed during it is finished by the next one.
     progress : bool
         Show a progress bar of the stages on stderr (the CLI turns it on at a terminal).
 
@@ -447,6 +581,7 @@ def write_segmentation_bundle(
     Path
         The dataset directory.
     """
+    _check_option_types(locals())
     target = Path(path)
     if objects_format not in ("tsv", "xlsx"):
         raise OptionError(f"objects_format must be 'tsv' or 'xlsx', got {objects_format!r}")
@@ -463,7 +598,11 @@ def write_segmentation_bundle(
     morphology, statistics = _feature_plan(features)
     for key in [*mask_ids, *object_types, *extra_columns]:
         if key not in given:
-            raise OptionError(f"option names mask {key!r}, which is not among {list(given)}")
+            raise OptionError(
+                f"option names mask {key!r}, which is not among {list(given)}",
+                cli=f"--mask-id/--object-type name mask {key!r}, which is not among "
+                f"{list(given)}",
+            )
 
     prepared: list[_Prepared] = []
     for mname, m in given.items():
@@ -471,7 +610,9 @@ def write_segmentation_bundle(
         if mid is None:
             raise OptionError(
                 f"mask {mname!r} needs an OBO id: pass mask_ids={{{mname!r}: 'UBERON:0000074'}} "
-                "(for example) naming the class of its objects"
+                "(for example) naming the class of its objects",
+                cli=f"mask {mname!r} needs an OBO id: give --mask-id {mname}=UBERON:0000074 "
+                "(for example) naming the class of its objects",
             )
         check_obo_id(mid, f"mask id of {mname!r}")
         raw = np.asarray(m.labels)
@@ -479,7 +620,7 @@ def write_segmentation_bundle(
         prepared.append(_Prepared(relabelled, m, mid, array_checksum(raw), str(raw.dtype)))
     shape = _check_shapes(prepared, parent)
     ps = _resolve_physical_size(physical_size, parent, seg, len(shape))
-    intensity, markers, intensity_source = _intensity(intensity_image, marker_names, len(shape))
+    intensity, markers, intensity_source = _intensity(intensity_image, marker_names, shape)
     if intensity is not None and not statistics:
         raise OptionError(
             "an intensity image was given but features select no intensity statistic; "
@@ -487,7 +628,8 @@ def write_segmentation_bundle(
         )
     if statistics and intensity is None and features is not True:
         raise OptionError(
-            f"features {list(statistics)} need an intensity image: pass intensity_image="
+            f"features {list(statistics)} need an intensity image: pass intensity_image=",
+            cli=f"features {list(statistics)} need an intensity image: give --intensity FILE",
         )
     with_features = morphology or intensity is not None or bool(extra_columns)
     mesh_names = select_mesh_masks(meshes, [p.mask.name for p in prepared], is_3d=len(shape) == 3)
@@ -517,6 +659,7 @@ def write_segmentation_bundle(
             "physical_size": {"x": ps.x, "y": ps.y, "z": ps.z, "unit_x": ps.unit_x,
                               "unit_y": ps.unit_y, "unit_z": ps.unit_z},
             "parent_image": None if parent is None else Path(parent.path).name,
+            "parent_image_sha256": None if parent is None else sha256_file(parent.path),
             "protocol_doi": doi,
             "annotation_tool": annotation_tool,
             "objects_format": objects_format,
@@ -527,6 +670,9 @@ def write_segmentation_bundle(
             "morphology": morphology,
             "intensity_statistics": list(statistics) if intensity is not None else [],
             "intensity_image": intensity_source,
+            "intensity_image_sha256": sha256_file(intensity_image)
+            if isinstance(intensity_image, str | Path) else (
+                None if intensity is None else array_checksum(np.asarray(intensity_image))),
             "definitions": "scikit-image regionprops with spacing = pixel size, except where "
                            "a column's Description says otherwise",
         },
@@ -535,8 +681,17 @@ def write_segmentation_bundle(
         "source": dict(seg.source) if seg is not None else {},
     }
 
+    inputs: list[str] = []
+    provenance["source"] = _without_paths(provenance["source"], inputs)
+    for p in prepared:
+        p_source = _without_paths(p.source.source, inputs)
+        provenance["masks"].setdefault(p.mask.name, {})["source"] = p_source
+    inputs += [str(x) for x in (parent_image, intensity_image) if isinstance(x, str | Path)]
+
     n_stages = len(prepared) * (1 + len(adj_kinds)) + len(mesh_names) + 1
-    with staged_path(target, overwrite=overwrite) as stage, stage_progress(
+    with staged_path(
+        target, overwrite=overwrite, guard=layout.check_replaceable, inputs=inputs
+    ) as stage, stage_progress(
         n_stages, enabled=progress, desc=f"writing {target.name}"
     ) as advance:
         seg_dir = stage / layout.SEG_DIR
@@ -585,6 +740,7 @@ def write_segmentation_bundle(
                     adj_prov = provenance.setdefault("adjacency", {})
                     adj_prov.setdefault(p.mask.name, {})[kind] = entry
             provenance["masks"][p.mask.name] = {
+                **provenance["masks"][p.mask.name],
                 "channel": c,
                 "objects": p.mask.n_objects,
                 "mask_id": p.mask_id,
@@ -593,7 +749,6 @@ def write_segmentation_bundle(
                 "shape": list(p.mask.labels.shape),
                 "relabelled": p.mask.changed,
                 "objects_table": layout.objects_path(p.mask.name, mfmt).name,
-                "source": dict(p.source.source),
             }
 
         if mesh_names:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import OptionError
+from ..rules import check_text_cell
 
 __all__ = [
     "CONTRIBUTORS_SCHEMA_ID",
@@ -58,7 +59,32 @@ def _yes_no(value: Any, where: str) -> str:
 def contributor_rows(contributors: Sequence[Mapping[str, Any]] | None) -> list[list[str]]:
     """Check contributor records and return them as rows in column order."""
     rows: list[list[str]] = []
+    if contributors is not None and (
+        isinstance(contributors, str | bytes | Mapping) or not isinstance(contributors, Sequence)
+    ):
+        raise OptionError(
+            "contributors must be a list of records (dicts with first_name, last_name, "
+            "affiliation, ...), one per person"
+        )
     for i, rec in enumerate(contributors or ()):
+        if not isinstance(rec, Mapping):
+            raise OptionError(
+                f"contributors[{i}] is a {type(rec).__name__}; give a dict with first_name, "
+                "last_name, affiliation, ..."
+            )
+        for key, value in rec.items():
+            if not isinstance(value, str | bool | int | float) and value is not None:
+                raise OptionError(
+                    f"contributors[{i}].{key} is a {type(value).__name__}; give text"
+                )
+            if isinstance(value, str):
+                check_text_cell(value.strip(), f"contributors[{i}].{key}", OptionError)
+        schema = rec.get("metadata_schema_id")
+        if schema not in (None, "", CONTRIBUTORS_SCHEMA_ID):
+            raise OptionError(
+                f"contributors[{i}].metadata_schema_id is {schema!r}, but contributors.tsv "
+                f"follows schema {CONTRIBUTORS_SCHEMA_ID}; leave the field empty or use that id"
+            )
         unknown = set(rec) - set(CONTRIBUTOR_COLUMNS)
         if unknown:
             raise OptionError(

@@ -5,10 +5,14 @@ Every path a writer or the validator uses comes from here, so the layout is stat
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 from typing import Literal
 
+from ..errors import UnsafeOverwriteError
+from ..io.staging import is_stage_dir
 from ..names import check_mask_name
 
 __all__ = [
@@ -20,6 +24,7 @@ __all__ = [
     "PROVENANCE",
     "SEG_DIR",
     "centroid_adjacency_path",
+    "check_replaceable",
     "label_map_path",
     "linkage_adjacency_path",
     "mesh_path",
@@ -56,6 +61,58 @@ ALLOWED_PATTERNS: tuple[tuple[str, bool], ...] = (
     (r"derived/segmentation_masks/transformations/.*", False),
     (r"derived/segmentation_masks/segmentation-masks\.csv", False),
 )
+
+
+# Every file write_segmentation_bundle, add_adjacency and add_meshes write: a directory
+# holding only these (and a provenance.json of ours) may be replaced with overwrite=True.
+WRITTEN_PATTERNS: tuple[str, ...] = (
+    r"extras/contributors\.tsv",
+    r"derived/extras/provenance\.json",
+    r"derived/extras/[^/]+-label-map\.csv",
+    r"derived/segmentation_masks/[^/]+\.segmentations\.ome\.tiff",
+    r"derived/segmentation_masks/[^/]+-objects\.(?:xlsx|tsv)",
+    r"derived/segmentation_masks/[^/]+-(?:centroid|linkage)-adjacency\.csv",
+    r"derived/segmentation_masks/[^/]+-mesh\.glb",
+    r"derived/segmentation_masks/segmentation-masks\.csv",
+)
+
+
+def check_replaceable(target: Path) -> None:
+    """Refuse to replace ``target`` unless it is a bundle this tool wrote (or empty).
+
+    A bundle of ours has a provenance.json naming a maskbundle version and no file
+    outside :data:`WRITTEN_PATTERNS` (our own stage directories aside); anything else
+    the user may have put there would be lost.
+    """
+    def refuse(why: str) -> UnsafeOverwriteError:
+        return UnsafeOverwriteError(
+            f"{target} exists and is not a bundle written by maskbundle ({why}); maskbundle "
+            "replaces only its own bundles: choose a new directory"
+        )
+
+    if target.is_symlink() or not target.is_dir():
+        raise refuse("it is not a directory")
+    found_any = False
+    for root, dirs, files in os.walk(target):
+        base = Path(root)
+        for d in list(dirs):
+            if (base / d).is_symlink():
+                raise refuse(f"it holds the link {(base / d).relative_to(target).as_posix()!r}")
+            if is_stage_dir(base / d):
+                dirs.remove(d)  # a stage of a killed run of ours
+        for f in files:
+            rel = (base / f).relative_to(target).as_posix()
+            if (base / f).is_symlink() or not any(re.fullmatch(rx, rel) for rx in WRITTEN_PATTERNS):
+                raise refuse(f"it holds {rel!r}")
+            found_any = True
+    if not found_any:
+        return  # nothing to lose
+    try:
+        prov = json.loads((target / PROVENANCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        prov = None
+    if not isinstance(prov, dict) or "maskbundle_version" not in prov:
+        raise refuse(f"no {PROVENANCE.as_posix()} of maskbundle")
 
 
 def path_allowed(rel: str) -> bool:

@@ -11,7 +11,6 @@ import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 from ..errors import BundleInvalidError, CorruptInputError, OptionError, OutputExistsError
 from ..io.glb import write_glb
 from ..io.ometiff import read_label_ome_tiff
-from ..io.staging import staged_path
+from ..io.staging import clear_stale_stages, staged_files
 from ..io.tables import read_json, write_json
 from ..mesh.labels import DEFAULT_ERROR_VOXELS, DEFAULT_REDUCTION, mesh_labels
 from ..model import PhysicalSize
@@ -233,6 +232,7 @@ def add_meshes(
     failed mesh rule raises BundleInvalidError.
     """
     dataset = Path(path)
+    clear_stale_stages(dataset / layout.DERIVED_EXTRAS)  # finish a killed run first
     image = read_label_ome_tiff(_find_ome_tiff(dataset))
     names = list(image.channel_names)
     requested: bool | Sequence[str] = True if masks is None else list(masks)
@@ -248,7 +248,8 @@ def add_meshes(
         target = dataset / layout.mesh_path(name)
         if target.exists() and not overwrite:
             raise OutputExistsError(
-                f"{target} already exists; pass overwrite=True (--overwrite) to replace it"
+                f"{target} already exists; pass overwrite=True to replace it",
+                cli=f"{target} already exists; add --overwrite to replace it",
             )
     prov_path = dataset / layout.PROVENANCE
     provenance: dict[str, Any] = read_json(prov_path) if prov_path.is_file() else {}
@@ -259,7 +260,7 @@ def add_meshes(
     )
     entries = dict(old)
     written: dict[str, Path | None] = {}
-    with ExitStack() as stack:
+    with staged_files(dataset / layout.DERIVED_EXTRAS) as stage:
         for name in chosen:
             c = names.index(name)
             labels = image.labels[c]
@@ -268,12 +269,10 @@ def add_meshes(
                 entries[name] = dict(_EMPTY)
                 written[name] = None
                 continue
-            stage = stack.enter_context(
-                staged_path(dataset / layout.mesh_path(name), overwrite=True)
-            )
-            write_glb(stage, meshes, mask=name)
+            staged = stage.path(dataset / layout.mesh_path(name))
+            write_glb(staged, meshes, mask=name)
             ids = np.unique(labels)
-            problems = check_mesh_file(stage, ids[ids != 0].tolist(), name)
+            problems = check_mesh_file(staged, ids[ids != 0].tolist(), name)
             if problems:
                 raise BundleInvalidError("; ".join(problems))
             entries[name] = {
@@ -281,13 +280,12 @@ def add_meshes(
                 "objects": len(meshes),
                 "triangles": int(sum(len(m.faces) for m in meshes)),
                 "vertices": int(sum(len(m.vertices) for m in meshes)),
-                "bytes": stage.stat().st_size,
+                "bytes": staged.stat().st_size,
             }
             written[name] = dataset / layout.mesh_path(name)
             del meshes
         provenance["meshes"] = mesh_provenance(options, entries)
-        prov_stage = stack.enter_context(staged_path(prov_path, overwrite=True))
-        write_json(prov_stage, provenance)
+        write_json(stage.path(prov_path), provenance)
     # the files are in place: the validator's mesh rules must pass
     from .validate import validate_bundle
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import OptionError
 from ..io.staging import staged_path
 from ..io.tables import read_json, read_table_cells, write_tsv
+from ..rules import check_text_cell
 from . import layout
 from .contributors import METADATA_COLUMNS, METADATA_SCHEMA_ID
 
@@ -60,6 +61,10 @@ def write_upload_metadata(
         raise OptionError(
             f"parent_dataset_id {bad or parents!r}: give the parent's HuBMAP ID, e.g. HBM386.ZGKG.235"
         )
+    for field, value in (("lab_id", lab_id), ("program_url", program_url)):
+        if not isinstance(value, str):
+            raise OptionError(f"{field} must be text, got {type(value).__name__}")
+        check_text_cell(value, field, OptionError)
     rows = []
     top = path.parent.resolve()
     for ds in datasets:
@@ -72,7 +77,11 @@ def write_upload_metadata(
         except ValueError as exc:  # another drive on Windows
             raise OptionError(f"{ds} must lie inside the upload folder {top}") from exc
         if rel.parts[:1] == ("..",):
-            raise OptionError(f"{ds} must lie inside the upload folder {top}")
+            raise OptionError(
+                f"{ds} must lie inside the upload folder {top} (the folder of the metadata "
+                f"TSV); put the TSV in a folder that holds the dataset, e.g. "
+                f"{Path(ds).parent / path.name}"
+            )
         data_path = "." if str(rel) == "." else f"./{rel.as_posix()}"
         prov = read_json(prov_file)
         rows.append([

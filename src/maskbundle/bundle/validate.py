@@ -8,7 +8,9 @@ Finding codes (``location`` is the path relative to the dataset directory):
 
 - ``bundle.directory``; ``layout.pattern``, ``layout.unknown-file`` (warning),
   ``layout.required``, ``layout.extras-empty`` (warning), ``layout.extras-transformations``,
-  ``layout.stray-objects``, ``extras.contributors`` (warning)
+  ``layout.stray-objects``, ``extras.contributors`` (warning), ``extras.contributors-cells``
+  (the text-cell rule of :mod:`maskbundle.rules`, as ``objects.formula`` and
+  ``objects.header-formula`` for the tables)
 - ``tiff.count``, ``tiff.read``, ``tiff.ome-xml``, ``tiff.xsd``, ``tiff.namespace``,
   ``tiff.image-count``, ``tiff.dimension-order`` (warning), ``tiff.size-t``, ``tiff.channel-names``,
   ``tiff.channel-names-unique``, ``tiff.mask-names``, ``tiff.channel-count``,
@@ -53,6 +55,7 @@ from ..io.readers import (
 )
 from ..model import UM_PER_UNIT
 from ..names import MASK_NAME_RE, MAX_NAME_LENGTH
+from ..rules import text_cell_problem
 from . import layout
 from ._pixels import LabelStats, compare_level, contact_pairs, label_stats, pair_keys
 from ._tables import _SHOW, TableTruth, _first, check_objects_rows, record_rule
@@ -138,11 +141,11 @@ def validate_bundle(path: str | Path, *, parent_image: str | Path | None = None)
     root = Path(path)
     run = _Run(root)
     if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
         run.fail(
             str(root),
             "bundle.directory",
-            f"{root} is not a directory; pass the dataset "
-            "directory that holds extras/ and derived/",
+            f"{root} {what}; pass the dataset directory that holds extras/ and derived/",
         )
         return run.report
     _check_layout(run)
@@ -231,11 +234,23 @@ def _check_layout(run: _Run) -> None:
     )
     contributors = run.root / layout.CONTRIBUTORS
     rows = 0
+    unsafe: list[str] = []
     if contributors.is_file():
         try:
-            rows = len([ln for ln in read_tsv_grid(contributors)[1:] if any(c.strip() for c in ln)])
+            grid = read_tsv_grid(contributors)
         except MaskBundleError:
-            rows = 0
+            grid = []
+        rows = len([ln for ln in grid[1:] if any(c.strip() for c in ln)])
+        unsafe = [f"row {i + 1}: {c!r}" for i, ln in enumerate(grid) for c in ln
+                  if text_cell_problem(c)]
+        run.rule(
+            layout.CONTRIBUTORS.as_posix(),
+            "extras.contributors-cells",
+            unsafe[:5],
+            "no cell is a formula or holds |, control characters, or text starting with "
+            "= + - @ (maskbundle.rules)",
+            fix="rephrase those cells",
+        )
     run.rule(
         layout.CONTRIBUTORS.as_posix(),
         "extras.contributors",

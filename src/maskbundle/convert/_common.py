@@ -159,7 +159,9 @@ def check_shape(shape: object, *, what: str) -> tuple[int, ...]:
     if shape is None:
         raise OptionError(
             f"{what}: the image shape is needed to rasterise polygons; pass shape=(Y, X) "
-            "(rows, columns of the full-resolution image) or --parent IMAGE on the command line"
+            "(rows, columns of the full-resolution image) or parent_image=",
+            cli=f"{what}: the image shape is needed to rasterise polygons; give --shape Y X "
+            "(rows, columns of the full-resolution image) or --parent IMAGE",
         )
     try:
         dims = tuple(int(s) for s in shape)  # type: ignore[attr-defined]

@@ -340,7 +340,9 @@ def _mask_names(lf: LabelFile, name: str | Sequence[str] | None, what: str) -> l
         if found is None:
             raise OptionError(
                 f"{what}: label array {i} has no name in the file; pass name=[...] with one "
-                "mask name per array"
+                "mask name per array",
+                cli=f"{what}: label array {i} has no name in the file; give one --mask-name "
+                "(or --name for adjacency) per array",
             )
         try:
             out.append(check_mask_name(found))
@@ -348,7 +350,9 @@ def _mask_names(lf: LabelFile, name: str | Sequence[str] | None, what: str) -> l
             hint = suggest_mask_name(found)
             if not hint:
                 raise OptionError(
-                    f"{what}: channel name {found!r} cannot become a mask name; pass name=[...]"
+                    f"{what}: channel name {found!r} cannot become a mask name; pass name=[...]",
+                    cli=f"{what}: channel name {found!r} cannot become a mask name; give "
+                    "--mask-name (or --name for adjacency) per array",
                 ) from None
             out.append(hint)
     return check_mask_names(out)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import CorruptInputError, OptionError
+from ..errors import CorruptInputError, EmptyResultError, OptionError
 from ..model import ColumnSpec, Mask, PhysicalSize, Segmentation
 from ..names import check_mask_name, check_mask_names
 from ._common import ascii_safe, check_obo_id, file_source, image_shape
@@ -302,6 +302,8 @@ def read_qupath(
     measurements: bool = True,
     physical_size: PhysicalSize | tuple[float, ...] | float | None = None,
     parent_image: str | os.PathLike[str] | None = None,
+    clip: bool = False,
+    allow_empty: bool = False,
 ) -> Segmentation:
     """Read a QuPath GeoJSON export as label masks.
 
@@ -331,6 +333,13 @@ def read_qupath(
         Micrometres per pixel, recorded on the result.
     parent_image : path, optional
         Parent OME-TIFF: gives the shape (when ``shape`` is None) and the pixel size.
+    clip : bool
+        Cut objects that reach beyond ``shape`` at the image edge (those left without a
+        pixel are dropped). By default such objects raise :class:`EmptyResultError`: a
+        shape smaller than the objects is usually a wrong ``shape``.
+    allow_empty : bool
+        Accept a file with no cell, detection or selected annotation (an empty mask);
+        by default it raises :class:`EmptyResultError`.
 
     Returns
     -------
@@ -403,10 +412,31 @@ def read_qupath(
         if missing:
             raise OptionError(
                 f"{p}: classes {missing} have no obo id in object_types; add them, e.g. "
-                f"object_types={{{missing[0]!r}: 'CL:0000000', ...}}"
+                f"object_types={{{missing[0]!r}: 'CL:0000000', ...}}",
+                cli=f"{p}: classes {missing} have no obo id; add --class-type "
+                f"'{missing[0]}=CL:0000000' (for example) per class",
             )
-    if not per_mask:
-        per_mask[cell_mask] = []
+    if not per_mask or not any(per_mask.values()):
+        if not allow_empty:
+            raise EmptyResultError(
+                f"{p}: no cell, detection or selected annotation among {len(features)} "
+                f"feature(s) ({counts['skipped_annotations']} unselected annotation(s)); "
+                "select annotations with annotations={'Class': 'mask'} or pass "
+                "allow_empty=True for an empty mask",
+                cli=f"{p}: no cell, detection or selected annotation among {len(features)} "
+                f"feature(s) ({counts['skipped_annotations']} unselected annotation(s)); "
+                "select them with --annotation CLASS=MASK or add --allow-empty",
+            )
+        per_mask.setdefault(cell_mask, [])
+    outside = _objects_outside(per_mask, dims, p)
+    counts["objects_beyond_shape"] = outside
+    if outside and not clip:
+        raise EmptyResultError(
+            f"{p}: {outside} object(s) reach beyond the image shape {tuple(dims)} (Y, X); "
+            "check shape (or parent_image), or pass clip=True to cut them at the edge",
+            cli=f"{p}: {outside} object(s) reach beyond the image shape {tuple(dims)} (Y, X); "
+            "check --shape (or --parent), or add --clip to cut them at the edge",
+        )
 
     masks: dict[str, Mask] = {}
     meta: dict[str, Any] = {"counts": counts, "duplicate_json_keys": duplicates,
@@ -452,6 +482,24 @@ def read_qupath(
         mask.source = source
     size = PhysicalSize.coerce(physical_size) if physical_size is not None else parent_size
     return Segmentation(masks=masks, physical_size=size, source=source)
+
+
+def _objects_outside(per_mask: Mapping[str, list[_Obj]], dims: tuple[int, ...], p: Path) -> int:
+    """How many objects (or their nuclei) have a vertex outside the image (Y, X)."""
+    rows, cols = dims[0] - 0.5, dims[1] - 0.5  # rings are shifted to pixel centres
+    n = 0
+    for objs in per_mask.values():
+        for o in objs:
+            for geom in (o.geometry, o.nucleus):
+                parts = _rings(geom, f"{p}: feature {o.feature}")
+                if any(
+                    r.size and (r[:, 0].min() < -0.5 or r[:, 1].min() < -0.5
+                                or r[:, 0].max() > rows or r[:, 1].max() > cols)
+                    for rings in parts for r in rings
+                ):
+                    n += 1
+                    break
+    return n
 
 
 def _mask(

@@ -22,12 +22,20 @@ class IntensityImage:
 
     data: np.ndarray
     channel_names: list[str] | None
+    # True when the file does not say whether its leading axis is channels or planes
+    # (a plain multi-page TIFF, a 3D .npy)
+    leading_axis_ambiguous: bool = False
 
-    def for_masks(self, ndim: int) -> np.ndarray:
-        """(C, Y, X) for 2D masks (a single plane is dropped), (C, Z, Y, X) for 3D."""
-        if ndim == 2 and self.data.shape[1] == 1:
-            return self.data[:, 0]
-        return self.data
+    def for_masks(self, shape: tuple[int, ...]) -> np.ndarray:
+        """(C, Y, X) for 2D masks of ``shape`` (a single plane is dropped), (C, Z, Y, X)
+        for 3D; an unlabelled leading axis as long as the masks' Z is read as planes."""
+        data = self.data
+        if len(shape) == 2 and data.shape[1] == 1:
+            return data[:, 0]
+        if (len(shape) == 3 and self.leading_axis_ambiguous and data.shape[1] == 1
+                and data.shape[0] == shape[0] and data.shape[2:] == tuple(shape[1:])):
+            return data[:, 0][np.newaxis]  # one channel of Z planes (ZYX)
+        return data
 
 
 def read_intensity_image(path: Path | str) -> IntensityImage:
@@ -44,10 +52,17 @@ def read_intensity_image(path: Path | str) -> IntensityImage:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise CorruptInputError(f"{path}: cannot read the intensity image ({exc})") from exc
+        if arr.dtype.kind not in "uifb":
+            raise CorruptInputError(f"{path}: the intensity image holds {arr.dtype}, not numbers")
         if arr.ndim == 2:
             arr = arr[np.newaxis, np.newaxis]
         elif arr.ndim == 3:
-            arr = arr[:, np.newaxis]
+            return IntensityImage(arr[:, np.newaxis], None, leading_axis_ambiguous=True)
+        elif arr.ndim != 4:
+            raise CorruptInputError(
+                f"{path}: the intensity image has {arr.ndim} axes; expected (Y, X), (C, Y, X), "
+                "(Z, Y, X) or (C, Z, Y, X)"
+            )
         return IntensityImage(arr, None)
     try:
         with tifffile.TiffFile(path) as tf:
@@ -56,10 +71,11 @@ def read_intensity_image(path: Path | str) -> IntensityImage:
             axes = series.axes
             xml = tf.ome_metadata
     except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise CorruptInputError(f"{path}: not a readable TIFF ({exc})") from exc
+        raise CorruptInputError(f"{path}: intensity image is not a readable TIFF ({exc})") from exc
     # plain TIFFs call a leading channel axis Q (or I); read it as C
+    ambiguous = "C" not in axes and "Z" not in axes and ("Q" in axes or "I" in axes)
     axes = axes.replace("Q", "C").replace("I", "C") if "C" not in axes else axes
-    czyx = _to_czyx(data, axes)
+    czyx = _to_czyx(data, axes, "intensity image")
     names: list[str] | None = None
     if xml:
         with warnings.catch_warnings():
@@ -68,4 +84,4 @@ def read_intensity_image(path: Path | str) -> IntensityImage:
         got = [ch.name or "" for ch in pixels.channels]
         if len(got) == czyx.shape[0] and all(got):
             names = got
-    return IntensityImage(czyx, names)
+    return IntensityImage(czyx, names, leading_axis_ambiguous=ambiguous and names is None)

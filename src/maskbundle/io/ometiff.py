@@ -164,7 +164,7 @@ def _physical_size(pixels: Pixels) -> PhysicalSize | None:
     )
 
 
-def _to_czyx(data: np.ndarray, axes: str) -> np.ndarray:
+def _to_czyx(data: np.ndarray, axes: str, what: str = "label image") -> np.ndarray:
     """Reorder a tifffile series array with ``axes`` to (C, Z, Y, X)."""
     if "Z" not in axes:  # a plain multi-page TIFF: tifffile names the page axis Q or I
         for generic in ("Q", "I"):
@@ -174,8 +174,8 @@ def _to_czyx(data: np.ndarray, axes: str) -> np.ndarray:
     for ax, n in zip(axes, data.shape, strict=True):
         if ax not in "CZYX" and n != 1:
             raise CorruptInputError(
-                f"label image has {n} positions along axis {ax!r} (axes {axes}); expected "
-                "(C, Z, Y, X) labels: save one time point and one sample per pixel"
+                f"{what} has {n} positions along axis {ax!r} (axes {axes}); expected "
+                "(C, Z, Y, X): save one time point and one sample per pixel"
             )
     keep = [ax for ax in axes if ax in "CZYX"]
     data = data.reshape([n for n, ax in zip(data.shape, axes, strict=True) if ax in "CZYX"])

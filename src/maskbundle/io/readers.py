@@ -235,11 +235,12 @@ def _xlsx_cell(value: object) -> str:
 
 
 def read_xlsx_grid(path: Path) -> XlsxGrid:
-    """Cells of the first sheet of an ``.xlsx`` as strings (values, not formulas)."""
+    """Cells of the first sheet of an ``.xlsx`` as strings; a formula cell gives its
+    formula text (``=WEBSERVICE(...)``), never a cached value, so the rules refuse it."""
     import openpyxl
 
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
     except Exception as exc:  # openpyxl raises zipfile, KeyError, ValueError ...
         raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
     try:

@@ -27,6 +27,7 @@ from ..model import (
     REQUIREMENT_LEVELS,
     ColumnSpec,
 )
+from ..rules import check_text_cell
 
 __all__ = [
     "EXCEL_MAX_OBJECTS",
@@ -54,25 +55,30 @@ EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_OBJECTS = EXCEL_MAX_ROWS - 10
 DOI_RE = re.compile(r"^10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+$")
 OBO_RE = re.compile(r"^[A-Za-z]+:[0-9]{7}$")
-_NUMBER_RE = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
 _FLOAT_FORMAT = "%.7g"
 # a fixed timestamp keeps xlsx files byte-identical between runs
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _FIXED_ISO = "2000-01-01T00:00:00Z"
 
 
-def _check_text(value: str, where: str, *, tsv: bool = True) -> None:
+EXCEL_EXACT_INT = 10**15 - 1  # Excel keeps 15 significant digits of a number
+_BOOLEAN_VALUES = frozenset({"true", "false", "yes", "no", "1", "0"})
+
+
+def _check_text(value: str, where: str) -> None:
     if not value.isascii():
         raise TableFormatError(f"{where}: {value!r} is not ASCII; HuBMAP accepts ASCII text only")
-    if tsv and ("\t" in value or "\n" in value or "\r" in value):
-        raise TableFormatError(
-            f"{where}: {value!r} holds a tab or line break, which would break the TSV; remove it"
-        )
-    if value[:1] in ("=", "+", "-", "@") and not _NUMBER_RE.fullmatch(value):
-        raise TableFormatError(
-            f"{where}: {value!r} starts with {value[0]!r} and would run as a spreadsheet "
-            "formula; rephrase it"
-        )
+    check_text_cell(value, where, TableFormatError)  # the one rule (maskbundle.rules)
+
+
+def _check_scalars(values: Any, where: str) -> None:
+    """Cells hold scalars: a dict, list or array in a cell would be written as its repr."""
+    for v in values:
+        if not isinstance(v, str | int | float | bool | np.generic) or isinstance(v, bytes):
+            raise TableFormatError(
+                f"{where}: a cell holds a {type(v).__name__} ({str(v)[:40]!r}); cells take "
+                "one string or number each"
+            )
 
 
 def check_spec(spec: ColumnSpec) -> None:
@@ -94,11 +100,15 @@ def check_spec(spec: ColumnSpec) -> None:
             )
     if not spec.description.strip():
         raise TableFormatError(f"{where}: the Description cell is empty; say what the column holds")
-    for cell in spec.header_cells():
+    for i, cell in enumerate(spec.header_cells()):
         if cell.strip().upper() in ("N/A", "NA"):
             raise TableFormatError(f"{where}: header cell {cell!r}: leave it blank instead of N/A")
-        if cell:
+        if cell and HEADER_LABELS[i] != "Permissible values":
             _check_text(cell, where)
+    for allowed_value in spec.permissible_values:  # joined with " | " into one header cell
+        if not isinstance(allowed_value, str) or not allowed_value.strip():
+            raise TableFormatError(f"{where}: permissible values must be non-empty strings")
+        _check_text(allowed_value, f"{where}, permissible value")
     if spec.protocol_doi and not DOI_RE.match(spec.protocol_doi):
         raise TableFormatError(
             f"{where}: protocol DOI {spec.protocol_doi!r} is not a bare DOI (10.xxxx/...); "
@@ -106,8 +116,13 @@ def check_spec(spec: ColumnSpec) -> None:
         )
 
 
-def check_objects_table(specs: Sequence[ColumnSpec], frame: pd.DataFrame) -> None:
-    """Check header specs and every cell of ``frame`` (columns: Object ID then ``specs``)."""
+def check_objects_table(
+    specs: Sequence[ColumnSpec], frame: pd.DataFrame, *, fmt: str = "tsv"
+) -> None:
+    """Check header specs and every cell of ``frame`` (columns: Object ID then ``specs``).
+
+    ``fmt="xlsx"`` also refuses integers Excel would round (beyond 2**53).
+    """
     names = ["Object ID", *[s.name for s in specs]]
     if list(frame.columns) != names:
         raise TableFormatError(f"table columns {list(frame.columns)} differ from specs {names}")
@@ -120,7 +135,7 @@ def check_objects_table(specs: Sequence[ColumnSpec], frame: pd.DataFrame) -> Non
         where = f"column {spec.name!r}"
         missing = col.isna().to_numpy().copy()
         if spec.type == "text" or spec.type in ("doi", "obo id", "boolean"):
-            missing |= col.astype(str).str.len().to_numpy() == 0
+            missing |= np.asarray(col.to_numpy(dtype=object) == "", dtype=bool)
         if missing.any() and (spec.requirement == "REQUIRED" or spec.type == "integer"):
             first = int(frame["Object ID"].iloc[int(np.argmax(missing))])
             raise TableFormatError(
@@ -129,8 +144,25 @@ def check_objects_table(specs: Sequence[ColumnSpec], frame: pd.DataFrame) -> Non
                 "must be filled"
             )
         present = col[~missing]
+        uniq = None
+        if present.dtype == object:
+            try:
+                # dict, not pd.unique: pandas < 3 hashes "a\x00b" as "a" and drops it
+                uniq = np.array(list(dict.fromkeys(present.tolist())), dtype=object)
+            except TypeError:  # unhashable cells: a dict, list or array in a cell
+                uniq = present.to_numpy()
+            _check_scalars(uniq, where)
         if spec.type in ("text", "doi", "obo id", "boolean") and len(present):
-            values = pd.unique(present.astype(str))
+            # str() of the distinct cells only (not of every row): same values, less work
+            values = list(dict.fromkeys(
+                str(v) for v in (uniq if uniq is not None else present.tolist())))
+            if spec.type == "boolean":
+                bad_bool = [v for v in values if v.strip().lower() not in _BOOLEAN_VALUES]
+                if bad_bool:
+                    raise TableFormatError(
+                        f"{where}: {bad_bool[0]!r} is not a boolean; use true/false, yes/no "
+                        "or 1/0"
+                    )
             for v in values:
                 _check_text(v, where)
                 if spec.type == "doi" and not DOI_RE.match(v):
@@ -147,11 +179,28 @@ def check_objects_table(specs: Sequence[ColumnSpec], frame: pd.DataFrame) -> Non
                         f"{where}: {bad[0]!r} is not one of {list(spec.permissible_values)}"
                     )
         elif spec.type in ("integer", "float") and len(present):
+            if uniq is not None and any(isinstance(v, str | bool | np.bool_) for v in uniq):
+                raise TableFormatError(
+                    f"{where}: text or booleans in a {spec.type} column; give numbers"
+                )
+            if present.dtype.kind == "b":
+                raise TableFormatError(f"{where}: booleans in a {spec.type} column; give 0/1")
             arr = pd.to_numeric(present, errors="coerce").to_numpy(dtype=float)
             if np.isnan(arr).any() or not np.isfinite(arr).all():
                 raise TableFormatError(f"{where}: non-numeric or infinite values in a number column")
             if spec.type == "integer" and (arr != np.round(arr)).any():
-                raise TableFormatError(f"{where}: fractional values in an integer column")
+                first = present.to_numpy()[int(np.argmax(arr != np.round(arr)))]
+                raise TableFormatError(
+                    f"{where}: fractional value {first!r} in an integer column; round it "
+                    "yourself or declare the column float"
+                )
+            if spec.type == "integer" and fmt == "xlsx" and (np.abs(arr) > EXCEL_EXACT_INT).any():
+                raise TableFormatError(
+                    f"{where}: integers of more than 15 digits lose digits in Excel; write "
+                    "the table as TSV (objects_format='tsv') or store them as text",
+                    cli=f"{where}: integers of more than 15 digits lose digits in Excel; use "
+                    "--objects-format tsv or store them as text",
+                )
 
 
 def _header_rows(specs: Sequence[ColumnSpec]) -> list[list[str]]:
@@ -167,7 +216,7 @@ def write_objects_table(path: Path, specs: Sequence[ColumnSpec], frame: pd.DataF
 
     ``frame`` has the column ``Object ID`` followed by one column per spec, in order.
     """
-    check_objects_table(specs, frame)
+    check_objects_table(specs, frame, fmt="xlsx" if path.suffix == ".xlsx" else "tsv")
     if path.suffix == ".xlsx":
         if len(frame) > EXCEL_MAX_OBJECTS:
             raise TableFormatError(
@@ -257,7 +306,11 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]] |
             return
         w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
-        w.writerows(rows)
+        for row in rows:
+            for c in row:
+                if isinstance(c, str):
+                    check_text_cell(c, f"{path.name}: cell", TableFormatError)
+            w.writerow(row)
 
 
 def write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -266,8 +319,7 @@ def write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
         for row in [list(header), *[list(r) for r in rows]]:
             cells = ["" if c is None else str(c) for c in row]
             for c in cells:
-                if "\t" in c or "\n" in c:
-                    raise TableFormatError(f"{path.name}: cell {c!r} holds a tab or line break")
+                check_text_cell(c, f"{path.name}: cell", TableFormatError)
             f.write("\t".join(cells) + "\n")
 
 

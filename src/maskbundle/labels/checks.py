@@ -56,6 +56,9 @@ def check_label_array(name: str, array: Any) -> np.ndarray:
             f"mask {name!r}: a boolean array has no object ids; label its connected components "
             "first, e.g. skimage.measure.label(mask)"
         )
+    if arr.dtype.kind in "iuf" and not arr.dtype.isnative:
+        # big-endian data (from some TIFF/NPY writers): same values, native byte order
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     kind = arr.dtype.kind
     if kind in "iu":
         if kind == "i" and arr.size:
@@ -94,11 +97,15 @@ def check_label_array(name: str, array: Any) -> np.ndarray:
             raise LabelError(
                 f"mask {name!r}: label value {top:g} does not fit in 64 bits; relabel the source"
             )
-        # float64 holds integers exactly only up to 2**53: refuse what may already be rounded
-        if top > 2.0**53:
+        # a float of p mantissa bits holds every integer only below 2**p (float16: 2048,
+        # float32: 2**24, float64: 2**53); at or above it distinct labels may already have
+        # been rounded into one, so refuse rather than merge objects silently
+        exact = 2 ** (np.finfo(arr.dtype).nmant + 1)
+        if top >= exact:
             raise LabelError(
-                f"mask {name!r}: float labels above 2**53 ({top:g}) cannot be exact; "
-                "save the labels with an integer dtype"
+                f"mask {name!r}: {arr.dtype} labels reach {top:.0f}, at or above "
+                f"{exact} where {arr.dtype} stops holding every integer (neighbouring "
+                "labels may already be merged); save the labels with an integer dtype"
             )
         return arr.astype(np.uint64)
     raise LabelError(

@@ -34,6 +34,7 @@ import pandas as pd
 from ..errors import LabelError, OptionError, ShapeMismatchError, TableFormatError
 from ..io.tables import check_objects_table, check_spec
 from ..model import ColumnSpec, PhysicalSize
+from ..rules import check_text_cell
 from ._accumulate import (
     Accumulator,
     accumulate,
@@ -58,7 +59,6 @@ CENTROID_COLUMNS: dict[str, str] = {"x": "Centroid X", "y": "Centroid Y", "z": "
 """Names of the exact (float, pixel) centroid columns; ``Centroid Z`` only for 3D."""
 
 INDEX_NAME = "Object ID"
-_FORMULA_START = ("=", "+", "-", "@")
 _STAT_LABEL = {
     "mean": "mean intensity",
     "median": "median intensity",
@@ -182,13 +182,9 @@ def _check_intensity(
 def _check_text(value: str, what: str, *, error: type[Exception] = OptionError) -> str:
     if not isinstance(value, str) or not value.strip():
         raise error(f"{what} must be a non-empty string, got {value!r}")
-    if not value.isascii() or any(c in value for c in "\t\n\r"):
-        raise error(f"{what} {value!r} must be ASCII without tabs or line breaks")
-    if value.startswith(_FORMULA_START):
-        raise error(
-            f"{what} {value!r} starts with {value[0]!r}, which spreadsheets run as a "
-            "formula; rename it"
-        )
+    if not value.isascii():
+        raise error(f"{what} {value!r} must be ASCII")
+    check_text_cell(value, what, error)  # the one text-cell rule (maskbundle.rules)
     return value
 
 
