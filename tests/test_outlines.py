@@ -34,7 +34,8 @@ def _export(labels: np.ndarray, path: Path) -> list[dict]:
 
 def _back(labels: np.ndarray, path: Path) -> np.ndarray:
     """read_qupath numbers objects 1..N in file order: map them back to the input labels."""
-    seg = read_qupath(path, shape=labels.shape, detection_mask="cells", measurements=False)
+    seg = read_qupath(path, shape=labels.shape, detection_mask="cells", measurements=False,
+                     allow_empty=True)  # an all-background image is a valid input here
     got = np.asarray(seg.masks["cells"].labels)
     ids = np.concatenate([[0], np.unique(labels[labels > 0])])
     return ids[got]

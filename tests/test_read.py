@@ -20,6 +20,7 @@ from _plain import tiff_levels as _tiff_levels
 from maskbundle import (
     Bundle,
     BundleInvalidError,
+    CorruptInputError,
     OptionError,
     read_bundle,
     write_segmentation_bundle,
@@ -179,3 +180,17 @@ def test_level_zero_is_not_loaded_until_indexed(tmp_path: Path) -> None:
     assert peak < labels.nbytes / 8
     assert peak_slice < labels.nbytes / 8
     np.testing.assert_array_equal(window, labels[150:160, 95:105])
+
+
+def test_unvalidated_read_names_a_broken_file(tmp_path: Path) -> None:
+    ds = build_bundle(tmp_path / "hand")
+    csv = ds / SEG / "cells-linkage-adjacency.csv"
+    csv.write_text(csv.read_text().replace("\n1,", "\nx,", 1))
+    with pytest.raises(CorruptInputError, match=r"cells-linkage-adjacency\.csv"):
+        read_bundle(ds, validate=False)
+    edit_cell(ds / SEG / "nuclei-objects.tsv", 12, "Object ID", "2.5")
+    csv.unlink()
+    with read_bundle(ds, validate=False) as b:
+        assert b.objects["cells"].index.tolist()[:2] == [1, 2]  # read on access, fine
+        with pytest.raises(CorruptInputError, match=r"nuclei-objects\.tsv"):
+            b.objects["nuclei"]

@@ -186,9 +186,10 @@ def _adjacency_frame(rows: list[list[str]]) -> pd.DataFrame:
     cols: dict[str, Any] = {}
     for j, name in enumerate(head):
         cells = pd.Series([r[j] if j < len(r) else "" for r in body], dtype=object)
-        cols[name] = pd.to_numeric(cells, errors="coerce").astype(
-            np.int64 if j < 2 else np.float64
-        )
+        values = pd.to_numeric(cells, errors="coerce")
+        if j < 2 and values.isna().any():
+            raise CorruptInputError(f"adjacency column {name!r} holds non-numbers")
+        cols[name] = values.astype(np.int64 if j < 2 else np.float64)
     return pd.DataFrame(cols, columns=head)
 
 
@@ -445,7 +446,11 @@ def read_bundle(path: str | Path, *, validate: bool = True) -> Bundle:
             for kind in ADJACENCY_KINDS:
                 csv = seg / f"{name}-{kind}-adjacency.csv"
                 if csv.is_file():
-                    adjacency.setdefault(name, {})[kind] = _adjacency_frame(read_csv_rows(csv))
+                    try:
+                        frame = _adjacency_frame(read_csv_rows(csv))
+                    except CorruptInputError as exc:
+                        raise CorruptInputError(f"{csv.name}: {exc}") from exc
+                    adjacency.setdefault(name, {})[kind] = frame
             glb = root / layout.mesh_path(name)
             if glb.is_file():
                 meshes[name] = glb

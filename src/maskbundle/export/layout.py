@@ -125,9 +125,11 @@ def as_storable(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         present = s.notna().to_numpy()
         text = s.to_numpy(dtype=object).copy()
-        text[present] = [str(v) for v in text[present]] if not all(
-            isinstance(v, str) for v in pd.unique(text[present])) else text[present]
-        cats = pd.Index(sorted(set(pd.unique(text[present]))), dtype=object)
+        distinct = set(text[present].tolist())  # a set, not pd.unique (NUL-safe)
+        if not all(isinstance(v, str) for v in distinct):
+            text[present] = [str(v) for v in text[present]]
+            distinct = set(text[present].tolist())
+        cats = pd.Index(sorted(distinct), dtype=object)
         codes = np.full(len(text), -1, np.int64)
         codes[present] = cats.get_indexer(text[present])
         out[col] = pd.Categorical.from_codes(codes, categories=cats)

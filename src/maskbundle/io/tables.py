@@ -142,14 +142,15 @@ def check_objects_table(
         uniq = None
         if present.dtype == object:
             try:
-                uniq = pd.unique(present)
+                # dict, not pd.unique: pandas < 3 hashes "a\x00b" as "a" and drops it
+                uniq = np.array(list(dict.fromkeys(present.tolist())), dtype=object)
             except TypeError:  # unhashable cells: a dict, list or array in a cell
                 uniq = present.to_numpy()
             _check_scalars(uniq, where)
         if spec.type in ("text", "doi", "obo id", "boolean") and len(present):
             # str() of the distinct cells only (not of every row): same values, less work
-            values = (pd.unique(np.array([str(v) for v in uniq], dtype=object))
-                      if uniq is not None else pd.unique(present.astype(str)))
+            values = list(dict.fromkeys(
+                str(v) for v in (uniq if uniq is not None else present.tolist())))
             if spec.type == "boolean":
                 bad_bool = [v for v in values if v.strip().lower() not in _BOOLEAN_VALUES]
                 if bad_bool:
