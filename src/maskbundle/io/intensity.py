@@ -11,6 +11,7 @@ import tifffile
 from ome_types import from_xml
 
 from ..errors import CorruptInputError
+from .limits import check_tiff_level0, check_tiff_structure
 from .ometiff import _to_czyx
 
 __all__ = ["IntensityImage", "read_intensity_image"]
@@ -49,13 +50,15 @@ def read_intensity_image(path: Path | str) -> IntensityImage:
         elif arr.ndim == 3:
             arr = arr[:, np.newaxis]
         return IntensityImage(arr, None)
+    check_tiff_structure(path, str(path))
     try:
         with tifffile.TiffFile(path) as tf:
             series = tf.series[0]
+            check_tiff_level0(series, path, str(path))
             data = series.asarray(level=0)
             axes = series.axes
             xml = tf.ome_metadata
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+    except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
         raise CorruptInputError(f"{path}: not a readable TIFF ({exc})") from exc
     # plain TIFFs call a leading channel axis Q (or I); read it as C
     axes = axes.replace("Q", "C").replace("I", "C") if "C" not in axes else axes

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptInputError, MissingDependencyError, TableFormatError
+from .limits import check_tiff_pages, check_tiff_structure, check_zip_member
 
 __all__ = [
     "GlbSummary",
@@ -52,10 +53,11 @@ def read_ome_xml(path: Path) -> str | None:
     """The OME-XML of a TIFF (``None`` when the file has none)."""
     import tifffile
 
+    check_tiff_structure(path, str(path))
     try:
         with tifffile.TiffFile(path) as tf:
             return tf.ome_metadata
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+    except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
         raise CorruptInputError(f"{path}: cannot be read as a TIFF ({exc})") from exc
 
 
@@ -75,9 +77,11 @@ class LabelTiffReader:
         import tifffile
 
         self.path = Path(path)
+        self._file_size = self.path.stat().st_size if self.path.is_file() else 0
+        check_tiff_structure(self.path, self.path.name)
         try:
             self._tf = tifffile.TiffFile(self.path)
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
             raise CorruptInputError(f"{path}: cannot be read as a TIFF ({exc})") from exc
         try:
             self._series = self._tf.series[0]
@@ -127,24 +131,38 @@ class LabelTiffReader:
         return np.dtype(self._series.dtype)
 
     def _first_page(self) -> Any:
-        page = self._series.pages[0]
-        if page is None:
-            raise CorruptInputError(f"{self.path}: the first image plane is missing")
-        return page.keyframe
+        try:
+            page = self._series.pages[0]
+            if page is not None:
+                return page.keyframe
+        except Exception as exc:  # tifffile raises many types on damaged tags
+            raise CorruptInputError(f"{self.path}: the first image plane is damaged ({exc})") from exc
+        raise CorruptInputError(f"{self.path}: the first image plane is missing")
+
+    def _tag(self, name: str) -> Any:
+        try:
+            return getattr(self._first_page(), name)
+        except CorruptInputError:
+            raise
+        except Exception as exc:  # a damaged tag value (a tuple where a number belongs)
+            raise CorruptInputError(f"{self.path}: damaged TIFF tag ({name}: {exc})") from exc
 
     @property
     def is_tiled(self) -> bool:
-        return bool(self._first_page().is_tiled)
+        return bool(self._tag("is_tiled"))
 
     @property
     def compression(self) -> str:
         """tifffile's name of the first page's compression (``ADOBE_DEFLATE``, ``NONE`` ...)."""
-        comp = self._first_page().compression
+        comp = self._tag("compression")
         return str(getattr(comp, "name", comp))
 
     @property
     def level_count(self) -> int:
-        return len(self._series.levels)
+        try:
+            return len(self._series.levels)
+        except Exception as exc:  # damaged SubIFD offsets
+            raise CorruptInputError(f"{self.path}: damaged pyramid levels ({exc})") from exc
 
     def _size(self, axis: str) -> int:
         return self._lead_shape[self._lead_axes.index(axis)] if axis in self._lead_axes else 1
@@ -155,9 +173,12 @@ class LabelTiffReader:
 
     def level_shape(self, level: int) -> tuple[int, int, int, int]:
         """(C, Z, Y, X) of pyramid ``level``."""
-        shape = self._series.levels[level].get_shape(False)
-        axes = self._series.levels[level].get_axes(False)
-        y, x = shape[axes.index("Y")], shape[axes.index("X")]
+        try:
+            shape = self._series.levels[level].get_shape(False)
+            axes = self._series.levels[level].get_axes(False)
+            y, x = shape[axes.index("Y")], shape[axes.index("X")]
+        except Exception as exc:  # damaged SubIFDs
+            raise CorruptInputError(f"{self.path}: level {level} is damaged ({exc})") from exc
         return (self._size("C"), self._size("Z"), int(y), int(x))
 
     def read(self, level: int, channel: int) -> np.ndarray:
@@ -165,8 +186,10 @@ class LabelTiffReader:
 
         Axes other than C and Z (T, ...) are read at index 0.
         """
-        lvl = self._series.levels[level]
-        pages = lvl.pages
+        try:
+            pages = self._series.levels[level].pages
+        except Exception as exc:  # damaged SubIFDs
+            raise CorruptInputError(f"{self.path}: level {level} is damaged ({exc})") from exc
         planes = []
         for z in range(self._size("Z")):
             index = [0] * len(self._lead_axes)
@@ -180,6 +203,7 @@ class LabelTiffReader:
                 raise CorruptInputError(
                     f"{self.path}: level {level} has no plane for channel {channel}, z {z}"
                 )
+            check_tiff_pages([page], self._file_size, f"{self.path.name}: level {level}")
             try:
                 arr = page.asarray()
             except Exception as exc:  # decoders raise their own types on damaged tiles
@@ -187,8 +211,16 @@ class LabelTiffReader:
                     f"{self.path}: level {level}, channel {channel}, z {z} cannot be decoded "
                     f"({exc})"
                 ) from exc
-            planes.append(arr.reshape(arr.shape[-2:]) if arr.ndim > 2 else arr)
-        return np.stack(planes)
+            if arr.ndim < 2 or any(n != 1 for n in arr.shape[:-2]):
+                raise CorruptInputError(
+                    f"{self.path}: level {level}, channel {channel}, z {z} decodes to shape "
+                    f"{arr.shape}, not one plane"
+                )
+            planes.append(arr.reshape(arr.shape[-2:]))
+        try:
+            return np.stack(planes)
+        except ValueError as exc:  # planes of different shapes
+            raise CorruptInputError(f"{self.path}: level {level} planes differ in shape") from exc
 
 
 def read_tsv_grid(path: Path) -> list[list[str]]:
@@ -238,17 +270,59 @@ def read_xlsx_grid(path: Path) -> XlsxGrid:
     """Cells of the first sheet of an ``.xlsx`` as strings (values, not formulas)."""
     import openpyxl
 
+    _check_xlsx_members(path)
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zipfile, KeyError, ValueError ...
         raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
     try:
         names = list(wb.sheetnames)
+        if not names:
+            raise CorruptInputError(f"{path.name}: the workbook has no sheet")
         ws = wb[names[0]]
+        _check_xlsx_extent(ws, path)
         rows = [[_xlsx_cell(v) for v in row] for row in ws.iter_rows(values_only=True)]
+    except CorruptInputError:
+        raise
+    except Exception as exc:  # damaged XML inside a well-formed zip
+        raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
     finally:
         wb.close()
     return XlsxGrid(names, rows)
+
+
+# Excel's own sheet limits, and a cap on parsed XML that bounds the time a sheet can take
+XLSX_MAX_ROWS = 1_048_576
+XLSX_MAX_COLUMNS = 16_384
+XLSX_MAX_CELLS = 100_000_000
+XLSX_MAX_MEMBER = 1 << 30
+
+
+def _check_xlsx_members(path: Path) -> None:
+    """Refuse zip bombs before openpyxl inflates anything: every member of the workbook
+    must inflate to at most 1 GiB and by at most 1000:1."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except Exception as exc:  # BadZipFile, NotImplementedError (zip version) ...
+        raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
+    for info in infos:
+        check_zip_member(info, f"{path.name}[{info.filename}]", limit=XLSX_MAX_MEMBER)
+
+
+def _check_xlsx_extent(ws: Any, path: Path) -> None:
+    """A sheet whose declared extent is beyond Excel's (or 100 million cells) is refused:
+    read-only openpyxl pads every row to the declared width, so one far cell in a tiny
+    file would mean billions of empty cells."""
+    rows, cols = ws.max_row or 0, ws.max_column or 0
+    if rows > XLSX_MAX_ROWS or cols > XLSX_MAX_COLUMNS or rows * cols > XLSX_MAX_CELLS:
+        raise CorruptInputError(
+            f"{path.name}: the sheet spans {rows} rows x {cols} columns, beyond "
+            f"{XLSX_MAX_CELLS} cells (Excel stops at {XLSX_MAX_ROWS} x {XLSX_MAX_COLUMNS}); "
+            "write large tables as .tsv"
+        )
 
 
 def read_csv_rows(path: Path) -> list[list[str]]:
