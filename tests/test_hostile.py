@@ -122,6 +122,15 @@ def test_npy_header_larger_than_the_file_is_refused_before_allocating(
     assert time.monotonic() - t < 5
 
 
+def test_intensity_npy_header_larger_than_the_file_is_refused(tmp_path: Path) -> None:
+    path = npy_claiming(tmp_path / "stain.npy", (10**6, 10**6))
+    out = tmp_path / "out"
+    with pytest.raises(CorruptInputError, match="declares shape"):
+        write_segmentation_bundle(out, two_masks(), physical_size=(0.5, 0.5), protocol_doi=DOI,
+                                  intensity_image=path)
+    assert not out.exists()
+
+
 def test_npz_member_larger_than_declared_is_refused(tmp_path: Path) -> None:
     inner = npy_claiming(tmp_path / "cells.npy", (10**6, 10**6))
     path = tmp_path / "labels.npz"

@@ -11,7 +11,7 @@ import tifffile
 from ome_types import from_xml
 
 from ..errors import CorruptInputError
-from .limits import check_tiff_level0, check_tiff_structure
+from .limits import check_npy_file, check_tiff_level0, check_tiff_structure
 from .ometiff import _to_czyx
 
 __all__ = ["IntensityImage", "read_intensity_image"]
@@ -41,6 +41,7 @@ def read_intensity_image(path: Path | str) -> IntensityImage:
     if not path.is_file():
         raise CorruptInputError(f"intensity image {path} does not exist")
     if path.name.lower().endswith(".npy"):
+        check_npy_file(path, str(path))
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:

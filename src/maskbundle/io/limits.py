@@ -167,3 +167,32 @@ def check_tiff_structure(path: str | os.PathLike[str], what: str) -> None:
                 offset = struct.unpack(e + off_fmt, raw)[0]
     except OSError as exc:
         raise CorruptInputError(f"{what}: cannot be read ({exc})") from exc
+
+
+def check_npy_file(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse a plain ``.npy`` whose header declares more (or fewer) bytes than follow it,
+    before ``np.load`` allocates the declared array."""
+    from numpy.lib import format as npformat
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            version = npformat.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = npformat.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = npformat.read_array_header_2_0(fh)
+            else:
+                return  # np.load names the version it cannot read
+            start = fh.tell()
+    except Exception as exc:  # ValueError, SyntaxError, tokenize.TokenError ...
+        raise CorruptInputError(f"{what}: not a readable .npy file ({exc})"[:400]) from exc
+    if dtype.hasobject:
+        return  # np.load(allow_pickle=False) refuses it without allocating
+    need = prod(tuple(shape)) * dtype.itemsize
+    if need != size - start:
+        raise CorruptInputError(
+            f"{what}: the .npy header declares shape {tuple(shape)} of {dtype} ({need} "
+            f"bytes) but the file holds {size - start} bytes of data; the file is truncated "
+            "or its header is damaged"
+        )
