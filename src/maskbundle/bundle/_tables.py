@@ -63,6 +63,9 @@ class TableTruth:
     name: str
     source_file: str
     stats: LabelStats | None
+    # micrometres per pixel (z, y, x) from the OME-TIFF, and whether the mask is 3D
+    um_zyx: tuple[float, float, float] | None = None
+    is_3d: bool = False
 
 
 def _first(items: Sequence[Any]) -> str:
@@ -305,7 +308,10 @@ def check_objects_rows(
     )
     ids = _check_object_ids(chk, columns[0] if width else [""] * n_rows)
     if truth is not None:
-        _check_against_pixels(chk, cols, [[r[j] for r in data] for j in range(width)], ids, truth)
+        raw = [[r[j] for r in data] for j in range(width)]
+        _check_against_pixels(chk, cols, raw, ids, truth)
+        units = {c: u.strip() for c, u in zip(names, head["Unit"], strict=False)}
+        _check_sizes(chk, cols, raw, ids, truth, units)
     return n_rows
 
 
@@ -483,3 +489,71 @@ def _check_against_pixels(
         ],
         "X, Y, Z are the pixel centroids (column, row, plane) within one pixel",
     )
+
+
+# Columns whose value follows from the pixel count and the pixel size alone.
+_AREA_RE = re.compile(r"(Area|Volume|Pixel count|Voxel count)(\s*\(.*\))?", re.IGNORECASE)
+# relative tolerance: floats are written with at least 9 significant digits
+SIZE_RTOL = 1e-6
+
+
+def _check_sizes(
+    chk: _Checker,
+    cols: list[str],
+    columns: list[list[str]],
+    ids: np.ndarray,
+    truth: TableTruth,
+    units: dict[str, str],
+) -> None:
+    """Area / Volume / Pixel count columns against the pixel counts and the pixel size.
+
+    ``Area`` (2D) must be the pixel count times the pixel area (y size times x size) when
+    its Unit is ``square micrometer``, the pixel count when it is ``pixel``; ``Volume``
+    (3D) the voxel count times the voxel volume; ``Pixel count`` / ``Voxel count`` the
+    count itself. A blank or other unit cannot be checked (not applicable). Catches an
+    edited PhysicalSizeX or unit as well as edited values.
+    """
+    stats, um = truth.stats, truth.um_zyx
+    checked: list[str] = []
+    if stats is not None and stats.n:
+        pos = np.clip(np.searchsorted(stats.ids, ids), 0, stats.n - 1)
+        known = stats.ids[pos] == ids
+    for j, col in enumerate(cols):
+        m = _AREA_RE.fullmatch(col.strip())
+        if m is None or stats is None or um is None or not stats.n:
+            continue
+        kind = m.group(1).lower()
+        unit = units.get(col, "")
+        if kind in ("pixel count", "voxel count"):
+            scale = 1.0
+        elif kind == "area" and not truth.is_3d and unit == "square micrometer":
+            scale = um[1] * um[2]
+        elif kind == "area" and not truth.is_3d and unit == "pixel":
+            scale = 1.0
+        elif kind == "volume" and truth.is_3d and "cubic micrometer" in col.lower():
+            scale = um[0] * um[1] * um[2]
+        else:
+            continue
+        got = _parse_floats(columns[j])[0]
+        want = stats.counts[pos].astype(np.float64) * scale
+        with np.errstate(invalid="ignore"):
+            off = known & ~(np.abs(got - want) <= SIZE_RTOL * np.abs(want) + 1e-12)
+        checked.append(col)
+        shown = [
+            f"Object ID {ids[i]}: {got[i]:g}, want {int(stats.counts[pos[i]])} px x "
+            f"{scale:g} = {want[i]:g}"
+            for i in np.flatnonzero(off)
+        ]
+        chk.rule(
+            "objects.size-columns",
+            shown,
+            f"{col!r} == pixel count x pixel size "
+            f"({um[2]:g} x {um[1]:g}{f' x {um[0]:g}' if truth.is_3d else ''} um from the "
+            "OME-TIFF)",
+            fix="recompute it, or restore PhysicalSizeX/Y and their units if they were edited",
+        )
+    if not checked:
+        chk.not_applicable("objects.size-columns", "no Area/Volume/Pixel count column to check")
+
+
+

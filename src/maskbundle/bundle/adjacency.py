@@ -25,7 +25,7 @@ from ..errors import CorruptInputError, OptionError, OutputExistsError, Report
 from ..io.adjacency_csv import write_adjacency_csv
 from ..io.ometiff import read_label_ome_tiff
 from ..io.staging import clear_stale_stages, staged_files
-from ..io.tables import read_json, write_json
+from ..io.tables import write_json
 from ..measure.adjacency import centroid_adjacency, linkage_adjacency
 from ..model import PhysicalSize
 from ..names import check_mask_name
@@ -381,9 +381,7 @@ def add_adjacency(
             prov_path = src / layout.PROVENANCE
             prov: dict[str, Any] = {}
             if prov_path.is_file():
-                loaded = read_json(prov_path)
-                if isinstance(loaded, dict):
-                    prov = loaded
+                prov = layout.read_provenance(prov_path)
             merged = dict(prov.get("adjacency") or {})
             for name, entries in result.provenance.items():
                 merged[name] = {**dict(merged.get(name) or {}), **entries}

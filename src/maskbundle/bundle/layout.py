@@ -9,9 +9,9 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from ..errors import UnsafeOverwriteError
+from ..errors import CorruptInputError, UnsafeOverwriteError
 from ..io.staging import is_stage_dir
 from ..names import check_mask_name
 
@@ -30,6 +30,7 @@ __all__ = [
     "mesh_path",
     "objects_path",
     "ome_tiff_path",
+    "read_provenance",
 ]
 
 SEG_DIR = Path("derived/segmentation_masks")
@@ -141,3 +142,27 @@ def mesh_path(mask: str) -> Path:
 
 def label_map_path(mask: str) -> Path:
     return DERIVED_EXTRAS / f"{check_mask_name(mask)}-label-map.csv"
+
+
+def read_provenance(path: Path) -> dict[str, Any]:
+    """``derived/extras/provenance.json`` of a bundle as a dict.
+
+    Raises :class:`CorruptInputError` when the file is not UTF-8 JSON holding an object
+    (a hand-edited or truncated file), naming the file and the first problem.
+    """
+    try:
+        doc = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CorruptInputError(f"{path}: cannot be read ({exc})") from exc
+    except RecursionError as exc:
+        raise CorruptInputError(f"{path}: JSON nested too deeply to be provenance") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise CorruptInputError(
+            f"{path}: not valid JSON ({str(exc)[:200]}); restore it from the bundle's "
+            "original or delete it and rewrite the bundle"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise CorruptInputError(
+            f"{path}: holds a JSON {type(doc).__name__}, not the object maskbundle writes"
+        )
+    return doc

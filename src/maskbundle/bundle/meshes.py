@@ -20,7 +20,7 @@ from ..errors import BundleInvalidError, CorruptInputError, OptionError, OutputE
 from ..io.glb import write_glb
 from ..io.ometiff import read_label_ome_tiff
 from ..io.staging import clear_stale_stages, staged_files
-from ..io.tables import read_json, write_json
+from ..io.tables import write_json
 from ..mesh.labels import DEFAULT_ERROR_VOXELS, DEFAULT_REDUCTION, mesh_labels
 from ..model import PhysicalSize
 from . import layout
@@ -252,7 +252,7 @@ def add_meshes(
                 cli=f"{target} already exists; add --overwrite to replace it",
             )
     prov_path = dataset / layout.PROVENANCE
-    provenance: dict[str, Any] = read_json(prov_path) if prov_path.is_file() else {}
+    provenance: dict[str, Any] = layout.read_provenance(prov_path) if prov_path.is_file() else {}
     old = (
         provenance.get("meshes", {}).get("masks", {})
         if isinstance(provenance.get("meshes"), dict)

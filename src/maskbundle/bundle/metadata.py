@@ -7,9 +7,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import OptionError
+from ..errors import CorruptInputError, OptionError
 from ..io.staging import staged_path
-from ..io.tables import read_json, read_table_cells, write_tsv
+from ..io.tables import read_table_cells, write_tsv
 from ..rules import check_text_cell
 from . import layout
 from .contributors import METADATA_COLUMNS, METADATA_SCHEMA_ID
@@ -83,11 +83,18 @@ def write_upload_metadata(
                 f"{Path(ds).parent / path.name}"
             )
         data_path = "." if str(rel) == "." else f"./{rel.as_posix()}"
-        prov = read_json(prov_file)
+        prov = layout.read_provenance(prov_file)
+        options = prov.get("options")
+        doi = options.get("protocol_doi") if isinstance(options, dict) else None
+        if not isinstance(doi, str) or not doi:
+            raise CorruptInputError(
+                f"{prov_file}: records no options.protocol_doi; rewrite the bundle with "
+                "maskbundle (it records the DOI there)"
+            )
         rows.append([
             ",".join(parents),
             lab_id,
-            prov["options"]["protocol_doi"],
+            doi,
             "Segmentation Mask",
             program_url,
             f"{data_path}/{layout.CONTRIBUTORS.as_posix()}",

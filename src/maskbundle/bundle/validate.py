@@ -4,9 +4,13 @@
 :class:`~maskbundle.errors.Finding` that is *passed*, *failed* (severity ``error`` or
 ``warning``) or *not applicable*. ``report.ok`` is true when no error was found.
 
+Names read from a file (channel names) are checked with the mask-name rule before any
+path is built from them, and files that link outside the dataset are never read, so a
+report never quotes a file from outside the bundle.
+
 Finding codes (``location`` is the path relative to the dataset directory):
 
-- ``bundle.directory``; ``layout.pattern``, ``layout.unknown-file`` (warning),
+- ``bundle.directory``; ``layout.outside-links``, ``layout.pattern``, ``layout.unknown-file`` (warning),
   ``layout.required``, ``layout.extras-empty`` (warning), ``layout.extras-transformations``,
   ``layout.stray-objects``, ``extras.contributors`` (warning), ``extras.contributors-cells``
   (the text-cell rule of :mod:`maskbundle.rules`, as ``objects.formula`` and
@@ -15,6 +19,7 @@ Finding codes (``location`` is the path relative to the dataset directory):
   ``tiff.image-count``, ``tiff.dimension-order`` (warning), ``tiff.size-t``, ``tiff.channel-names``,
   ``tiff.channel-names-unique``, ``tiff.mask-names``, ``tiff.channel-count``,
   ``tiff.pixel-type``, ``tiff.physical-size``, ``tiff.physical-size-z`` (warning),
+  ``tiff.physical-size-recorded`` (against provenance.json),
   ``tiff.tiled`` (warning), ``tiff.compression``, ``tiff.parent``
 - ``pixels.labels``; ``pyramid.present``, ``pyramid.depth`` (warning), ``pyramid.shape``,
   ``pyramid.downsample`` (warning for a mode-like level, error for invented values)
@@ -22,11 +27,12 @@ Finding codes (``location`` is the path relative to the dataset directory):
   ``manifest.channel-numbers``, ``manifest.source-file``, ``manifest.num-objects``
 - ``objects.one-file``, ``objects.tsv-only`` (warning), ``objects.prefix``,
   ``objects.readable``, ``objects.sheet`` (warning) and the cell rules of
-  :mod:`maskbundle.bundle._tables` (``objects.header-block`` ... ``objects.centroids``;
-  ``objects.hubmap-conversion`` (warning): antibody/gene/IMS columns, which HuBMAP's
-  current MuData conversion cannot carry, see docs/hubmap-ingest.md)
+  :mod:`maskbundle.bundle._tables` (``objects.header-block`` ... ``objects.centroids``,
+  ``objects.size-columns``; ``objects.hubmap-conversion`` (warning): antibody/gene/IMS
+  columns, which HuBMAP's current MuData conversion cannot carry, see
+  docs/hubmap-ingest.md)
 - ``adjacency.header``, ``adjacency.mask``, ``adjacency.edges``, ``adjacency.duplicates``,
-  ``adjacency.distances``, ``adjacency.has-edges`` (warning), ``adjacency.face-pairs``,
+  ``adjacency.distances``, ``adjacency.pixel-size``, ``adjacency.has-edges`` (warning), ``adjacency.face-pairs``,
   ``adjacency.touching``
 - ``mesh.3d`` (warning), ``mesh.loads``, ``mesh.node-count``, ``mesh.node-names``,
   ``mesh.extras`` (warning), ``mesh.bounds``
@@ -98,6 +104,13 @@ class _Run:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def inside(self, path: Path) -> bool:
+        """True when ``path`` resolves to a place inside the dataset directory."""
+        try:
+            return path.resolve().is_relative_to(self.root.resolve())
+        except (OSError, RuntimeError):  # a symlink loop
+            return False
+
     def rule(
         self,
         location: str,
@@ -154,7 +167,7 @@ def validate_bundle(
         return run.report
     _check_layout(run)
     seg = root / layout.SEG_DIR
-    tiffs = sorted(seg.glob("*.ome.tif*")) if seg.is_dir() else []
+    tiffs = [p for p in sorted(seg.glob("*.ome.tif*")) if run.inside(p)] if seg.is_dir() else []
     run.rule(
         layout.SEG_DIR.as_posix(),
         "tiff.count",
@@ -182,7 +195,28 @@ def validate_bundle(
 # -- layout -------------------------------------------------------------------------------
 
 
+def _is_mask_name(name: str) -> bool:
+    """The mask-name rule (SPEC section 2), checked before any path is built from a name."""
+    return bool(MASK_NAME_RE.fullmatch(name)) and len(name) <= MAX_NAME_LENGTH
+
+
+def _check_links(run: _Run) -> None:
+    """Files that resolve outside the dataset (symbolic links) are reported, never read."""
+    outside = []
+    for p in sorted(run.root.rglob("*")):
+        if p.is_symlink() and not run.inside(p):
+            outside.append(run.rel(p))
+    run.rule(
+        ".",
+        "layout.outside-links",
+        outside,
+        "no file links outside the dataset directory (such files are not read)",
+        fix="copy the file into the dataset instead of linking it",
+    )
+
+
 def _check_layout(run: _Run) -> None:
+    _check_links(run)
     paths = list_tree(run.root)
     known = [rx for rx, _ in layout.ALLOWED_PATTERNS]
     stray: list[str] = []
@@ -245,7 +279,7 @@ def _check_layout(run: _Run) -> None:
     contributors = run.root / layout.CONTRIBUTORS
     rows = 0
     unsafe: list[str] = []
-    if contributors.is_file():
+    if contributors.is_file() and run.inside(contributors):
         try:
             grid = read_tsv_grid(contributors)
         except MaskBundleError:
@@ -282,6 +316,16 @@ def _um(value: float | None, unit: Any) -> float | None:
 
 
 def _check_tiff(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
+    """The OME-TIFF rules; a file too damaged to answer one of them is one ``tiff.read``
+    error (tifffile's own exceptions are turned into CorruptInputError by the reader)."""
+    try:
+        return _check_tiff_rules(run, path, parent)
+    except MaskBundleError as exc:
+        run.fail(run.rel(path), "tiff.read", str(exc))
+        return None
+
+
+def _check_tiff_rules(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
     loc = run.rel(path)
     try:
         reader = LabelTiffReader(path)
@@ -417,6 +461,7 @@ def _check_tiff(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
             fix="use zlib (deflate)",
         )
         _check_parent(run, loc, px, parent)
+        _check_recorded_size(run, loc, um, size_zyx[0] > 1)
         tiff = _Tiff(path, names, size_zyx, um)
         if not run.rule(
             loc,
@@ -432,6 +477,47 @@ def _check_tiff(run: _Run, path: Path, parent: Path | None) -> _Tiff | None:
         except MaskBundleError as exc:
             run.fail(loc, "tiff.read", str(exc))
     return tiff
+
+
+def _check_recorded_size(
+    run: _Run, loc: str, um: tuple[float, float, float], is_3d: bool
+) -> None:
+    """The OME-TIFF's pixel size (in micrometres, units applied) equals the one
+    provenance.json recorded when the bundle was written (an edited PhysicalSizeX or
+    unit is caught even when no table or adjacency file depends on it)."""
+    prov_path = run.root / layout.PROVENANCE
+    code = "tiff.physical-size-recorded"
+    if not prov_path.is_file() or not run.inside(prov_path):
+        run.not_applicable(loc, code, "no provenance.json")
+        return
+    try:
+        prov = layout.read_provenance(prov_path)
+    except MaskBundleError as exc:
+        run.fail(layout.PROVENANCE.as_posix(), code, str(exc), "warning")
+        return
+    options = prov.get("options")
+    rec = options.get("physical_size_um_zyx") if isinstance(options, dict) else None
+    if not (
+        isinstance(rec, list)
+        and len(rec) == 3
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in rec)
+    ):
+        run.not_applicable(loc, code, "provenance.json records no physical_size_um_zyx")
+        return
+    axes = ("Z", "Y", "X") if is_3d else ("Y", "X")
+    got = dict(zip(("Z", "Y", "X"), um, strict=True))
+    want = dict(zip(("Z", "Y", "X"), (float(v) for v in rec), strict=True))
+    run.rule(
+        loc,
+        code,
+        [
+            f"PhysicalSize{a} = {got[a]:g} um, provenance.json recorded {want[a]:g} um"
+            for a in axes
+            if not abs(got[a] - want[a]) <= 1e-9 * max(abs(want[a]), 1e-12)
+        ],
+        "the pixel size (with its unit) is the one the bundle was written with",
+        fix="restore PhysicalSizeX/Y/Z and their units, or rewrite the bundle",
+    )
 
 
 def _check_parent(run: _Run, loc: str, px: Any, parent: Path | None) -> None:
@@ -558,7 +644,7 @@ def _check_manifest(run: _Run, seg: Path, tiff: _Tiff | None, counts: dict[str, 
     if not run.rule(
         loc,
         "manifest.present",
-        [] if path.is_file() else ["missing"],
+        [] if path.is_file() and run.inside(path) else ["missing"],
         "segmentation-masks.csv lists the channels",
         severity="warning",
     ):
@@ -623,12 +709,21 @@ def _check_objects(run: _Run, seg: Path, tiff: _Tiff | None) -> dict[str, int]:
         )
     )
     for name in names:
-        found = [
-            seg / f"{name}-objects.{ext}"
-            for ext in ("tsv", "xlsx")
-            if (seg / f"{name}-objects.{ext}").is_file()
-        ]
         loc = f"{layout.SEG_DIR.as_posix()}/{name}-objects.*"
+        if tiff is not None and not _is_mask_name(name):
+            # a channel name is data, never a path: '../../x' must not lead outside
+            run.not_applicable(
+                f"{layout.SEG_DIR.as_posix()}/<channel {name[:40]!r}>-objects.*",
+                "objects.one-file",
+                "the channel name is not a valid mask name (see tiff.mask-names); no file "
+                "name is built from it",
+            )
+            continue
+        found = [
+            p
+            for ext in ("tsv", "xlsx")
+            if (p := seg / f"{name}-objects.{ext}").is_file() and run.inside(p)
+        ]
         run.rule(
             loc,
             "objects.one-file",
@@ -650,7 +745,9 @@ def _check_objects(run: _Run, seg: Path, tiff: _Tiff | None) -> dict[str, int]:
         for p in found:
             truth = None
             if tiff is not None:
-                truth = TableTruth(name, tiff.path.name, tiff.stats.get(name))
+                truth = TableTruth(
+                    name, tiff.path.name, tiff.stats.get(name), tiff.um_zyx, tiff.is_3d
+                )
             n = _check_one_table(run, p, truth)
             if n is not None:
                 counts[name] = n
@@ -714,6 +811,7 @@ def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
         (kind, p)
         for kind in ("centroid", "linkage")
         for p in sorted(seg.glob(f"*-{kind}-adjacency.csv"))
+        if run.inside(p)
     ]
     if not files:
         run.not_applicable(layout.SEG_DIR.as_posix(), "adjacency.header", "no adjacency files")
@@ -815,12 +913,52 @@ def _check_centroid_distances(
         [f"{a[i]},{b[i]}: {d[i]} vs {true[i]:.4f}" for i in np.flatnonzero(off)],
         "distances are exact centroid distances in micrometres",
     )
+    if off.any():
+        _name_pixel_size(run, loc, ca - cb, d, tiff)
     run.rule(
         loc,
         "adjacency.has-edges",
         [] if a.size or stats.n < 2 else ["no edges"],
         "a mask with objects has neighbours",
         severity="warning",
+    )
+
+
+def _name_pixel_size(
+    run: _Run, loc: str, delta_zyx: np.ndarray, d: np.ndarray, tiff: _Tiff
+) -> None:
+    """When the distances are exact for *another* pixel size, say so by name.
+
+    ``d**2 = sum((delta_i * s_i)**2)`` is linear in the squared sizes ``s_i**2``; a least
+    squares fit that reproduces every distance means the file was computed with that
+    pixel size, so the OME-TIFF's PhysicalSize (or its unit) was edited afterwards.
+    """
+    axes = [0, 1, 2] if tiff.is_3d else [1, 2]
+    a = (delta_zyx[:, axes] ** 2).astype(np.float64)
+    ok = np.isfinite(d) & np.all(np.isfinite(a), axis=1)
+    a, d2 = a[ok], d[ok].astype(np.float64) ** 2
+    if a.shape[0] < len(axes) or np.linalg.matrix_rank(a) < len(axes):
+        return
+    sq, *_ = np.linalg.lstsq(a, d2, rcond=None)
+    if not np.all(sq > 0):
+        return
+    fit = np.sqrt(sq)
+    if not np.allclose(np.sqrt(a @ sq), np.sqrt(d2), rtol=1e-4, atol=1e-6):
+        return  # not one consistent pixel size: the distances themselves are wrong
+    names = ["PhysicalSizeZ", "PhysicalSizeY", "PhysicalSizeX"]
+    declared = dict(zip(names, tiff.um_zyx, strict=True))
+    fitted = {names[i]: float(v) for i, v in zip(axes, fit, strict=True)}
+    run.rule(
+        loc,
+        "adjacency.pixel-size",
+        [
+            f"{k}: distances fit {v:.6g} um, the OME-TIFF declares {declared[k]:g} um"
+            for k, v in fitted.items()
+            if not np.isclose(v, declared[k], rtol=1e-4)
+        ],
+        "the distances were computed with the OME-TIFF's pixel size",
+        fix="PhysicalSizeX/Y/Z or their unit were edited after the adjacency was written; "
+        "restore them or recompute the adjacency",
     )
 
 
@@ -868,6 +1006,8 @@ def _extras_hold_id(extras: Any, object_id: str) -> bool:
 
 def _check_meshes(run: _Run, seg: Path, tiff: _Tiff) -> None:
     for path in sorted(seg.glob("*-mesh.glb")):
+        if not run.inside(path):
+            continue
         loc = run.rel(path)
         name = path.name[: -len("-mesh.glb")]
         run.rule(

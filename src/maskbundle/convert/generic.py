@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptInputError, MaskNameError, OptionError
+from ..io.limits import check_tiff_level0, check_tiff_structure
 from ..model import Mask, PhysicalSize, Segmentation
 from ..names import check_mask_name, check_mask_names, suggest_mask_name
 from ._common import as_label_array, file_source
@@ -125,12 +126,14 @@ def _read_tiff(path: Path) -> LabelFile:
     import tifffile
 
     what = str(path)
+    check_tiff_structure(path, what)
     try:
         with tifffile.TiffFile(path) as tf:
             if not tf.series:
                 raise CorruptInputError(f"{what}: the TIFF holds no image")
             series = tf.series[0]
             level0 = series.levels[0] if series.levels else series
+            check_tiff_level0(series, path, what)
             data = level0.asarray()
             axes = level0.axes
             ome = tf.ome_metadata if tf.is_ome else None

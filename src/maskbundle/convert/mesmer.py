@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptInputError
+from ..io.limits import check_tiff_level0, check_tiff_structure
 from ..model import Mask, Segmentation
 from ..names import check_mask_names
 from ._common import as_label_array, file_source
-from ._safe_npy import load_npy_safely
+from ._safe_npy import load_npy_safely, load_npz_safely
 from .match import match_labels, rematch_mask
 
 __all__ = ["read_mesmer", "split_mesmer_array"]
@@ -65,22 +66,22 @@ def _load(path: Path) -> np.ndarray:
             raise CorruptInputError(f"{path}: holds a {type(obj).__name__}, not a label array")
         return obj
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if len(npz.files) != 1:
-                    raise CorruptInputError(
-                        f"{path}: holds arrays {npz.files}; save Mesmer's label array alone"
-                    )
-                return np.asarray(npz[npz.files[0]])
-        except CorruptInputError:
-            raise
-        except Exception as exc:
-            raise CorruptInputError(f"{path}: not a readable .npz ({exc})") from exc
+        arrays = load_npz_safely(path)
+        if len(arrays) != 1:
+            raise CorruptInputError(
+                f"{path}: holds arrays {list(arrays)}; save Mesmer's label array alone"
+            )
+        return next(iter(arrays.values()))
     if suffix in (".tif", ".tiff"):
         import tifffile
 
+        check_tiff_structure(path, str(path))
         try:
-            return np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tf:
+                check_tiff_level0(tf.series[0], path, str(path))
+                return np.asarray(tf.series[0].asarray())
+        except CorruptInputError:
+            raise
         except Exception as exc:
             raise CorruptInputError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
     raise CorruptInputError(f"{path}: Mesmer labels must be .tif, .npy or .npz, got {suffix!r}")

@@ -157,7 +157,7 @@ def _measurements(props: Mapping[str, Any]) -> dict[str, float]:
         try:
             x = float(v) if v is not None else math.nan
             out[str(k)] = x if math.isfinite(x) else math.nan
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             continue  # text measurements are not numbers; skip them
     return out
 
@@ -180,7 +180,22 @@ def _kind(feature: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     return "detection"
 
 
-def _rings(geometry: Any, what: str) -> list[list[np.ndarray]]:
+_MAX_COLLECTION_DEPTH = 32  # GeometryCollections inside GeometryCollections
+
+
+def _list(value: Any, what: str, part: str) -> list[Any]:
+    """``value`` when it is a JSON array (or null: empty); a named error otherwise."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CorruptInputError(
+            f"{what}: {part} is a {type(value).__name__}, not a list; GeoJSON coordinates "
+            "are nested lists of [x, y] pairs"
+        )
+    return value
+
+
+def _rings(geometry: Any, what: str, depth: int = 0) -> list[list[np.ndarray]]:
     """Polygon parts of a GeoJSON geometry as lists of (row, col) rings (pixel-centre shift)."""
     if geometry is None:
         return []
@@ -188,25 +203,29 @@ def _rings(geometry: Any, what: str) -> list[list[np.ndarray]]:
         raise CorruptInputError(f"{what}: geometry is not a GeoJSON object")
     gtype = geometry.get("type")
     if gtype == "GeometryCollection":
+        if depth >= _MAX_COLLECTION_DEPTH:
+            raise CorruptInputError(
+                f"{what}: GeometryCollections nested more than {_MAX_COLLECTION_DEPTH} deep"
+            )
         parts: list[list[np.ndarray]] = []
-        for g in geometry.get("geometries") or []:
-            parts.extend(_rings(g, what))
+        for g in _list(geometry.get("geometries"), what, "'geometries'"):
+            parts.extend(_rings(g, what, depth + 1))
         return parts
     coords = geometry.get("coordinates")
     polygons: list[Any]
     if gtype == "Polygon":
-        polygons = [coords]
+        polygons = [_list(coords, what, "'coordinates'")]
     elif gtype == "MultiPolygon":
-        polygons = list(coords or [])
+        polygons = _list(coords, what, "'coordinates'")
     else:
         return []  # points and lines have no area
     out: list[list[np.ndarray]] = []
-    for poly in polygons or []:
+    for poly in polygons:
         rings = []
-        for ring in poly or []:
+        for ring in _list(poly, what, "a polygon"):
             try:
                 a = np.asarray(ring, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise CorruptInputError(f"{what}: polygon coordinates are not numbers") from exc
             if a.ndim != 2 or a.shape[1] < 2:
                 raise CorruptInputError(f"{what}: a polygon ring is not a list of [x, y] pairs")
@@ -221,8 +240,16 @@ def _load(path: Path) -> tuple[list[Any], int]:
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh, object_pairs_hook=dups)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptInputError(f"{path}: not valid GeoJSON ({exc})") from exc
+    except RecursionError as exc:
+        raise CorruptInputError(
+            f"{path}: JSON nested too deeply to be GeoJSON (a polygon nests 4 levels)"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise CorruptInputError(f"{path}: not UTF-8 text; save GeoJSON as UTF-8 ({exc})") from exc
+    except ValueError as exc:  # JSONDecodeError; a number of over 4300 digits
+        raise CorruptInputError(f"{path}: not valid GeoJSON ({str(exc)[:200]})") from exc
+    except OSError as exc:
+        raise CorruptInputError(f"{path}: cannot be read ({exc})") from exc
     if isinstance(doc, Mapping) and doc.get("type") == "FeatureCollection":
         features = doc.get("features") or []
     elif isinstance(doc, Mapping) and doc.get("type") == "Feature":

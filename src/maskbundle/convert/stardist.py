@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptInputError
+from ..io.limits import check_zip_member
 from ..model import ColumnSpec, Mask, Segmentation
 from ..names import check_mask_name
 from ._common import as_label_array, ascii_safe, file_source, image_shape
@@ -136,6 +137,20 @@ def _read_details(path: Path, dims: tuple[int, ...]) -> tuple[np.ndarray, dict[s
     return labels, meta
 
 
+def _check_roi_zip(path: Path) -> None:
+    """Refuse a zip whose members would inflate beyond any ROI set (a zip bomb)."""
+    if not zipfile.is_zipfile(path):
+        return  # a single .roi file, or not a zip: roifile says what it is
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                check_zip_member(info, f"{path}[{info.filename}]", limit=1 << 28, max_ratio=None)
+    except CorruptInputError:
+        raise
+    except Exception as exc:  # BadZipFile, NotImplementedError ...
+        raise CorruptInputError(f"{path}: not a readable ROI zip ({exc})") from exc
+
+
 def read_stardist(
     path: str | os.PathLike[str],
     *,
@@ -186,10 +201,13 @@ def read_stardist(
     elif suffix in (".zip", ".roi"):
         import roifile
 
+        _check_roi_zip(p)
         try:
             rois = roifile.roiread(p)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise CorruptInputError(f"{p}: not a readable ImageJ ROI file ({exc})") from exc
+        except Exception as exc:  # zipfile and roifile raise many types on damaged files
+            raise CorruptInputError(
+                f"{p}: not a readable ImageJ ROI file ({type(exc).__name__}: {exc})"[:400]
+            ) from exc
         rois = rois if isinstance(rois, list) else [rois]
         labels, overwritten, roi_names = rois_to_labels(rois, dims)
         meta = {"objects": len(rois), "overlap_pixels_later_roi_wins": overwritten}

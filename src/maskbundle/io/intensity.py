@@ -11,6 +11,7 @@ import tifffile
 from ome_types import from_xml
 
 from ..errors import CorruptInputError
+from .limits import check_npy_file, check_tiff_level0, check_tiff_structure
 from .ometiff import _to_czyx
 
 __all__ = ["IntensityImage", "read_intensity_image"]
@@ -48,6 +49,7 @@ def read_intensity_image(path: Path | str) -> IntensityImage:
     if not path.is_file():
         raise CorruptInputError(f"intensity image {path} does not exist")
     if path.name.lower().endswith(".npy"):
+        check_npy_file(path, str(path))
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -64,13 +66,15 @@ def read_intensity_image(path: Path | str) -> IntensityImage:
                 "(Z, Y, X) or (C, Z, Y, X)"
             )
         return IntensityImage(arr, None)
+    check_tiff_structure(path, str(path))
     try:
         with tifffile.TiffFile(path) as tf:
             series = tf.series[0]
+            check_tiff_level0(series, path, str(path))
             data = series.asarray(level=0)
             axes = series.axes
             xml = tf.ome_metadata
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+    except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
         raise CorruptInputError(f"{path}: intensity image is not a readable TIFF ({exc})") from exc
     # plain TIFFs call a leading channel axis Q (or I); read it as C
     ambiguous = "C" not in axes and "Z" not in axes and ("Q" in axes or "I" in axes)

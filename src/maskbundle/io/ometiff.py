@@ -18,9 +18,10 @@ import tifffile
 from ome_types import from_xml, to_xml
 from ome_types.model import OME, Channel, Image, Pixels, Pixels_DimensionOrder, PixelType, TiffData
 
-from ..errors import CorruptInputError
+from ..errors import CorruptInputError, MaskBundleError
 from ..labels.pyramid import pyramid_level, pyramid_level_count
 from ..model import ParentImage, PhysicalSize
+from .limits import check_tiff_level0, check_tiff_structure
 
 __all__ = [
     "LabelImage",
@@ -164,6 +165,32 @@ def _physical_size(pixels: Pixels) -> PhysicalSize | None:
     )
 
 
+def _parse_pixels(xml: str, what: str) -> Pixels:
+    """The Pixels of the first Image; damaged XML or out-of-range values (a negative or
+    NaN PhysicalSizeX, which ome-types refuses) become :class:`CorruptInputError`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            images = from_xml(xml, validate=False).images
+    except Exception as exc:  # lxml / pydantic raise their own types
+        first = str(exc).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[:3])[:300]
+        raise CorruptInputError(
+            f"{what}: its OME-XML cannot be used ({type(exc).__name__}: {detail}); "
+            "PhysicalSizeX/Y/Z must be numbers > 0"
+        ) from exc
+    if not images:
+        raise CorruptInputError(f"{what}: its OME-XML holds no Image")
+    return images[0].pixels
+
+
+def _checked_physical_size(pixels: Pixels, what: str) -> PhysicalSize | None:
+    try:
+        return _physical_size(pixels)
+    except MaskBundleError as exc:
+        raise CorruptInputError(f"{what}: unusable physical pixel size in its OME-XML ({exc})") from exc
+
+
 def _to_czyx(data: np.ndarray, axes: str, what: str = "label image") -> np.ndarray:
     """Reorder a tifffile series array with ``axes`` to (C, Z, Y, X)."""
     if "Z" not in axes:  # a plain multi-page TIFF: tifffile names the page axis Q or I
@@ -189,46 +216,44 @@ def _to_czyx(data: np.ndarray, axes: str, what: str = "label image") -> np.ndarr
 def read_label_ome_tiff(path: Path | str) -> LabelImage:
     """Read level 0 of a label (OME-)TIFF as (C, Z, Y, X) with its channel names."""
     path = Path(path)
+    check_tiff_structure(path, str(path))
     try:
         with tifffile.TiffFile(path) as tf:
             series = tf.series[0]
+            check_tiff_level0(series, path, str(path))
             data = series.asarray(level=0)
             axes = series.axes
             n_levels = len(series.levels)
             xml = tf.ome_metadata
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+    except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
         raise CorruptInputError(f"{path}: not a readable TIFF ({exc})") from exc
     labels = _to_czyx(data, axes)
     names = [f"channel-{chr(ord('a') + i)}" for i in range(labels.shape[0])]
     physical = None
     if xml:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ome = from_xml(xml, validate=False)
-        pixels = ome.images[0].pixels
+        pixels = _parse_pixels(xml, str(path))
         got = [ch.name or "" for ch in pixels.channels]
         if len(got) == labels.shape[0] and all(got):
             names = got
-        physical = _physical_size(pixels)
+        physical = _checked_physical_size(pixels, str(path))
     return LabelImage(labels=labels, channel_names=names, physical_size=physical, n_levels=n_levels)
 
 
 def read_parent_image(path: Path | str) -> ParentImage:
     """Sizes and physical sizes of a parent OME-TIFF, with the exact OME attribute values."""
     path = Path(path)
+    check_tiff_structure(path, f"parent image {path}")
     try:
         with tifffile.TiffFile(path) as tf:
             xml = tf.ome_metadata
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+    except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
         raise CorruptInputError(f"parent image {path}: not a readable TIFF ({exc})") from exc
     if not xml:
         raise CorruptInputError(
             f"parent image {path} has no OME-XML; pass an OME-TIFF or give physical_size="
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pixels = from_xml(xml, validate=False).images[0].pixels
-    physical = _physical_size(pixels)
+    pixels = _parse_pixels(xml, f"parent image {path}")
+    physical = _checked_physical_size(pixels, f"parent image {path}")
     if physical is None:
         raise CorruptInputError(
             f"parent image {path} has no PhysicalSizeX/PhysicalSizeY; HuBMAP needs them: "

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptInputError, MissingDependencyError, TableFormatError
+from .limits import check_tiff_pages, check_tiff_structure, check_zip_member
 
 __all__ = [
     "GlbSummary",
@@ -55,10 +56,11 @@ def read_ome_xml(path: Path) -> str | None:
     """The OME-XML of a TIFF (``None`` when the file has none)."""
     import tifffile
 
+    check_tiff_structure(path, str(path))
     try:
         with tifffile.TiffFile(path) as tf:
             return tf.ome_metadata
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+    except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
         raise CorruptInputError(f"{path}: cannot be read as a TIFF ({exc})") from exc
 
 
@@ -78,9 +80,11 @@ class LabelTiffReader:
         import tifffile
 
         self.path = Path(path)
+        self._file_size = self.path.stat().st_size if self.path.is_file() else 0
+        check_tiff_structure(self.path, self.path.name)
         try:
             self._tf = tifffile.TiffFile(self.path)
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
             raise CorruptInputError(f"{path}: cannot be read as a TIFF ({exc})") from exc
         try:
             self._series = self._tf.series[0]
@@ -130,24 +134,38 @@ class LabelTiffReader:
         return np.dtype(self._series.dtype)
 
     def _first_page(self) -> Any:
-        page = self._series.pages[0]
-        if page is None:
-            raise CorruptInputError(f"{self.path}: the first image plane is missing")
-        return page.keyframe
+        try:
+            page = self._series.pages[0]
+            if page is not None:
+                return page.keyframe
+        except Exception as exc:  # tifffile raises many types on damaged tags
+            raise CorruptInputError(f"{self.path}: the first image plane is damaged ({exc})") from exc
+        raise CorruptInputError(f"{self.path}: the first image plane is missing")
+
+    def _tag(self, name: str) -> Any:
+        try:
+            return getattr(self._first_page(), name)
+        except CorruptInputError:
+            raise
+        except Exception as exc:  # a damaged tag value (a tuple where a number belongs)
+            raise CorruptInputError(f"{self.path}: damaged TIFF tag ({name}: {exc})") from exc
 
     @property
     def is_tiled(self) -> bool:
-        return bool(self._first_page().is_tiled)
+        return bool(self._tag("is_tiled"))
 
     @property
     def compression(self) -> str:
         """tifffile's name of the first page's compression (``ADOBE_DEFLATE``, ``NONE`` ...)."""
-        comp = self._first_page().compression
+        comp = self._tag("compression")
         return str(getattr(comp, "name", comp))
 
     @property
     def level_count(self) -> int:
-        return len(self._series.levels)
+        try:
+            return len(self._series.levels)
+        except Exception as exc:  # damaged SubIFD offsets
+            raise CorruptInputError(f"{self.path}: damaged pyramid levels ({exc})") from exc
 
     def _size(self, axis: str) -> int:
         return self._lead_shape[self._lead_axes.index(axis)] if axis in self._lead_axes else 1
@@ -158,9 +176,12 @@ class LabelTiffReader:
 
     def level_shape(self, level: int) -> tuple[int, int, int, int]:
         """(C, Z, Y, X) of pyramid ``level``."""
-        shape = self._series.levels[level].get_shape(False)
-        axes = self._series.levels[level].get_axes(False)
-        y, x = shape[axes.index("Y")], shape[axes.index("X")]
+        try:
+            shape = self._series.levels[level].get_shape(False)
+            axes = self._series.levels[level].get_axes(False)
+            y, x = shape[axes.index("Y")], shape[axes.index("X")]
+        except Exception as exc:  # damaged SubIFDs
+            raise CorruptInputError(f"{self.path}: level {level} is damaged ({exc})") from exc
         return (self._size("C"), self._size("Z"), int(y), int(x))
 
     def read(self, level: int, channel: int) -> np.ndarray:
@@ -168,8 +189,10 @@ class LabelTiffReader:
 
         Axes other than C and Z (T, ...) are read at index 0.
         """
-        lvl = self._series.levels[level]
-        pages = lvl.pages
+        try:
+            pages = self._series.levels[level].pages
+        except Exception as exc:  # damaged SubIFDs
+            raise CorruptInputError(f"{self.path}: level {level} is damaged ({exc})") from exc
         planes = []
         for z in range(self._size("Z")):
             index = [0] * len(self._lead_axes)
@@ -183,6 +206,7 @@ class LabelTiffReader:
                 raise CorruptInputError(
                     f"{self.path}: level {level} has no plane for channel {channel}, z {z}"
                 )
+            check_tiff_pages([page], self._file_size, f"{self.path.name}: level {level}")
             try:
                 arr = page.asarray()
             except Exception as exc:  # decoders raise their own types on damaged tiles
@@ -190,8 +214,16 @@ class LabelTiffReader:
                     f"{self.path}: level {level}, channel {channel}, z {z} cannot be decoded "
                     f"({exc})"
                 ) from exc
-            planes.append(arr.reshape(arr.shape[-2:]) if arr.ndim > 2 else arr)
-        return np.stack(planes)
+            if arr.ndim < 2 or any(n != 1 for n in arr.shape[:-2]):
+                raise CorruptInputError(
+                    f"{self.path}: level {level}, channel {channel}, z {z} decodes to shape "
+                    f"{arr.shape}, not one plane"
+                )
+            planes.append(arr.reshape(arr.shape[-2:]))
+        try:
+            return np.stack(planes)
+        except ValueError as exc:  # planes of different shapes
+            raise CorruptInputError(f"{self.path}: level {level} planes differ in shape") from exc
 
 
 def read_tsv_grid(path: Path) -> list[list[str]]:
@@ -274,13 +306,34 @@ def _xlsx_text(rows: list[list[Any]]) -> list[list[str]]:
 
 
 _FORMULA_TAG = re.compile(rb"<(?:\w+:)?f[\s>/]")
+_ROW_REF = re.compile(rb'<(?:\w+:)?row\s[^>]*?r="(\d+)"')
+_CELL_COLUMN = re.compile(rb'<(?:\w+:)?c\s[^>]*?r="([A-Z]+)')
 
 
-def _has_formula_cells(path: Path) -> bool:
-    """Whether any worksheet of the workbook holds a formula (an ``<f>`` element).
+@dataclass(frozen=True)
+class _SheetScan:
+    """What one streaming pass over the worksheet XML found, before any reader parses it."""
 
-    Streamed through the sheet parts in chunks, so a large sheet is never held whole.
+    has_formulas: bool
+    rows: int  # the largest row number a row element names
+    columns: int  # the largest column a cell reference names
+
+
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + (ch - 64)
+    return n
+
+
+def _scan_sheets(path: Path) -> _SheetScan:
+    """Formulas and the real extent of every worksheet, streamed in chunks.
+
+    A reader sizes its grid by the farthest cell: one cell at XFD1048576 in a tiny file
+    makes calamine allocate (and abort on) billions of cells, so the extent is measured
+    here first. Chunks are cut at the last ``<`` so no tag is split.
     """
+    formulas, rows, columns = False, 0, 0
     try:
         with zipfile.ZipFile(path) as zf:
             for name in zf.namelist():
@@ -288,13 +341,23 @@ def _has_formula_cells(path: Path) -> bool:
                     continue
                 tail = b""
                 with zf.open(name) as part:
-                    while chunk := part.read(1 << 20):
-                        if _FORMULA_TAG.search(tail + chunk):
-                            return True
-                        tail = chunk[-16:]
-    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError) as exc:
+                    while True:
+                        chunk = part.read(1 << 22)
+                        buf = tail + chunk
+                        cut = buf.rfind(b"<") if chunk else len(buf)
+                        body, tail = buf[:cut], buf[cut:]
+                        formulas = formulas or _FORMULA_TAG.search(body) is not None
+                        found = _ROW_REF.findall(body)
+                        if found:
+                            rows = max(rows, *map(int, found))
+                        letters = set(_CELL_COLUMN.findall(body))
+                        if letters:
+                            columns = max(columns, *map(_column_number, letters))
+                        if not chunk:
+                            break
+    except Exception as exc:  # zipfile and zlib raise many types on damaged members
         raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
-    return False
+    return _SheetScan(formulas, rows, columns)
 
 
 def _read_xlsx_formulas(path: Path) -> XlsxGrid:
@@ -307,12 +370,52 @@ def _read_xlsx_formulas(path: Path) -> XlsxGrid:
         raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
     try:
         names = list(wb.sheetnames)
+        if not names:
+            raise CorruptInputError(f"{path.name}: the workbook has no sheet")
         ws = wb[names[0]]
+        _check_xlsx_extent(ws.max_row or 0, ws.max_column or 0, path)
         rows = [["" if v is None else str(v) for v in row]
                 for row in ws.iter_rows(values_only=True)]
+    except CorruptInputError:
+        raise
+    except Exception as exc:  # damaged XML inside a well-formed zip
+        raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
     finally:
         wb.close()
     return XlsxGrid(names, rows)
+
+
+# Excel's own sheet limits, and a cap on parsed XML that bounds the time a sheet can take
+XLSX_MAX_ROWS = 1_048_576
+XLSX_MAX_COLUMNS = 16_384
+XLSX_MAX_CELLS = 100_000_000
+XLSX_MAX_MEMBER = 1 << 30
+
+
+def _check_xlsx_members(path: Path) -> None:
+    """Refuse zip bombs before openpyxl inflates anything: every member of the workbook
+    must inflate to at most 1 GiB and by at most 1000:1."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except Exception as exc:  # BadZipFile, NotImplementedError (zip version) ...
+        raise CorruptInputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from exc
+    for info in infos:
+        check_zip_member(info, f"{path.name}[{info.filename}]", limit=XLSX_MAX_MEMBER)
+
+
+def _check_xlsx_extent(rows: int, cols: int, path: Path) -> None:
+    """A sheet whose extent is beyond Excel's (or 100 million cells) is refused: the
+    readers pad every row to the sheet's width, so one far cell in a tiny file would
+    mean billions of empty cells."""
+    if rows > XLSX_MAX_ROWS or cols > XLSX_MAX_COLUMNS or rows * cols > XLSX_MAX_CELLS:
+        raise CorruptInputError(
+            f"{path.name}: the sheet spans {rows} rows x {cols} columns, beyond "
+            f"{XLSX_MAX_CELLS} cells (Excel stops at {XLSX_MAX_ROWS} x {XLSX_MAX_COLUMNS}); "
+            "write large tables as .tsv"
+        )
 
 
 def read_xlsx_grid(path: Path) -> XlsxGrid:
@@ -322,7 +425,10 @@ def read_xlsx_grid(path: Path) -> XlsxGrid:
     Calamine gives a formula's cached value (or nothing), so a workbook holding formulas
     is read again with their text (``=WEBSERVICE(...)``), which the rules then refuse.
     """
-    if _has_formula_cells(path):
+    _check_xlsx_members(path)
+    scan = _scan_sheets(path)
+    _check_xlsx_extent(scan.rows, scan.columns, path)
+    if scan.has_formulas:
         return _read_xlsx_formulas(path)
     try:
         from python_calamine import CalamineWorkbook
@@ -340,7 +446,10 @@ def read_xlsx_grid(path: Path) -> XlsxGrid:
             raise CorruptInputError(f"{path.name}: the workbook has no sheet")
         try:
             sheet = wb.get_sheet_by_index(0)
+            _check_xlsx_extent(sheet.height, sheet.width, path)
             rows = sheet.to_python(skip_empty_area=False)
+        except CorruptInputError:
+            raise
         except Exception as exc:  # a damaged sheet part
             raise CorruptInputError(f"{path.name}: the first sheet cannot be read ({exc})") from exc
     finally:

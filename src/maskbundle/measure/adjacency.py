@@ -783,8 +783,10 @@ def _reach(max_gap: float, s: float) -> int:
     """Largest index offset along an axis of pixel size ``s`` whose gap can be <= max_gap.
 
     Slightly generous (a relative 1e-9) so rounding never loses an offset; offsets beyond
-    the gap are filtered out exactly afterwards."""
-    return math.floor(max_gap / s * (1 + 1e-9)) + 1
+    the gap are filtered out exactly afterwards. Capped at 2**40 (a gap of 1e300 is
+    finite but its pixel count is not an int)."""
+    r = max_gap / s * (1 + 1e-9)
+    return 2**40 if not r < 2**40 else math.floor(r) + 1
 
 
 def linkage_halo(
@@ -804,24 +806,36 @@ def linkage_halo(
 
 
 def _offsets(
-    spacing: tuple[float, ...], max_gap: float, ndim: int
+    spacing: tuple[float, ...], max_gap: float, ndim: int, extent: tuple[int, int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lexicographically positive offsets (dz, dy, dx) with gap <= max_gap, their gaps and
-    face axes (-1 for non-face offsets)."""
+    face axes (-1 for non-face offsets).
+
+    The reach along each axis is capped at the block's extent - 1: a longer offset never
+    lands inside the block, so a huge ``max_gap`` (1e6 on a 32 x 32 mask) costs what the
+    whole image does, not what the gap does, and gives the same pairs.
+    """
     if max_gap == 0:
-        offs = [(0, 0, 1), (0, 1, 0)] + ([(1, 0, 0)] if ndim == 3 else [])
+        offs = np.array([(0, 0, 1), (0, 1, 0)] + ([(1, 0, 0)] if ndim == 3 else []))
     else:
-        rz, ry, rx = (_reach(max_gap, s) for s in spacing)
+        rz, ry, rx = (
+            min(_reach(max_gap, s), max(int(n) - 1, 0))
+            for s, n in zip(spacing, extent, strict=True)
+        )
         if ndim == 2:
             rz = 0
-        offs = []
-        for dz in range(0, rz + 1):
-            for dy in range(-ry, ry + 1):
-                for dx in range(-rx, rx + 1):
-                    if (dz, dy, dx) <= (0, 0, 0):
-                        continue
-                    offs.append((dz, dy, dx))
-    arr = np.array(offs, np.int64).reshape(-1, 3)
+        grid = np.stack(
+            np.meshgrid(
+                np.arange(0, rz + 1), np.arange(-ry, ry + 1), np.arange(-rx, rx + 1),
+                indexing="ij",
+            ),
+            axis=-1,
+        ).reshape(-1, 3)
+        # lexicographically positive: (dz, dy, dx) > (0, 0, 0)
+        dz, dy, dx = grid[:, 0], grid[:, 1], grid[:, 2]
+        positive = (dz > 0) | ((dz == 0) & ((dy > 0) | ((dy == 0) & (dx > 0))))
+        offs = grid[positive]
+    arr = np.asarray(offs, np.int64).reshape(-1, 3)
     sp = np.asarray(spacing, np.float64)
     g = np.sqrt(np.sum((np.maximum(np.abs(arr) - 1, 0) * sp) ** 2, axis=1))
     keep = g <= max_gap
@@ -895,7 +909,7 @@ def linkage_tile(
             bounds.append((start, max(start, stop)))
         if ndim == 2:
             bounds = [(0, 1), *bounds]
-    offs, odist, oaxis = _offsets(spacing, g, ndim)
+    offs, odist, oaxis = _offsets(spacing, g, ndim, lab3.shape)
     keys, gap, faces = _linkage_kernel(
         lab3,
         bounds[0][0],
