@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..errors import BundleInvalidError, CorruptInputError, OptionError, Report
 from ..io.glb import load_glb_scene
+from ..io.lazy import LazyArray
 from ..io.ometiff import LabelPyramid, open_label_pyramid
 from ..io.readers import read_csv_rows
 from ..io.tables import HEADER_LABELS, read_json, read_table_cells
@@ -37,7 +38,7 @@ _HEADER_ROWS = 10  # eight header rows, the empty separator, the column names
 _TEXT_TYPES = frozenset({"text", "obo id", "doi", "boolean"})
 
 
-class LabelArray:
+class LabelArray(LazyArray):
     """One mask (one channel) of one pyramid level, read lazily.
 
     Shape ``(Y, X)`` for 2D masks and ``(Z, Y, X)`` for 3D ones. Supports basic indexing
@@ -47,50 +48,10 @@ class LabelArray:
     """
 
     def __init__(self, array: Any, axes: str, channel: int, *, is_3d: bool) -> None:
-        self._array = array
-        self._axes = axes
-        self._channel = channel
-        # the axes the user indexes, in stored order (C and size-1 extras removed)
-        self._dims = [a for a in axes if a in ("ZYX" if is_3d else "YX")]
-        self._fixed = {a: channel if a == "C" else 0 for a in axes if a not in self._dims}
-        shape = dict(zip(axes, (int(n) for n in array.shape), strict=True))
-        self.shape: tuple[int, ...] = tuple(shape[a] for a in self._dims)
-        self.dtype: np.dtype[Any] = np.dtype(array.dtype)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def axes(self) -> str:
-        """``YX`` or ``ZYX``."""
-        return "".join(self._dims)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __repr__(self) -> str:
-        return f"LabelArray(shape={self.shape}, dtype={self.dtype}, axes={self.axes!r})"
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        user = list(key) if isinstance(key, tuple) else [key]
-        if any(k is Ellipsis for k in user):
-            i = next(j for j, k in enumerate(user) if k is Ellipsis)
-            fill = [slice(None)] * (self.ndim - len(user) + 1)
-            user = user[:i] + fill + user[i + 1 :]
-        if len(user) > self.ndim:
-            raise IndexError(f"too many indices ({len(user)}) for a {self.ndim}-D mask")
-        for k in user:
-            if not isinstance(k, int | np.integer | slice):
-                raise IndexError(f"only integers, slices and ... index a LabelArray, got {k!r}")
-        user += [slice(None)] * (self.ndim - len(user))
-        by_axis = dict(zip(self._dims, user, strict=True))
-        full = tuple(by_axis.get(a, self._fixed.get(a, 0)) for a in self._axes)
-        return np.asarray(self._array[full])
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        out = self[...]
-        return out if dtype is None else out.astype(dtype)
+        # the channel axis and size-1 extras are pinned; the user indexes (Z,) Y, X
+        keep = "ZYX" if is_3d else "YX"
+        super().__init__(array, axes, {a: channel if a == "C" else 0 for a in axes
+                                       if a not in keep})
 
 
 def _typed(raw: pd.Series, typ: str) -> Any:

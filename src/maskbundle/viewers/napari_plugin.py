@@ -32,6 +32,7 @@ import pandas as pd
 from ..bundle import layout
 from ..bundle.build import DEFAULT_MASK_IDS, write_segmentation_bundle
 from ..errors import MaskBundleError, MaskNameError, OptionError
+from ..io.lazy import LazyArray
 from ..model import PhysicalSize
 from ..names import check_mask_name
 
@@ -120,59 +121,8 @@ def _owned(close: Callable[[], None]) -> _Owner:
     return owner
 
 
-class LazyLevel:
-    """One pyramid level as napari expects an array (``size`` too), decoded per slice.
-
-    ``array`` has the axes ``axes``; axes in ``fixed`` are read at that index and hidden
-    (a channel of a parent image, a time point). Nothing is read until napari slices the
-    level it shows. The open file stays open while any level of it is alive.
-    """
-
-    def __init__(
-        self, array: Any, axes: str, owner: _Owner, fixed: dict[str, int] | None = None
-    ) -> None:
-        self._array = array
-        self._axes = axes
-        self._fixed = dict(fixed or {})
-        self._owner = owner
-        self._dims = [a for a in axes if a not in self._fixed]
-        full = dict(zip(axes, (int(n) for n in array.shape), strict=True))
-        self.shape: tuple[int, ...] = tuple(full[a] for a in self._dims)
-        self.dtype: np.dtype[Any] = np.dtype(array.dtype)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        user = list(key) if isinstance(key, tuple) else [key]
-        if any(k is Ellipsis for k in user):
-            i = next(j for j, k in enumerate(user) if k is Ellipsis)
-            user = user[:i] + [slice(None)] * (self.ndim - len(user) + 1) + user[i + 1 :]
-        if len(user) > self.ndim:
-            raise IndexError(f"too many indices ({len(user)}) for a {self.ndim}-D level")
-        user += [slice(None)] * (self.ndim - len(user))
-        by_axis = dict(zip(self._dims, user, strict=True))
-        full = tuple(by_axis[a] if a in by_axis else self._fixed[a] for a in self._axes)
-        return np.asarray(self._array[full])
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        out = self[...]
-        return out if dtype is None else out.astype(dtype)
-
-    def __repr__(self) -> str:
-        return f"LazyLevel(shape={self.shape}, dtype={self.dtype})"
-
-
 def _mask_layer(bundle: Bundle, mask: str, owner: _Owner) -> LayerData:
-    levels = [LazyLevel(level, level.axes, owner) for level in bundle.levels(mask)]
+    levels = [LazyArray(level, level.axes, keep_alive=owner) for level in bundle.levels(mask)]
     table = bundle.objects[mask]
     scale = _scale(bundle)
     meta: dict[str, Any] = {"bundle": str(bundle.path), "mask": mask}
@@ -231,7 +181,7 @@ def _parent_layers(path: Path, bundle: Bundle) -> list[LayerData]:
     layers: list[LayerData] = []
     for c in channels:
         pinned = {**fixed, "C": c} if "C" in axes else dict(fixed)
-        levels = [LazyLevel(level, axes, owner, pinned) for level in pyramid.levels]
+        levels = [LazyArray(level, axes, pinned, keep_alive=owner) for level in pyramid.levels]
         dims = [a for a in axes if a not in pinned and a != "S"]
         kwargs: dict[str, Any] = {
             "name": path.name if len(channels) == 1 else f"{path.name} {pyramid.channel_names[c]}",
