@@ -229,6 +229,18 @@ class Bundle:
         head = self.headers[mask]
         return {str(c): str(head.at["Feature class", c]) for c in head.columns}
 
+    def adjacency_edges(self, mask: str, kind: AdjacencyKind = "linkage") -> pd.DataFrame:
+        """The ``<mask>-<kind>-adjacency.csv`` rows; refused when the bundle has none."""
+        self._channel(mask)
+        edges = self.adjacency.get(mask, {}).get(kind)
+        if edges is None:
+            have = sorted(self.adjacency.get(mask, {}))
+            raise OptionError(
+                f"mask {mask!r} has no {kind} adjacency file (present: {have or 'none'}); "
+                f"add it with maskbundle.add_adjacency(path, kinds={kind!r})"
+            )
+        return edges
+
     def adjacency_graph(
         self, mask: str, kind: AdjacencyKind = "linkage", *, weighted: bool = False
     ) -> scipy.sparse.csr_array:
@@ -240,14 +252,7 @@ class Bundle:
         """
         import scipy.sparse
 
-        self._channel(mask)
-        edges = self.adjacency.get(mask, {}).get(kind)
-        if edges is None:
-            have = sorted(self.adjacency.get(mask, {}))
-            raise OptionError(
-                f"mask {mask!r} has no {kind} adjacency file (present: {have or 'none'}); "
-                f"write the bundle with adjacency={kind!r}"
-            )
+        edges = self.adjacency_edges(mask, kind)
         ids = self.objects[mask].index.to_numpy()
         n = ids.size
         a = np.searchsorted(ids, edges.iloc[:, 0].to_numpy())

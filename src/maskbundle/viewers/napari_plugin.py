@@ -198,13 +198,7 @@ def _parent_layers(path: Path, bundle: Bundle) -> list[LayerData]:
 
 
 def _adjacency_layer(bundle: Bundle, mask: str, kind: str) -> LayerData:
-    edges = bundle.adjacency.get(mask, {}).get(kind)
-    if edges is None:
-        have = sorted(bundle.adjacency.get(mask, {}))
-        raise OptionError(
-            f"mask {mask!r} has no {kind} adjacency file (present: {have or 'none'}); "
-            f"add it with maskbundle.add_adjacency(bundle, kinds={kind!r})"
-        )
+    edges = bundle.adjacency_edges(mask, kind)  # type: ignore[arg-type]  # an unknown kind is refused as a missing file
     table = bundle.objects[mask]
     axes = ["Z", "Y", "X"] if bundle.is_3d else ["Y", "X"]
     pos = table[axes].to_numpy(dtype=np.float64)
