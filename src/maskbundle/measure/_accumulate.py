@@ -28,9 +28,11 @@ import numpy as np
 __all__ = [
     "Accumulator",
     "accumulate",
+    "accumulate_into",
     "convex_pixel_counts",
     "grouped_medians",
     "hull_rows",
+    "hull_rows_into",
     "merge",
 ]
 
@@ -366,6 +368,36 @@ def accumulate(
     image_shape : (Z, Y, X), optional
         Shape of the whole image (default: the block's shape).
     """
+    if intensity is None:
+        intensity = np.zeros((0, 1, 1, 1), dtype=np.float32)
+    acc = Accumulator.empty(
+        n_objects, intensity.shape[0], moments=moments, extremes=extremes
+    )
+    accumulate_into(
+        acc, labels, intensity, perimeter=perimeter, faces=faces, core=core, origin=origin,
+        image_shape=image_shape,
+    )
+    return acc
+
+
+def accumulate_into(
+    acc: Accumulator,
+    labels: np.ndarray,
+    intensity: np.ndarray | None,
+    *,
+    perimeter: bool = True,
+    faces: bool = True,
+    core: tuple[int, int, int, int, int, int] | None = None,
+    origin: tuple[int, int, int] = (0, 0, 0),
+    image_shape: tuple[int, int, int] | None = None,
+) -> None:
+    """Like :func:`accumulate`, but continue the sums already in ``acc`` (in place).
+
+    Calling it on consecutive windows of one raster scan (rows in order, each object
+    inside one window per call) folds every sum in exactly the order a single call over
+    the whole image would, so floating-point sums come out bitwise the same; this is how
+    the tiled measurement recomputes the objects that cross tiles.
+    """
     nz, ny, nx = labels.shape
     if core is None:
         core = (0, nz, 0, ny, 0, nx)
@@ -373,9 +405,6 @@ def accumulate(
         image_shape = (nz, ny, nx)
     if intensity is None:
         intensity = np.zeros((0, 1, 1, 1), dtype=np.float32)
-    acc = Accumulator.empty(
-        n_objects, intensity.shape[0], moments=moments, extremes=extremes
-    )
     _accumulate_kernel(
         labels,
         intensity,
@@ -401,7 +430,6 @@ def accumulate(
         acc.imin,
         acc.imax,
     )
-    return acc
 
 
 @numba.njit(cache=True, nogil=True)
@@ -500,6 +528,59 @@ def _hull_rows_kernel(
             if x > row_hi[k]:
                 row_hi[k] = x
             x += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _hull_rows_at_kernel(
+    labels: np.ndarray,
+    y_origin: int,
+    x_origin: int,
+    row_offset: np.ndarray,
+    ylo: np.ndarray,
+    row_lo: np.ndarray,
+    row_hi: np.ndarray,
+) -> None:
+    ny, nx = labels.shape
+    for y in range(ny):
+        gy = y + y_origin
+        x = 0
+        while x < nx:
+            lab = labels[y, x]
+            if lab == 0:
+                x += 1
+                continue
+            start = x
+            while x + 1 < nx and labels[y, x + 1] == lab:
+                x += 1
+            k = row_offset[lab] + gy - ylo[lab]
+            if start + x_origin < row_lo[k]:
+                row_lo[k] = start + x_origin
+            if x + x_origin > row_hi[k]:
+                row_hi[k] = x + x_origin
+            x += 1
+
+
+def hull_rows_into(
+    labels2d: np.ndarray,
+    row_offset: np.ndarray,
+    ylo: np.ndarray,
+    row_lo: np.ndarray,
+    row_hi: np.ndarray,
+    *,
+    y_origin: int,
+    x_origin: int,
+) -> None:
+    """Merge one window's per-row extremes into ``row_lo`` / ``row_hi`` (global columns).
+
+    The arrays are laid out as :func:`hull_rows` returns them (``row_offset`` and ``ylo``
+    from the objects' bounding boxes over the whole image); windows may come in any order
+    and overlap (minimum / maximum), but every labelled pixel of ``labels2d`` must lie in
+    its object's bounding box.
+    """
+    _hull_rows_at_kernel(
+        np.ascontiguousarray(labels2d), int(y_origin), int(x_origin), row_offset,
+        np.ascontiguousarray(ylo), row_lo, row_hi,
+    )
 
 
 def hull_rows(

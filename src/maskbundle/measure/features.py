@@ -49,6 +49,7 @@ __all__ = [
     "STATISTICS",
     "FeatureTable",
     "compute_features",
+    "table_from_accumulator",
     "user_columns",
 ]
 
@@ -319,8 +320,15 @@ def _covariances(acc: Accumulator) -> tuple[np.ndarray, np.ndarray]:
     return centroid, cov
 
 
+def _convex_counts(labels: np.ndarray, acc: Accumulator) -> np.ndarray:
+    """Convex-hull pixel counts (N + 1,) of a whole 2D image (labels as (1, Y, X))."""
+    row_offset, row_lo, row_hi = hull_rows(labels[0], acc, threads=_N_BANDS)
+    return convex_pixel_counts(row_offset, acc, row_lo, row_hi, threads=_N_BANDS)
+
+
 def _morphology_2d(
-    acc: Accumulator, cov: np.ndarray, labels: np.ndarray, um: tuple[float, float, float]
+    acc: Accumulator, cov: np.ndarray, convex_counts: np.ndarray,
+    um: tuple[float, float, float],
 ) -> tuple[dict[str, np.ndarray], dict[str, ColumnSpec]]:
     _, sy, sx = um
     n = acc.count[1:].astype(np.float64)
@@ -341,8 +349,7 @@ def _morphology_2d(
     )
     pixel_area = sy * sx
     area = n * pixel_area
-    row_offset, row_lo, row_hi = hull_rows(labels[0], acc, threads=_N_BANDS)
-    convex = convex_pixel_counts(row_offset, acc, row_lo, row_hi, threads=_N_BANDS)[1:]
+    convex = convex_counts[1:]
     bbox = (acc.hi[1:, 1:] - acc.lo[1:, 1:] + 1).prod(axis=1)
     length = sx if sx == sy else math.sqrt(sx * sy)
     values = {
@@ -537,7 +544,38 @@ def compute_features(
             f"labels are not numbered 1..N: label {missing} is absent (largest {n}); "
             "relabel the mask first (relabel_mask)"
         )
+    convex = _convex_counts(lab, acc) if morphology and not is3d else None
+    medians = (
+        grouped_medians(lab, inten, acc.count)
+        if inten is not None and "median" in stats else None
+    )
+    return table_from_accumulator(
+        acc, is3d=is3d, um=um, stats=stats, markers=markers, alt=alt,
+        morphology=morphology, convex=convex, medians=medians,
+    )
 
+
+def table_from_accumulator(
+    acc: Accumulator,
+    *,
+    is3d: bool,
+    um: tuple[float, float, float],
+    stats: Sequence[str],
+    markers: Sequence[str],
+    alt: Sequence[str],
+    morphology: bool,
+    convex: np.ndarray | None,
+    medians: np.ndarray | None,
+) -> FeatureTable:
+    """The feature table from merged per-object sums (the seam of the tiled path).
+
+    ``acc`` covers the whole image (rows 1..N all present); ``convex`` (N + 1,) are the
+    convex-hull pixel counts (2D morphology only) and ``medians`` (N + 1, C) the median
+    intensities (only when ``"median"`` is in ``stats``). ``stats``, ``markers`` and
+    ``alt`` are already checked (see :func:`compute_features`).
+    """
+    n = acc.count.size - 1
+    has_intensity = bool(markers)
     values: dict[str, Any] = {}
     specs: dict[str, ColumnSpec] = {}
 
@@ -559,7 +597,11 @@ def compute_features(
         count_name, "integer", "morphology",
         f"Number of {'voxels' if is3d else 'pixels'} of the object.", "count"))
     if morphology:
-        mv, ms = _morphology_3d(acc, cov, um) if is3d else _morphology_2d(acc, cov, lab, um)
+        if is3d:
+            mv, ms = _morphology_3d(acc, cov, um)
+        else:
+            assert convex is not None
+            mv, ms = _morphology_2d(acc, cov, convex, um)
         for name, v in mv.items():
             add(v, ms[name])
     for ax in ("x", "y", "z") if is3d else ("x", "y"):
@@ -575,13 +617,14 @@ def compute_features(
         "Touches image border", "integer", "spatial",
         "1 when some pixel of the object lies on the edge of the image, else 0"
         + (" (first or last plane, row or column)." if is3d else " (first or last row or column).")))
-    if inten is not None:
+    if has_intensity:
         nf = acc.count[1:].astype(np.float64)[:, None]
         per_stat: dict[str, np.ndarray] = {}
         if "mean" in stats:
             per_stat["mean"] = acc.isum[1:] / nf
         if "median" in stats:
-            per_stat["median"] = grouped_medians(lab, inten, acc.count)[1:]
+            assert medians is not None
+            per_stat["median"] = medians[1:]
         if "std" in stats:
             var = (acc.is2[1:] - acc.is1[1:] ** 2 / nf) / nf
             per_stat["std"] = np.sqrt(np.clip(var, 0.0, None))
