@@ -212,3 +212,59 @@ def test_tile_tasks_pickle(tmp_path) -> None:  # type: ignore[no-untyped-def]
             np.testing.assert_array_equal(a.ids, b.ids)
             np.testing.assert_array_equal(a.acc.s2, b.acc.s2)
             np.testing.assert_array_equal(a.link.keys, b.link.keys)
+
+
+_PEAK_SCRIPT = """
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from _memory import reset_peak_rss, peak_rss_mib
+from maskbundle.synthetic import synthetic_tissue
+from maskbundle.measure.tiled import measure_tiled, bytes_per_object
+cells, _ = synthetic_tissue((2048, 2048), cell_spacing=9.0, seed=1)
+inten = np.random.default_rng(0).integers(0, 1000, (2, 2048, 2048), dtype=np.uint16)
+kw = dict(physical_size=0.5, intensity=inten, statistics=("mean", "std"))
+measure_tiled(cells[:600, :600], tile=512, **{**kw, "intensity": inten[:, :600, :600]})
+base = reset_peak_rss()
+limit = 16 << 20
+r = measure_tiled(cells, memory_limit=limit, **kw)
+extra = (peak_rss_mib() - base) * 2**20
+print(extra, limit, r.counts.size, bytes_per_object(4), r.plan.tile[0])
+"""
+
+
+def test_peak_memory_within_limit_plus_objects() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("peak RSS reset needs Linux /proc")
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(bench)], check=True,
+                         capture_output=True, text=True, timeout=300).stdout.split()
+    extra, limit, n, per, tile = (float(v) for v in out)
+    assert tile == 512  # the limit forced small tiles
+    assert n > 40000
+    assert extra <= limit + n * per, (extra, limit, n, per)
+
+
+def test_tile_progress_bar_counts_tiles_and_pixels() -> None:
+    import io
+
+    from maskbundle.progress import tile_progress
+
+    lab = _mask_2d((100, 90))
+    buf = io.StringIO()
+    with tile_progress(lab.size, enabled=True, file=buf) as done:
+        calls: list[tuple[int, int, int]] = []
+
+        def record(d: int, t: int, px: int) -> None:
+            calls.append((d, t, px))
+            done(d, t, px)
+
+        measure_tiled(lab, physical_size=1.0, tile=40, progress=record)
+    n = calls[-1][1]
+    assert [c[0] for c in calls] == list(range(1, n + 1))
+    assert sum(c[2] for c in calls) == lab.size  # tiles partition the image
+    out = buf.getvalue()
+    assert f"/{n}]" in out and "px/s" in out  # tiles done / total and the pixel rate

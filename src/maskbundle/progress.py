@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import IO, Protocol
 
 from tqdm import tqdm
 
-__all__ = ["Advance", "stage_progress"]
+__all__ = ["Advance", "TileDone", "stage_progress", "tile_progress"]
 
 
 class Advance(Protocol):
@@ -28,5 +28,30 @@ def stage_progress(total: int, *, enabled: bool, desc: str) -> Iterator[Advance]
 
     try:
         yield advance
+    finally:
+        bar.close()
+
+
+class TileDone(Protocol):
+    def __call__(self, tiles_done: int, tiles_total: int, pixels: int) -> None: ...
+
+
+@contextmanager
+def tile_progress(
+    total_pixels: int, *, enabled: bool, desc: str = "pass 1", file: IO[str] | None = None
+) -> Iterator[TileDone]:
+    """Yield ``done(tiles_done, tiles_total, pixels)`` for per-tile work (the ``progress=``
+    of :func:`maskbundle.measure.tiled.measure_tiled`): a bar on stderr counting pixels,
+    with the pixel rate, the time left and ``tile i/n``, when enabled."""
+    bar = tqdm(total=total_pixels, desc=desc, unit="px", unit_scale=True,
+               file=file if file is not None else sys.stderr, disable=not enabled,
+               leave=False, dynamic_ncols=True, mininterval=0.5)
+
+    def done(tiles_done: int, tiles_total: int, pixels: int) -> None:
+        bar.set_postfix_str(f"tile {tiles_done}/{tiles_total}", refresh=False)
+        bar.update(pixels)
+
+    try:
+        yield done
     finally:
         bar.close()
