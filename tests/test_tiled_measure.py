@@ -19,7 +19,7 @@ from maskbundle.measure.features import compute_features
 from maskbundle.measure.tiled import measure_tiled, plan_tiles
 from maskbundle.synthetic import synthetic_nuclei_3d, synthetic_tissue
 
-STATS = ("mean", "std", "min", "max", "sum")
+STATS = ("mean", "median", "std", "min", "max", "sum")
 
 
 def _mask_2d(shape: tuple[int, int] = (203, 177)) -> np.ndarray:
@@ -138,8 +138,10 @@ def test_zarr_and_reader_inputs_match_numpy() -> None:
 def test_refusals() -> None:
     lab = _mask_2d((60, 60))
     inten = _intensity(lab.shape, "uint16")
-    with pytest.raises(OptionError, match="median"):
-        measure_tiled(lab, physical_size=1.0, intensity=inten, statistics=("median",))
+    big = np.ones((300, 300), np.uint8)  # one object crossing every tile
+    with pytest.raises(OptionError, match=r"median.*memory_limit"):
+        measure_tiled(big, physical_size=1.0, intensity=inten[:, :1, :1].repeat(300, 1)
+                      .repeat(300, 2), statistics=("median",), tile=64, memory_limit=1 << 20)
     with pytest.raises(LabelError, match="negative"):
         measure_tiled(np.full((10, 10), -1, np.int32), physical_size=1.0)
     with pytest.raises(LabelError, match="integer"):
@@ -204,7 +206,8 @@ def test_tile_tasks_pickle(tmp_path) -> None:  # type: ignore[no-untyped-def]
                           dtype=lab.dtype)
     z[:] = lab
     plan = plan_tiles(lab.shape, lab.dtype, tile=40)
-    opt = _Options(0, False, False, True, True, PhysicalSize.coerce(1.0), 0.0, 2)
+    opt = _Options(n_markers=0, medians=False, moments=False, extremes=False, morphology=True,
+                   linkage=True, physical_size=PhysicalSize.coerce(1.0), max_gap=0.0, ndim=2)
     for src, blocks in ((lab, True), (z, False)):
         for task in tile_tasks(src, None, plan, opt, send_blocks=blocks):
             a = measure_tile(task)
@@ -267,4 +270,4 @@ def test_tile_progress_bar_counts_tiles_and_pixels() -> None:
     assert [c[0] for c in calls] == list(range(1, n + 1))
     assert sum(c[2] for c in calls) == lab.size  # tiles partition the image
     out = buf.getvalue()
-    assert f"/{n}]" in out and "px/s" in out  # tiles done / total and the pixel rate
+    assert f"tile {n}/{n}" in out and "px/s" in out  # tiles done / total, pixel rate

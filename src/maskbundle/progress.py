@@ -50,6 +50,8 @@ def tile_progress(
     def done(tiles_done: int, tiles_total: int, pixels: int) -> None:
         bar.set_postfix_str(f"tile {tiles_done}/{tiles_total}", refresh=False)
         bar.update(pixels)
+        if tiles_done == tiles_total:
+            bar.refresh()  # the final count is shown even when the run beat mininterval
 
     try:
         yield done

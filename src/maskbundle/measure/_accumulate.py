@@ -30,9 +30,11 @@ __all__ = [
     "accumulate",
     "accumulate_into",
     "convex_pixel_counts",
+    "fill_values",
     "grouped_medians",
     "hull_rows",
     "hull_rows_into",
+    "medians_of",
     "merge",
 ]
 
@@ -806,4 +808,44 @@ def grouped_medians(
     _medians_kernel(
         np.ascontiguousarray(labels), np.ascontiguousarray(intensity), offsets, out
     )
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_values_kernel(
+    labels: np.ndarray, inten: np.ndarray, core: np.ndarray, fill: np.ndarray,
+    values: np.ndarray,
+) -> None:
+    for z in range(core[0], core[1]):
+        for y in range(core[2], core[3]):
+            for x in range(core[4], core[5]):
+                lab = labels[z, y, x]
+                if lab != 0:
+                    for c in range(inten.shape[0]):
+                        values[c, fill[lab]] = inten[c, z, y, x]
+                    fill[lab] += 1
+
+
+def fill_values(
+    labels: np.ndarray, intensity: np.ndarray, core: tuple[int, int, int, int, int, int],
+    fill: np.ndarray, values: np.ndarray,
+) -> None:
+    """Append the intensities of each object's pixels of ``core`` (raster order) to
+    ``values[:, fill[k]:]`` and advance ``fill[k]`` (in place): windows of one raster
+    scan gather every object's values in the order :func:`grouped_medians` does."""
+    _fill_values_kernel(labels, intensity, np.asarray(core, np.int64), fill, values)
+
+
+@numba.njit(cache=True, nogil=True)
+def _medians_of_kernel(values: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
+    for c in range(values.shape[0]):
+        for k in range(1, offsets.size - 1):
+            if offsets[k + 1] > offsets[k]:
+                out[k, c] = np.median(values[c, offsets[k] : offsets[k + 1]])
+
+
+def medians_of(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Median per object of values gathered by :func:`fill_values`, float64 (N + 1, C)."""
+    out = np.full((offsets.size - 1, values.shape[0]), np.nan, np.float64)
+    _medians_of_kernel(values, offsets, out)
     return out

@@ -33,8 +33,11 @@ carried from window to window (:func:`~maskbundle.measure._accumulate.accumulate
 sums, counts, bounding boxes and linkage pairs are exact integers (or minima) and merge
 exactly.
 
-Refused: ``"median"`` intensity (needs all values of an object at once; use the
-in-memory path or drop it). Meshes are not computed here (see :mod:`maskbundle.mesh`).
+Median intensities: objects inside a tile take theirs from the tile; the values of the
+crossing objects are gathered in raster order by the same windows (float64 per pixel
+and marker; refused with ``OptionError`` above ``memory_limit``). Meshes are not
+computed here: a 3D object crossing tiles would need its own bounding-box window for
+zmesh (:mod:`maskbundle.mesh`), which this pass does not read.
 
 Seams for the writer
 --------------------
@@ -65,8 +68,11 @@ from ._accumulate import (
     accumulate,
     accumulate_into,
     convex_pixel_counts,
+    fill_values,
+    grouped_medians,
     hull_rows,
     hull_rows_into,
+    medians_of,
     merge,
 )
 from .adjacency import LinkagePartial, linkage_halo, linkage_tile, merge_linkage
@@ -337,6 +343,7 @@ def plan_tiles(
 @dataclass(frozen=True)
 class _Options:
     n_markers: int
+    medians: bool
     moments: bool
     extremes: bool
     morphology: bool
@@ -380,6 +387,7 @@ class TilePartial:
     ids: np.ndarray
     acc: Accumulator
     convex: np.ndarray | None
+    medians: np.ndarray | None
     link: LinkagePartial | None
     pixels: int
 
@@ -480,6 +488,11 @@ def measure_tile(task: TileTask) -> TilePartial:
         core2d = local[0, rel[0] : rel[1], rel[2] : rel[3]]
         row_offset, row_lo, row_hi = hull_rows(core2d, acc, y_origin=c[2], x_origin=c[4])
         convex = convex_pixel_counts(row_offset, acc, row_lo, row_hi)
+    medians = None
+    if opt.medians and inten is not None:
+        zs = slice(c[0] - z0, c[1] - z0)
+        ys, xs = slice(rel[0], rel[1]), slice(rel[2], rel[3])
+        medians = grouped_medians(local[zs, ys, xs], inten[:, zs, ys, xs], acc.count)
     link = None
     if opt.linkage:
         lab = local[0] if opt.ndim == 2 else local
@@ -489,7 +502,7 @@ def measure_tile(task: TileTask) -> TilePartial:
             core=(*zc, slice(rel[0], rel[1]), slice(rel[2], rel[3])),
         )
     pixels = (c[1] - c[0]) * (c[3] - c[2]) * (c[5] - c[4])
-    return TilePartial(task.index, ids, acc, convex, link, pixels)
+    return TilePartial(task.index, ids, acc, convex, medians, link, pixels)
 
 
 # ------------------------------------------------------------------------------ merge
@@ -500,13 +513,14 @@ class Pass1:
     """Pass-1 partials merged: the relabel map and per-object sums by Object ID.
 
     ``crossing`` (M,) are the Object IDs found in more than one tile; their sums in
-    ``acc`` are still to be recomputed (only their bounding boxes are final) and their
-    ``convex`` counts are 0 until then.
+    ``acc`` are still to be recomputed (only their bounding boxes and counts are final)
+    and their ``convex`` counts (0) and ``medians`` (NaN) too.
     """
 
     original_ids: np.ndarray
     acc: Accumulator
     convex: np.ndarray | None
+    medians: np.ndarray | None
     crossing: np.ndarray
     linkage: list[LinkagePartial]
 
@@ -522,7 +536,7 @@ _FIELDS = ("count", "ref", "s1", "s2", "lo", "hi", "border", "perimeter", "faces
 
 def merge_partials(
     partials: Iterable[TilePartial], *, n_markers: int, moments: bool, extremes: bool,
-    morphology: bool, ndim: int,
+    morphology: bool, ndim: int, medians: bool = False,
 ) -> Pass1:
     """Merge tile partials (any order) into the global relabel map and sums."""
     parts = sorted(partials, key=lambda p: p.index)
@@ -558,7 +572,9 @@ def merge_partials(
         for p, (dst, src, cr, cs) in zip(parts, where, strict=True):
             part = getattr(p.acc, f)
             out[dst] = part[src]
-            if f == "lo" and cr.size:
+            if f == "count" and cr.size:
+                np.add.at(out, cr, part[cs])
+            elif f == "lo" and cr.size:
                 np.minimum.at(out, cr, part[cs])
             elif f == "hi" and cr.size:
                 np.maximum.at(out, cr, part[cs])
@@ -566,16 +582,19 @@ def merge_partials(
         merged[f] = out
     acc = Accumulator(**merged)
     convex = np.zeros(n + 1, np.int64) if morphology and ndim == 2 else None
+    med = np.full((n + 1, n_markers), np.nan) if medians else None
     links: list[LinkagePartial] = []
     for p, (dst, src, _, _), r in zip(parts, where, rows, strict=True):
         if convex is not None and p.convex is not None:
             convex[dst] = p.convex[src]
-        p.convex = None
+        if med is not None and p.medians is not None:
+            med[dst] = p.medians[src]
+        p.convex = p.medians = None
         if p.link is not None:
             links.append(_global_link(p.link, r))
             p.link = None
     crossing = np.flatnonzero(seen > 1)
-    return Pass1(global_ids, acc, convex, crossing, links)
+    return Pass1(global_ids, acc, convex, med, crossing, links)
 
 
 def _global_link(part: LinkagePartial, rows: np.ndarray) -> LinkagePartial:
@@ -612,6 +631,7 @@ def _intervals(lo: np.ndarray, hi: np.ndarray) -> list[tuple[int, int]]:
 def _recompute_crossing(
     labels: Any, intensity: Any, p1: Pass1, *, image_shape: tuple[int, int, int],
     ndim: int, opt: _Options, band_axis: int, band_edges: tuple[int, ...], strip: int,
+    memory_limit: int,
 ) -> None:
     """Recompute the sums (and hulls) of the objects in ``p1.crossing`` in raster order.
 
@@ -638,6 +658,20 @@ def _recompute_crossing(
         row_lo = np.full(int(row_offset[-1]), np.iinfo(np.int32).max, np.int32)
         row_hi = np.full(int(row_offset[-1]), -1, np.int32)
     cdt = np.uint16 if m <= np.iinfo(np.uint16).max else np.uint32
+    want_medians = p1.medians is not None and opt.n_markers > 0
+    if want_medians:
+        counts = p1.acc.count[cross]
+        offsets = np.zeros(m + 2, np.int64)
+        np.cumsum(counts, out=offsets[2:])
+        need = int(offsets[-1]) * opt.n_markers * 8
+        if need > memory_limit:
+            raise OptionError(
+                f"median intensity of the {m} objects crossing tiles needs {need} bytes "
+                f"(all their pixels' values), above memory_limit={memory_limit}; raise "
+                "memory_limit or drop 'median' from statistics"
+            )
+        fill = offsets[:-1].copy()
+        values = np.empty((opt.n_markers, int(offsets[-1])), np.float64)
     bands: list[Accumulator] = []
     edges = [0, *band_edges, image_shape[band_axis]]
     for b0, b1 in itertools.pairwise(edges):
@@ -683,6 +717,9 @@ def _recompute_crossing(
                             faces=opt.morphology and is3d, core=core,
                             origin=(win[0], win[2], win[4]), image_shape=image_shape,
                         )
+                        if want_medians:
+                            assert inten is not None
+                            fill_values(compact, inten, core, fill, values)
                         if want_hull:
                             hull_rows_into(
                                 compact[0, core[2] : core[3], core[4] : core[5]],
@@ -699,6 +736,9 @@ def _recompute_crossing(
         assert p1.convex is not None
         conv = convex_pixel_counts(row_offset, total, row_lo, row_hi)
         p1.convex[cross] = conv[1:]
+    if want_medians:
+        assert p1.medians is not None
+        p1.medians[cross] = medians_of(values, offsets)[1:]
 
 
 # ------------------------------------------------------------------------------- run
@@ -886,12 +926,6 @@ def measure_tiled(
     if ndim == 3 and ps.z is None:
         raise OptionError("a 3D mask needs a z pixel size: physical_size=(x, y, z) in micrometres")
     stats = _statistics(statistics)
-    if "median" in stats:
-        raise OptionError(
-            "the tiled measurement cannot compute 'median' intensity (it needs all of an "
-            "object's pixels at once); drop 'median' from statistics or measure in memory "
-            "(compute_features)"
-        )
     int_src = None
     n_markers = 0
     idt: np.dtype[Any] | None = None
@@ -917,7 +951,7 @@ def measure_tiled(
     plan = plan_tiles(image_shape, ldt, n_channels=n_markers, intensity_dtype=idt,
                       memory_limit=memory_limit, halo=halo, workers=workers, tile=tile)
     opt = _Options(
-        n_markers=n_markers, moments="std" in stats,
+        n_markers=n_markers, medians="median" in stats and n_markers > 0, moments="std" in stats,
         extremes="min" in stats or "max" in stats, morphology=morphology and features,
         linkage=linkage, physical_size=ps, max_gap=float(max_gap), ndim=ndim,
     )
@@ -961,7 +995,8 @@ def measure_tiled(
                         pending.add(pool.submit(measure_tile, nxt))
     del tasks
     p1 = merge_partials(partials, n_markers=n_markers, moments=opt.moments,
-                        extremes=opt.extremes, morphology=opt.morphology, ndim=ndim)
+                        extremes=opt.extremes, morphology=opt.morphology, ndim=ndim,
+                        medians=opt.medians)
     del partials
     # rows per strip of the crossing-object pass: one full-width strip within the budget
     # rows per strip of the crossing-object pass: short strips keep its windows close to
@@ -971,13 +1006,14 @@ def measure_tiled(
     strip = min(strip, _STRIP_ROWS)
     _recompute_crossing(lab_src, int_src, p1, image_shape=image_shape, ndim=ndim, opt=opt,
                         band_axis=_band_split(image_shape)[0],
-                        band_edges=_band_split(image_shape)[1], strip=min(strip, shape[-2]))
+                        band_edges=_band_split(image_shape)[1], strip=min(strip, shape[-2]),
+                        memory_limit=plan.memory_limit)
     acc = p1.acc
     table = None
     if features:
         table = table_from_accumulator(
             acc, is3d=ndim == 3, um=ps.um_zyx(), stats=stats, markers=markers, alt=alt,
-            morphology=morphology, convex=p1.convex, medians=None,
+            morphology=morphology, convex=p1.convex, medians=p1.medians,
         )
     counts = acc.count[1:].copy()
     # exact integer coordinate sums, as object_centroids' float64 sums (exact below 2**53)
