@@ -129,7 +129,14 @@ def test_zarr_and_reader_inputs_match_numpy() -> None:
             return lab[window].copy()
 
     a = measure_tiled(lab, physical_size=1.0, tile=50)
-    for src in (z, Reader()):
+    sources: list[object] = [z, Reader()]
+    try:
+        import dask.array as da
+
+        sources.append(da.from_array(lab, chunks=(40, 40)))
+    except ImportError:  # the dask extra is optional
+        pass
+    for src in sources:
         b = measure_tiled(src, physical_size=1.0, tile=50)
         pd.testing.assert_frame_equal(a.features.frame, b.features.frame, check_exact=True)
         pd.testing.assert_frame_equal(a.linkage, b.linkage, check_exact=True)
@@ -271,3 +278,14 @@ def test_tile_progress_bar_counts_tiles_and_pixels() -> None:
     assert sum(c[2] for c in calls) == lab.size  # tiles partition the image
     out = buf.getvalue()
     assert f"tile {n}/{n}" in out and "px/s" in out  # tiles done / total, pixel rate
+
+
+@pytest.mark.parametrize("offset", [0, 2**63])
+def test_uint64_ids_and_spread_ids(offset: int) -> None:
+    """Ids above 2**63 (kept as uint64), and tiles whose ids are spread (hash path)."""
+    lab = _mask_2d((90, 80)).astype(np.uint64)
+    lab[lab != 0] += np.uint64(offset)
+    lab[:10, :10] = np.uint64(2**64 - 5)  # far from the other ids in its tile
+    ref = _reference(lab, None, (1.0, 1.0))
+    res = measure_tiled(lab, physical_size=1.0, tile=32, contact=True)
+    _assert_same(res, ref, (1.0, 1.0))

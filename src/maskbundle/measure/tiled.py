@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import fastremap
+import numba
 import numpy as np
 import pandas as pd
 
@@ -433,16 +434,46 @@ def _intensity_block(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+@numba.njit(cache=True, nogil=True)
+def _lut_kernel(block: np.ndarray, lo: Any, lut: np.ndarray, out: np.ndarray) -> None:
+    flat = block.ravel()
+    res = out.ravel()
+    if flat.size == 0:
+        return
+    prev = flat[0]
+    cur = lut[0] * 0
+    if prev != 0:
+        cur = lut[prev - lo]
+    for i in range(flat.size):
+        v = flat[i]
+        if v != prev:  # runs of one label: one look-up per run
+            prev = v
+            cur = lut[0] * 0
+            if v != 0:
+                cur = lut[v - lo]
+        res[i] = cur
+
+
 def _local_ids(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Block renumbered to 1..n (uint16 / uint32) and the original id of each local id."""
-    local, mapping = fastremap.renumber(block, preserve_zero=True, in_place=False)
-    mapping.pop(0, None)
-    n = len(mapping)
-    ids = np.empty(n, np.uint64 if block.dtype == np.uint64 else np.int64)
-    new = np.fromiter(mapping.values(), np.int64, n)
-    ids[new - 1] = np.fromiter(mapping.keys(), ids.dtype, n)
+    """Block renumbered to 1..n in ascending order of the original ids (uint16 / uint32)
+    and the original id of each local id."""
+    uniq = fastremap.unique(block)
+    ids = uniq[uniq != 0]
+    n = int(ids.size)
     dt = np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32
-    return np.ascontiguousarray(local, dtype=dt), ids
+    out = np.zeros(block.shape, dt)
+    if n:
+        lo, hi = int(ids[0]), int(ids[-1])
+        if hi - lo < max(4 * block.size, 1 << 20):
+            # a table over the tile's id range: ~10x faster than a hash renumber
+            lut = np.zeros(hi - lo + 1, dt)
+            lut[(ids - ids[0]).astype(np.int64)] = np.arange(1, n + 1, dtype=dt)
+            _lut_kernel(np.ascontiguousarray(block), block.dtype.type(lo), lut, out)
+        else:  # ids spread wider than the tile: a hash map
+            mapping = dict(zip(ids.tolist(), range(1, n + 1), strict=True))
+            mapping[0] = 0
+            out = np.ascontiguousarray(fastremap.remap(block, mapping), dtype=dt)
+    return out, ids.astype(np.uint64 if block.dtype == np.uint64 else np.int64)
 
 
 def _band_cores(
