@@ -19,7 +19,10 @@ ids are kept), and accumulated with the same kernels as the in-memory path, its 
 split at the in-memory path's band edge and merged the same way. Accumulating by
 local id and remapping the partials after the merge costs one read and one renumber per
 tile; the alternative (a first pass for the unique ids, then a second read of every tile
-relabelled to global ids) reads and relabels every pixel twice.
+relabelled to global ids) reads every pixel twice and adds a global remap per pixel.
+Measured on a 3584^2 tile of synthetic tissue from uncompressed zarr: read 0.13 s,
+unique 0.10 s, local table remap 0.13 s (a hash renumber took 1.0 s), so a second
+sub-pass would add about 40 % to the ~0.9 s that the kernels take per tile.
 
 Objects inside one tile get bitwise the in-memory values from that tile: their pixels
 are folded in the same raster order. Objects that cross tiles (found when the partials
