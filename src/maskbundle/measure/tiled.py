@@ -929,8 +929,10 @@ def measure_tiled(
     tile : int, optional
         Force the tile edge (a multiple of 512).
     client : dask.distributed.Client, optional
-        Run the tiles as tasks on its workers (each reads its own window; numpy input
-        is sent as blocks). Merge and the crossing-object pass run here.
+        Run the tiles as tasks on its workers (each reads its own window, so a lazy
+        input must be readable there; numpy input is cut into blocks up front, one
+        extra copy of the image while the tasks run). Merge and the crossing-object
+        pass run here and read ``labels`` / ``intensity`` again.
     workers : int
         Without a client: tiles measured at the same time on threads (the kernels
         release the GIL); the memory plan counts them.
