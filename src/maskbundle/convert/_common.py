@@ -22,15 +22,12 @@ from ..model import PhysicalSize
 __all__ = [
     "as_label_array",
     "ascii_safe",
-    "check_obo_id",
     "check_shape",
     "file_source",
     "image_shape",
     "jsonable",
     "sha256_file",
 ]
-
-OBO_ID_RE = re.compile(r"^[A-Za-z]+:[0-9]{7}$")
 
 # Characters that do not survive ASCII-folding but have an obvious spelling.
 _ASCII_SPELLING = {
@@ -185,15 +182,6 @@ def image_shape(
             dims = (parent.size_z, *dims)
         return dims, parent.physical_size
     return check_shape(shape, what=what), None
-
-
-def check_obo_id(value: object, *, what: str) -> str:
-    """Return ``value`` if it is an obo id such as ``CL:0000236``, else raise OptionError."""
-    if isinstance(value, str) and OBO_ID_RE.fullmatch(value):
-        return value
-    raise OptionError(
-        f"{what}: {value!r} is not an obo id; use the form PREFIX:0000000 (e.g. 'CL:0000236')"
-    )
 
 
 def ascii_safe(text: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,19 +16,22 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TableFormatError
-from ..model import (
+from ..model import ColumnSpec
+from ..rules import (
     COLUMN_TYPES,
     COLUMN_UNITS,
+    DOI_RE,
+    EXCEL_EXACT_INT,
+    EXCEL_MAX_OBJECTS,
     FEATURE_CLASSES,
+    HEADER_LABELS,
+    OBO_ID_RE,
     REQUIREMENT_LEVELS,
-    ColumnSpec,
+    check_text_cell,
 )
-from ..rules import check_text_cell
 from .cellwriter import ColumnCells, write_tsv_table, write_xlsx_table
 
 __all__ = [
-    "EXCEL_MAX_OBJECTS",
-    "HEADER_LABELS",
     "check_objects_table",
     "read_json",
     "read_table_cells",
@@ -39,24 +41,7 @@ __all__ = [
     "write_tsv",
 ]
 
-HEADER_LABELS = (
-    "Type",
-    "Unit",
-    "Feature class",
-    "Description",
-    "Protocol used to derive this feature value (DOI)",
-    "Alternative ID",
-    "Permissible values",
-    "Requirement level",
-)
-EXCEL_MAX_ROWS = 1_048_576
-EXCEL_MAX_OBJECTS = EXCEL_MAX_ROWS - 10
-DOI_RE = re.compile(r"^10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+$")
-OBO_RE = re.compile(r"^[A-Za-z]+:[0-9]{7}$")
 _FLOAT_FORMAT = "%.7g"
-
-
-EXCEL_EXACT_INT = 10**15 - 1  # Excel keeps 15 significant digits of a number
 _BOOLEAN_VALUES = frozenset({"true", "false", "yes", "no", "1", "0"})
 
 
@@ -104,7 +89,7 @@ def check_spec(spec: ColumnSpec) -> None:
         if not isinstance(allowed_value, str) or not allowed_value.strip():
             raise TableFormatError(f"{where}: permissible values must be non-empty strings")
         _check_text(allowed_value, f"{where}, permissible value")
-    if spec.protocol_doi and not DOI_RE.match(spec.protocol_doi):
+    if spec.protocol_doi and not DOI_RE.fullmatch(spec.protocol_doi):
         raise TableFormatError(
             f"{where}: protocol DOI {spec.protocol_doi!r} is not a bare DOI (10.xxxx/...); "
             "drop any https://doi.org/ prefix"
@@ -160,9 +145,9 @@ def check_objects_table(
                     )
             for v in values:
                 _check_text(v, where)
-                if spec.type == "doi" and not DOI_RE.match(v):
+                if spec.type == "doi" and not DOI_RE.fullmatch(v):
                     raise TableFormatError(f"{where}: {v!r} is not a bare DOI (10.xxxx/...)")
-                if spec.type == "obo id" and not OBO_RE.match(v):
+                if spec.type == "obo id" and not OBO_ID_RE.fullmatch(v):
                     raise TableFormatError(
                         f"{where}: {v!r} is not an OBO id like CL:0000000 (prefix, colon, 7 digits)"
                     )

@@ -8,9 +8,7 @@ import numpy as np
 
 from ..errors import LabelError
 
-__all__ = ["MAX_OBJECTS", "check_label_array", "first_position"]
-
-MAX_OBJECTS = 2**32 - 1  # OME 2016-06 has no 64-bit integer pixel type
+__all__ = ["check_label_array", "first_position"]
 
 
 def first_position(mask: np.ndarray) -> tuple[int, ...]:

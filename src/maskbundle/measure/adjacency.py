@@ -61,10 +61,10 @@ import pandas as pd
 
 from ..errors import LabelError, OptionError
 from ..model import PhysicalSize
+from ..rules import ADJACENCY_COLUMNS
 from .centroids import object_centroids
 
 __all__ = [
-    "CENTROID_COLUMNS",
     "CONTACT_AREA",
     "CONTACT_LENGTH",
     "LinkagePartial",
@@ -76,10 +76,7 @@ __all__ = [
     "merge_linkage",
 ]
 
-ID1 = "Object ID 1"
-ID2 = "Object ID 2"
-DISTANCE = "Distance (micrometer)"
-CENTROID_COLUMNS: tuple[str, str, str] = (ID1, ID2, DISTANCE)
+ID1, ID2, DISTANCE = ADJACENCY_COLUMNS
 CONTACT_LENGTH = "Contact length (micrometer)"
 CONTACT_AREA = "Contact area (square micrometer)"
 
