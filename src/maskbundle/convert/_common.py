@@ -1,4 +1,4 @@
-"""Helpers shared by the readers: file checksums, provenance records, label checks, names.
+"""Helpers shared by the readers: file checksums, provenance records, shapes, names.
 
 Nothing here writes files.
 """
@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LabelError, OptionError
+from ..errors import OptionError
 from ..model import PhysicalSize
 
 __all__ = [
-    "as_label_array",
     "ascii_safe",
     "check_shape",
     "file_source",
@@ -105,50 +104,6 @@ def file_source(
         "format": fmt,
         "tool_metadata": jsonable(dict(metadata or {})),
     }
-
-
-def as_label_array(array: np.ndarray, what: str) -> np.ndarray:
-    """Check that ``array`` can hold labels and return it without changing any value.
-
-    Accepts unsigned integers, signed integers whose values are all >= 0 (StarDist writes
-    int32) and floats whose values are all finite non-negative
-    integers (returned unchanged; the bundle writer converts them after its own range check).
-
-    Raises
-    ------
-    LabelError
-        Booleans, negative, NaN or fractional values, or a non-numeric dtype.
-    """
-    a = np.asarray(array)
-    kind = a.dtype.kind
-    if kind == "b":
-        raise LabelError(
-            f"{what}: a boolean array has no object ids; label its connected components "
-            "first, e.g. skimage.measure.label(mask)"
-        )
-    if kind == "u":
-        return a
-    if kind == "i":
-        if a.size and int(a.min()) < 0:
-            first = tuple(int(i) for i in np.argwhere(a < 0)[0])
-            raise LabelError(
-                f"{what}: label array of type {a.dtype} has negative values (first at index "
-                f"{first}, value {int(a[first])}); labels must be >= 0 with 0 as background"
-            )
-        return a
-    if kind == "f":
-        bad = ~np.isfinite(a) | (a < 0) | (a != np.floor(a))
-        if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise LabelError(
-                f"{what}: floating-point label array has a value that is not a non-negative "
-                f"integer (first at index {first}: {a[first]!r}); save labels as an integer type"
-            )
-        return a
-    raise LabelError(
-        f"{what}: arrays of type {a.dtype} cannot hold labels; use an integer label image "
-        "with 0 as background"
-    )
 
 
 def check_shape(shape: object, *, what: str) -> tuple[int, ...]:
