@@ -18,8 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..convert._common import sha256_file
+from .._version import __version__
 from ..errors import (
     HubmapConversionWarning,
     LabelError,
@@ -28,6 +27,7 @@ from ..errors import (
     TableFormatError,
 )
 from ..io.adjacency_csv import write_adjacency_csv
+from ..io.checksum import sha256_file
 from ..io.intensity import read_intensity_image
 from ..io.ometiff import build_ome_xml, read_parent_image, write_label_ome_tiff
 from ..io.staging import staged_path

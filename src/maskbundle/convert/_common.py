@@ -5,7 +5,6 @@ Nothing here writes files.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OptionError
+from ..io.checksum import sha256_file
 from ..model import PhysicalSize
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "file_source",
     "image_shape",
     "jsonable",
-    "sha256_file",
 ]
 
 # Characters that do not survive ASCII-folding but have an obvious spelling.
@@ -40,25 +39,6 @@ _ASCII_SPELLING = {
     "–": "-",
     "—": "-",
 }
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes (streamed; constant memory).
-
-    For a directory (a zarr store): SHA-256 over ``relative/path NUL sha256(file) LF``
-    of every file, in sorted path order.
-    """
-    p = Path(path)
-    if p.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            h.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
-        return h.hexdigest()
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def jsonable(value: Any) -> Any:

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..columns import check_objects_table, check_spec
 from ..errors import LabelError, OptionError, ShapeMismatchError, TableFormatError
-from ..io.tables import check_objects_table, check_spec
 from ..labels.checks import check_label_array
 from ..model import ColumnSpec, PhysicalSize
 from ..rules import MAX_OBJECTS, check_text_cell
