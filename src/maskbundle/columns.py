@@ -24,8 +24,10 @@ from .rules import (
     EXCEL_EXACT_INT,
     FEATURE_CLASSES,
     HEADER_LABELS,
+    OBJECT_ID,
     OBO_ID_RE,
     REQUIREMENT_LEVELS,
+    TEXT_TYPES,
     check_text_cell,
 )
 
@@ -92,7 +94,7 @@ def check_objects_table(
 
     ``fmt="xlsx"`` also refuses integers Excel would round (beyond 2**53).
     """
-    names = ["Object ID", *[s.name for s in specs]]
+    names = [OBJECT_ID, *[s.name for s in specs]]
     if list(frame.columns) != names:
         raise TableFormatError(f"table columns {list(frame.columns)} differ from specs {names}")
     if len(set(names)) != len(names):
@@ -103,10 +105,10 @@ def check_objects_table(
         col = frame[spec.name]
         where = f"column {spec.name!r}"
         missing = col.isna().to_numpy().copy()
-        if spec.type == "text" or spec.type in ("doi", "obo id", "boolean"):
+        if spec.type in TEXT_TYPES:
             missing |= np.asarray(col.to_numpy(dtype=object) == "", dtype=bool)
         if missing.any() and (spec.requirement == "REQUIRED" or spec.type == "integer"):
-            first = int(frame["Object ID"].iloc[int(np.argmax(missing))])
+            first = int(frame[OBJECT_ID].iloc[int(np.argmax(missing))])
             raise TableFormatError(
                 f"{where}: {int(missing.sum())} empty cell(s), first at Object ID {first}; "
                 f"{'REQUIRED' if spec.requirement == 'REQUIRED' else 'integer'} columns "
@@ -121,7 +123,7 @@ def check_objects_table(
             except TypeError:  # unhashable cells: a dict, list or array in a cell
                 uniq = present.to_numpy()
             _check_scalars(uniq, where)
-        if spec.type in ("text", "doi", "obo id", "boolean") and len(present):
+        if spec.type in TEXT_TYPES and len(present):
             # str() of the distinct cells only (not of every row): same values, less work
             values = list(dict.fromkeys(
                 str(v) for v in (uniq if uniq is not None else present.tolist())))

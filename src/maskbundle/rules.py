@@ -13,11 +13,14 @@ SPEC section                  here
 3 OME-TIFF                    :data:`OME_NS`, :data:`PIXEL_TYPES`, :data:`MAX_OBJECTS`,
                               :data:`TILE_SIZE`
 5 objects table, layout       :data:`HEADER_LABELS`, :data:`HEADER_ROWS`,
-                              :data:`REQUIRED_COLUMNS`, :data:`ANNOTATION_TOOLS`,
+                              :data:`REQUIRED_COLUMNS` (each name also on its own:
+                              :data:`OBJECT_ID`, :data:`MASK_ID`, ...,
+                              :data:`POSITION_COLUMNS`), :data:`ANNOTATION_TOOLS`,
                               :data:`XLSX_SHEET`
-5 header vocabularies         :data:`COLUMN_TYPES`, :data:`COLUMN_UNITS`,
-                              :data:`FEATURE_CLASSES`, :data:`REQUIREMENT_LEVELS` (and
-                              their ``Literal`` types for annotations)
+5 header vocabularies         :data:`COLUMN_TYPES` (:data:`TEXT_TYPES`),
+                              :data:`COLUMN_UNITS`, :data:`FEATURE_CLASSES`,
+                              :data:`REQUIREMENT_LEVELS` (and their ``Literal`` types)
+5 HuBMAP's conversion         :data:`MODALITY_CLASSES`
 5 value rules                 :data:`DOI_RE` + :func:`normalise_doi`, :data:`OBO_ID_RE` +
                               :func:`check_obo_id`, the text-cell rule
                               (:func:`text_cell_problem`, :func:`check_text_cell`)
@@ -57,6 +60,7 @@ from .errors import OptionError
 
 __all__ = [
     "ADJACENCY_COLUMNS",
+    "ANNOTATION_TOOL",
     "ANNOTATION_TOOLS",
     "COLUMN_TYPES",
     "COLUMN_UNITS",
@@ -68,15 +72,24 @@ __all__ = [
     "FORMULA_PREFIXES",
     "HEADER_LABELS",
     "HEADER_ROWS",
+    "MASK_ID",
+    "MASK_NAME",
     "MASK_NAME_RE",
     "MAX_NAME_LENGTH",
     "MAX_OBJECTS",
+    "MODALITY_CLASSES",
     "NUMBER_RE",
+    "OBJECT_ID",
+    "OBJECT_TYPE",
     "OBO_ID_RE",
     "OME_NS",
     "PIXEL_TYPES",
+    "POSITION_COLUMNS",
+    "PROTOCOL_DOI",
     "REQUIRED_COLUMNS",
     "REQUIREMENT_LEVELS",
+    "SOURCE_FILE",
+    "TEXT_TYPES",
     "TILE_SIZE",
     "XLSX_SHEET",
     "ColumnType",
@@ -120,23 +133,27 @@ HEADER_LABELS: tuple[str, ...] = (
 """Column A of rows 1-8."""
 HEADER_ROWS = len(HEADER_LABELS) + 2
 """Rows before the first object: the eight header rows, the empty separator, the names."""
+OBJECT_ID = "Object ID"
+SOURCE_FILE = "Source file"
+MASK_NAME = "Mask name"
+MASK_ID = "Mask ID"
+PROTOCOL_DOI = "Protocol for mask creation (DOI)"
+ANNOTATION_TOOL = "Annotation tool"
+OBJECT_TYPE = "Object type"
+POSITION_COLUMNS: tuple[str, str, str] = ("X", "Y", "Z")
+"""The rounded centroid (column, row, plane) in pixels."""
 REQUIRED_COLUMNS: tuple[str, ...] = (
-    "Object ID",
-    "Source file",
-    "Mask name",
-    "Mask ID",
-    "Protocol for mask creation (DOI)",
-    "Annotation tool",
-    "Object type",
-    "X",
-    "Y",
-    "Z",
+    OBJECT_ID, SOURCE_FILE, MASK_NAME, MASK_ID, PROTOCOL_DOI, ANNOTATION_TOOL, OBJECT_TYPE,
+    *POSITION_COLUMNS,
 )
 """The required columns, first and in this order."""
 ANNOTATION_TOOLS: tuple[str, ...] = (
     "Azimuth", "STELLAR", "FUSION", "In-house", "Manual", "Not applicable",
 )
 """Permissible values of ``Annotation tool``."""
+MODALITY_CLASSES: tuple[str, ...] = ("antibody", "gene", "IMS")
+"""Feature classes HuBMAP's conversion turns into an AnnData each (``mask`` goes to obs,
+``spatial`` to ``obsm["X_spatial"]``, any other class to its own obsm frame)."""
 XLSX_SHEET = "MAIN"
 """The one sheet of an ``.xlsx`` objects table."""
 
@@ -152,6 +169,8 @@ COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
 COLUMN_UNITS: tuple[str, ...] = get_args(ColumnUnit)
 FEATURE_CLASSES: tuple[str, ...] = get_args(FeatureClass)
 REQUIREMENT_LEVELS: tuple[str, ...] = get_args(RequirementLevel)
+TEXT_TYPES: tuple[str, ...] = ("text", "doi", "obo id", "boolean")
+"""Types whose cells are text (an empty string is a blank cell)."""
 
 DOI_RE = re.compile(r"10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+")
 """A bare DOI (no ``https://doi.org/``)."""

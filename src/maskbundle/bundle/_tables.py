@@ -23,9 +23,13 @@ from ..rules import (
     FEATURE_CLASSES,
     HEADER_LABELS,
     HEADER_ROWS,
+    MASK_NAME,
+    OBJECT_TYPE,
     OBO_ID_RE,
+    POSITION_COLUMNS,
     REQUIRED_COLUMNS,
     REQUIREMENT_LEVELS,
+    SOURCE_FILE,
     text_cell_problem,
 )
 from ._pixels import LabelStats
@@ -281,8 +285,8 @@ def check_objects_rows(
         [] for _ in range(width)
     ]
     _check_cells(chk, names, columns[1:], types, levels, head["Permissible values"], n_rows)
-    if "Object type" in cols:
-        blank = sum(1 for v in columns[cols.index("Object type")] if not v)
+    if OBJECT_TYPE in cols:
+        blank = sum(1 for v in columns[cols.index(OBJECT_TYPE)] if not v)
         chk.rule(
             "objects.object-type-filled",
             [f"{blank} of {n_rows} rows blank"] if blank else [],
@@ -451,7 +455,7 @@ def _check_against_pixels(
             ],
             f"Object IDs equal the pixel labels of channel {truth.name!r}",
         )
-    for col, want_value in (("Mask name", truth.name), ("Source file", truth.source_file)):
+    for col, want_value in ((MASK_NAME, truth.name), (SOURCE_FILE, truth.source_file)):
         if col not in index:
             chk.not_applicable(f"objects.{col.lower().replace(' ', '-')}", f"no {col!r} column")
             continue
@@ -461,11 +465,11 @@ def _check_against_pixels(
             [f"row {_row(i)}: {v!r}" for i, v in enumerate(vals) if v != want_value],
             f"{col} column == {want_value!r}",
         )
-    if stats is None or not all(c in index for c in ("X", "Y", "Z")):
+    if stats is None or not all(c in index for c in POSITION_COLUMNS):
         chk.not_applicable("objects.centroids", "no pixels or no X/Y/Z columns to compare")
         return
     xyz = np.stack(
-        [_parse_floats([v.strip() for v in columns[index[c]]])[0] for c in "XYZ"], axis=1
+        [_parse_floats([v.strip() for v in columns[index[c]]])[0] for c in POSITION_COLUMNS], axis=1
     )
     pos = np.searchsorted(stats.ids, ids)
     pos = np.clip(pos, 0, max(stats.n - 1, 0))

@@ -18,7 +18,7 @@ import pandas as pd
 from ..columns import check_objects_table
 from ..errors import TableFormatError
 from ..model import ColumnSpec
-from ..rules import EXCEL_MAX_OBJECTS, HEADER_LABELS, check_text_cell
+from ..rules import EXCEL_MAX_OBJECTS, HEADER_LABELS, OBJECT_ID, check_text_cell
 from .cellwriter import ColumnCells, write_tsv_table, write_xlsx_table
 
 __all__ = [
@@ -35,7 +35,7 @@ def _header_rows(specs: Sequence[ColumnSpec]) -> list[list[str]]:
     cells = [s.header_cells() for s in specs]
     rows = [[label, *[c[i] for c in cells]] for i, label in enumerate(HEADER_LABELS)]
     rows.append([""] * (len(specs) + 1))
-    rows.append(["Object ID", *[s.name for s in specs]])
+    rows.append([OBJECT_ID, *[s.name for s in specs]])
     return rows
 
 

@@ -35,7 +35,7 @@ from ..columns import check_objects_table, check_spec
 from ..errors import LabelError, OptionError, ShapeMismatchError, TableFormatError
 from ..labels.checks import check_label_array
 from ..model import ColumnSpec, PhysicalSize
-from ..rules import MAX_OBJECTS, check_text_cell
+from ..rules import MAX_OBJECTS, OBJECT_ID, check_text_cell
 from ._accumulate import (
     Accumulator,
     accumulate,
@@ -59,7 +59,7 @@ STATISTICS: tuple[str, ...] = ("mean", "median", "std", "min", "max", "sum")
 CENTROID_COLUMNS: dict[str, str] = {"x": "Centroid X", "y": "Centroid Y", "z": "Centroid Z"}
 """Names of the exact (float, pixel) centroid columns; ``Centroid Z`` only for 3D."""
 
-INDEX_NAME = "Object ID"
+INDEX_NAME = OBJECT_ID
 _STAT_LABEL = {
     "mean": "mean intensity",
     "median": "median intensity",
