@@ -20,7 +20,6 @@ from scipy.spatial import Delaunay, QhullError
 from maskbundle.errors import LabelError, OptionError, TableFormatError
 from maskbundle.io.adjacency_csv import format_adjacency_csv, write_adjacency_csv
 from maskbundle.measure.adjacency import (
-    CENTROID_COLUMNS,
     CONTACT_AREA,
     CONTACT_LENGTH,
     _delaunay_index_pairs,
@@ -32,6 +31,7 @@ from maskbundle.measure.adjacency import (
     merge_linkage,
 )
 from maskbundle.model import PhysicalSize
+from maskbundle.rules import ADJACENCY_COLUMNS
 from maskbundle.synthetic import synthetic_nuclei_3d, synthetic_tissue
 
 SETTINGS = settings(
@@ -146,7 +146,7 @@ def edges_of(frame: pd.DataFrame) -> dict[tuple[int, int], float]:
 
 def check_graph(frame: pd.DataFrame) -> None:
     """Undirected, id1 < id2, sorted, unique, no self edges, int ids, float distances."""
-    assert list(frame.columns[:3]) == list(CENTROID_COLUMNS)
+    assert list(frame.columns[:3]) == list(ADJACENCY_COLUMNS)
     a = frame["Object ID 1"].to_numpy()
     b = frame["Object ID 2"].to_numpy()
     assert frame["Object ID 1"].dtype == np.int64 and frame["Object ID 2"].dtype == np.int64
@@ -485,7 +485,7 @@ def test_zero_or_one_object_gives_header_only(n: int, ndim: int) -> None:
         frame = centroid_adjacency(
             labels, physical_size=size, method=method  # type: ignore[arg-type]
         )
-        assert list(frame.columns) == list(CENTROID_COLUMNS) and len(frame) == 0
+        assert list(frame.columns) == list(ADJACENCY_COLUMNS) and len(frame) == 0
     frame = centroid_adjacency(labels, physical_size=size, method="radius", radius=3.0)
     assert len(frame) == 0
     frame = linkage_adjacency(labels, physical_size=size, max_gap=2.0, contact=True)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from skimage.measure import regionprops, regionprops_table
 
+from maskbundle.columns import check_spec
 from maskbundle.errors import LabelError, OptionError, ShapeMismatchError, TableFormatError
-from maskbundle.io.tables import check_spec
 from maskbundle.labels.relabel import relabel_mask
 from maskbundle.measure import _accumulate as acc_mod
 from maskbundle.measure.features import (

@@ -25,7 +25,8 @@ from maskbundle import (
 )
 from maskbundle.bundle import build
 from maskbundle.cli import main
-from maskbundle.io.tables import HEADER_LABELS, read_table_cells
+from maskbundle.io.tables import read_table_cells
+from maskbundle.rules import HEADER_LABELS
 from maskbundle.synthetic import synthetic_tissue
 
 SEG = Path("derived/segmentation_masks")

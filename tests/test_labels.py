@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -106,3 +108,49 @@ def test_pyramid_level_count_until_smaller_side_fits(h: int, w: int, tile: int) 
 def test_pyramid_level_is_stride() -> None:
     a = np.arange(2 * 3 * 9 * 7).reshape(2, 3, 9, 7)
     assert np.array_equal(pyramid_level(a, 2), a[..., ::4, ::4])
+
+
+# One label check for every stage: the same rule for booleans and floats everywhere.
+def _stage(name: str) -> Callable[[np.ndarray], object]:
+    from maskbundle.measure.adjacency import centroid_adjacency, linkage_adjacency
+    from maskbundle.measure.features import compute_features
+    from maskbundle.mesh.labels import mesh_labels
+
+    ps3 = (1.0, 1.0, 1.0)
+    stages: dict[str, Callable[[np.ndarray], object]] = {
+        "features": lambda a: compute_features(a, physical_size=ps3),
+        "centroid adjacency": lambda a: centroid_adjacency(a, physical_size=ps3),
+        "linkage adjacency": lambda a: linkage_adjacency(a, physical_size=ps3),
+        "meshes": lambda a: mesh_labels(a, physical_size=ps3),
+        "writer": lambda a: relabel_mask("cells", a),
+    }
+    return stages[name]
+
+
+RELABELLED_STAGES = ["features", "centroid adjacency", "linkage adjacency", "meshes"]
+
+
+@pytest.mark.parametrize("stage", [*RELABELLED_STAGES, "writer"])
+def test_every_stage_refuses_booleans_with_the_same_fix(stage: str) -> None:
+    mask = np.zeros((3, 6, 6), bool)
+    mask[1, 2:4, 2:4] = True
+    with pytest.raises(LabelError, match=r"boolean array has no object ids.*skimage"):
+        _stage(stage)(mask)
+
+
+@pytest.mark.parametrize("stage", RELABELLED_STAGES)
+def test_stages_taking_relabelled_masks_refuse_floats(stage: str) -> None:
+    whole = np.zeros((3, 6, 6), np.float32)
+    whole[1, 2:4, 2:4] = 1.0
+    with pytest.raises(LabelError, match=r"integers numbered 1\.\.N; relabel"):
+        _stage(stage)(whole)
+
+
+def test_converters_keep_what_the_file_held_once_checked() -> None:
+    big_endian = np.array([[0, 2], [2, 5]], dtype=">f4")
+    kept = check_label_array("cells", big_endian, convert=False)
+    assert kept is big_endian  # provenance records the file's own dtype and bytes
+    converted = check_label_array("cells", big_endian)
+    assert converted.dtype == np.uint64 and converted.tolist() == [[0, 2], [2, 5]]
+    with pytest.raises(LabelError, match=r"file.npy \(cells\): 3 fractional.*\(0, 1\) \(0.5 is"):
+        check_label_array("cells", big_endian / 4, what="file.npy (cells)", convert=False)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .bundle.adjacency import add_adjacency
 from .bundle.build import write_segmentation_bundle
 from .bundle.meshes import add_meshes

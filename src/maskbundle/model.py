@@ -11,12 +11,13 @@ import numbers
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .errors import OptionError, PlausibilityWarning
+from .rules import ColumnType, ColumnUnit, FeatureClass, RequirementLevel
 
 __all__ = [
     "ColumnSpec",
@@ -224,22 +225,12 @@ class RelabelledMask:
         return not np.array_equal(self.original_ids, np.arange(1, self.n_objects + 1))
 
 
-ColumnType = Literal["text", "integer", "float", "doi", "boolean", "obo id"]
-ColumnUnit = Literal["", "pixel", "intensity", "count", "square micrometer"]
-FeatureClass = Literal[
-    "gene", "neighborhood", "mask", "spatial", "morphology", "ontology", "antibody", "IMS"
-]
-COLUMN_TYPES: tuple[str, ...] = ("text", "integer", "float", "doi", "boolean", "obo id")
-COLUMN_UNITS: tuple[str, ...] = ("", "pixel", "intensity", "count", "square micrometer")
-FEATURE_CLASSES: tuple[str, ...] = (
-    "gene", "neighborhood", "mask", "spatial", "morphology", "ontology", "antibody", "IMS",
-)
-REQUIREMENT_LEVELS: tuple[str, ...] = ("REQUIRED", "OPTIONAL")
-
-
 @dataclass(frozen=True)
 class ColumnSpec:
-    """The eight header cells of one objects-table column (SPEC section 5)."""
+    """The eight header cells of one objects-table column (SPEC section 5).
+
+    Each cell takes only the published values (``maskbundle.rules``).
+    """
 
     name: str
     type: ColumnType
@@ -249,7 +240,7 @@ class ColumnSpec:
     protocol_doi: str = ""
     alternative_id: str = ""
     permissible_values: tuple[str, ...] = ()
-    requirement: Literal["REQUIRED", "OPTIONAL"] = "OPTIONAL"
+    requirement: RequirementLevel = "OPTIONAL"
 
     def header_cells(self) -> list[str]:
         """Rows 1-8 of this column, in order."""

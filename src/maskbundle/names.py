@@ -1,4 +1,4 @@
-"""Mask-name rules (SPEC section 2) and the file names derived from a mask name."""
+"""Mask-name checks (SPEC section 2; the rule is in ``maskbundle.rules``) and file-name stems."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import re
 from collections.abc import Iterable
 
 from .errors import MaskNameError
+from .rules import MASK_NAME_RE, MAX_NAME_LENGTH  # the rule itself (SPEC section 2)
 
-__all__ = ["MASK_NAME_RE", "check_mask_name", "check_mask_names", "safe_stem", "suggest_mask_name"]
-
-MASK_NAME_RE = re.compile(r"^[a-z]+(?:[-_][a-z]+)*$")
-MAX_NAME_LENGTH = 64
+__all__ = ["check_mask_name", "check_mask_names", "safe_stem", "suggest_mask_name"]
 
 
 def suggest_mask_name(name: str) -> str:

@@ -1,9 +1,42 @@
-"""The one rule for text cells maskbundle writes or accepts.
+"""The rules of the Segmentation Mask format (/work/shared/SPEC.md), each stated once.
 
-Every text cell of a file we write (objects tables, ``extras/contributors.tsv``, the
-upload metadata TSV, CSV cells) and every cell the validator reads passes
-:func:`text_cell_problem`. A cell is refused when a spreadsheet could run it or a
-terminal or parser could be confused by it:
+The writer (``maskbundle.bundle``, ``maskbundle.io``), the validator
+(``maskbundle.bundle.validate``) and the converters (``maskbundle.convert``) import the
+rules from here; no other module spells a pattern, a vocabulary, a column list or a limit
+out again. Rules and where they live:
+
+============================  ==========================================================
+SPEC section                  here
+============================  ==========================================================
+2 mask names                  :data:`MASK_NAME_RE`, :data:`MAX_NAME_LENGTH` (the checks
+                              with a suggested spelling: ``maskbundle.names``)
+3 OME-TIFF                    :data:`OME_NS`, :data:`PIXEL_TYPES`, :data:`MAX_OBJECTS`,
+                              :data:`TILE_SIZE`
+5 objects table, layout       :data:`HEADER_LABELS`, :data:`HEADER_ROWS`,
+                              :data:`REQUIRED_COLUMNS` (each name also on its own:
+                              :data:`OBJECT_ID`, :data:`MASK_ID`, ...,
+                              :data:`POSITION_COLUMNS`), :data:`ANNOTATION_TOOLS`,
+                              :data:`XLSX_SHEET`
+5 header vocabularies         :data:`COLUMN_TYPES` (:data:`TEXT_TYPES`),
+                              :data:`COLUMN_UNITS`, :data:`FEATURE_CLASSES`,
+                              :data:`REQUIREMENT_LEVELS` (and their ``Literal`` types)
+5 HuBMAP's conversion         :data:`MODALITY_CLASSES`
+5 value rules                 :data:`DOI_RE` + :func:`normalise_doi`, :data:`OBO_ID_RE` +
+                              :func:`check_obo_id`, the text-cell rule
+                              (:func:`text_cell_problem`, :func:`check_text_cell`)
+5 spreadsheet limits          :data:`EXCEL_MAX_ROWS`, :data:`EXCEL_MAX_OBJECTS`,
+                              :data:`EXCEL_EXACT_INT`
+6 adjacency files             :data:`ADJACENCY_COLUMNS`
+============================  ==========================================================
+
+Sections 1 and 4 (paths, file-name patterns, the manifest's columns) are data in
+``maskbundle.bundle.layout``; section 1's upload metadata and contributors columns in
+``maskbundle.bundle.contributors``: each is stated there only.
+
+The text-cell rule. Every text cell of a file we write (objects tables,
+``extras/contributors.tsv``, the upload metadata TSV, CSV cells) and every cell the
+validator reads passes :func:`text_cell_problem`. A cell is refused when a spreadsheet
+could run it or a terminal or parser could be confused by it:
 
 - it starts, after any leading whitespace, with ``=``, ``+``, ``-`` or ``@`` (Excel,
   LibreOffice and Google Sheets read these as formulas), unless the whole cell is a
@@ -14,13 +47,189 @@ terminal or parser could be confused by it:
   U+007F-U+009F.
 
 Numbers written as numbers are not text cells and are not checked here.
+
+Patterns are compiled without anchors: match them with ``fullmatch``.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal, get_args
 
-__all__ = ["FORMULA_PREFIXES", "NUMBER_RE", "check_text_cell", "text_cell_problem"]
+from .errors import OptionError
+
+__all__ = [
+    "ADJACENCY_COLUMNS",
+    "ANNOTATION_TOOL",
+    "ANNOTATION_TOOLS",
+    "COLUMN_TYPES",
+    "COLUMN_UNITS",
+    "DOI_RE",
+    "EXCEL_EXACT_INT",
+    "EXCEL_MAX_OBJECTS",
+    "EXCEL_MAX_ROWS",
+    "FEATURE_CLASSES",
+    "FORMULA_PREFIXES",
+    "HEADER_LABELS",
+    "HEADER_ROWS",
+    "MASK_ID",
+    "MASK_NAME",
+    "MASK_NAME_RE",
+    "MAX_NAME_LENGTH",
+    "MAX_OBJECTS",
+    "MODALITY_CLASSES",
+    "NUMBER_RE",
+    "OBJECT_ID",
+    "OBJECT_TYPE",
+    "OBO_ID_RE",
+    "OME_NS",
+    "PIXEL_TYPES",
+    "POSITION_COLUMNS",
+    "PROTOCOL_DOI",
+    "REQUIRED_COLUMNS",
+    "REQUIREMENT_LEVELS",
+    "SOURCE_FILE",
+    "TEXT_TYPES",
+    "TILE_SIZE",
+    "XLSX_SHEET",
+    "ColumnType",
+    "ColumnUnit",
+    "FeatureClass",
+    "RequirementLevel",
+    "check_obo_id",
+    "check_text_cell",
+    "normalise_doi",
+    "text_cell_problem",
+]
+
+# ----------------------------------------------------------------- 2. mask names
+
+MASK_NAME_RE = re.compile(r"[a-z]+(?:[-_][a-z]+)*")
+"""A mask name: lower-case words joined by single ``-`` or ``_``, no digits (OURS)."""
+MAX_NAME_LENGTH = 64
+
+# ----------------------------------------------------------------- 3. the OME-TIFF
+
+OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+PIXEL_TYPES = frozenset({"uint8", "uint16", "uint32"})
+"""Pixel types of a label plane: OME 2016-06 has no 64-bit integer type."""
+MAX_OBJECTS = 2**32 - 1
+"""Most objects one channel can number (uint32)."""
+TILE_SIZE = 512
+"""Tile edge in pixels; the pyramid stops when the smaller side fits in one tile."""
+
+# ----------------------------------------------------------------- 5. the objects table
+
+HEADER_LABELS: tuple[str, ...] = (
+    "Type",
+    "Unit",
+    "Feature class",
+    "Description",
+    "Protocol used to derive this feature value (DOI)",
+    "Alternative ID",
+    "Permissible values",
+    "Requirement level",
+)
+"""Column A of rows 1-8."""
+HEADER_ROWS = len(HEADER_LABELS) + 2
+"""Rows before the first object: the eight header rows, the empty separator, the names."""
+OBJECT_ID = "Object ID"
+SOURCE_FILE = "Source file"
+MASK_NAME = "Mask name"
+MASK_ID = "Mask ID"
+PROTOCOL_DOI = "Protocol for mask creation (DOI)"
+ANNOTATION_TOOL = "Annotation tool"
+OBJECT_TYPE = "Object type"
+POSITION_COLUMNS: tuple[str, str, str] = ("X", "Y", "Z")
+"""The rounded centroid (column, row, plane) in pixels."""
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    OBJECT_ID, SOURCE_FILE, MASK_NAME, MASK_ID, PROTOCOL_DOI, ANNOTATION_TOOL, OBJECT_TYPE,
+    *POSITION_COLUMNS,
+)
+"""The required columns, first and in this order."""
+ANNOTATION_TOOLS: tuple[str, ...] = (
+    "Azimuth", "STELLAR", "FUSION", "In-house", "Manual", "Not applicable",
+)
+"""Permissible values of ``Annotation tool``."""
+MODALITY_CLASSES: tuple[str, ...] = ("antibody", "gene", "IMS")
+"""Feature classes HuBMAP's conversion turns into an AnnData each (``mask`` goes to obs,
+``spatial`` to ``obsm["X_spatial"]``, any other class to its own obsm frame)."""
+XLSX_SHEET = "MAIN"
+"""The one sheet of an ``.xlsx`` objects table."""
+
+ColumnType = Literal["text", "integer", "float", "doi", "boolean", "obo id"]
+ColumnUnit = Literal["", "pixel", "intensity", "count", "square micrometer"]
+FeatureClass = Literal[
+    "gene", "neighborhood", "mask", "spatial", "morphology", "ontology", "antibody", "IMS"
+]
+RequirementLevel = Literal["REQUIRED", "OPTIONAL"]
+# The published header vocabularies (Type, Unit, Feature class and Type are compared
+# case-insensitively by the validator; we write them exactly as here).
+COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
+COLUMN_UNITS: tuple[str, ...] = get_args(ColumnUnit)
+FEATURE_CLASSES: tuple[str, ...] = get_args(FeatureClass)
+REQUIREMENT_LEVELS: tuple[str, ...] = get_args(RequirementLevel)
+TEXT_TYPES: tuple[str, ...] = ("text", "doi", "obo id", "boolean")
+"""Types whose cells are text (an empty string is a blank cell)."""
+
+DOI_RE = re.compile(r"10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+")
+"""A bare DOI (no ``https://doi.org/``)."""
+_DOI_URL_RE = re.compile(r"^(?:https?://)?(?:dx\.)?doi\.org/", re.IGNORECASE)
+OBO_ID_RE = re.compile(r"[A-Za-z]+:[0-9]{7}")
+"""An obo id: ontology prefix, colon, seven digits (``CL:0000000``)."""
+
+EXCEL_MAX_ROWS = 1_048_576
+"""Rows of an Excel sheet, header block included."""
+EXCEL_MAX_OBJECTS = EXCEL_MAX_ROWS - HEADER_ROWS
+"""Objects an ``.xlsx`` table can hold; larger tables are written as ``.tsv``."""
+EXCEL_EXACT_INT = 10**15 - 1
+"""Largest integer an ``.xlsx`` cell keeps exactly (Excel keeps 15 significant digits)."""
+
+# ----------------------------------------------------------------- 6. adjacency files
+
+ADJACENCY_COLUMNS: tuple[str, str, str] = (
+    "Object ID 1", "Object ID 2", "Distance (micrometer)",
+)
+"""Header row of ``<mask>-centroid-adjacency.csv`` and ``-linkage-adjacency.csv`` (OURS)."""
+
+
+# ----------------------------------------------------------------- value rules
+
+
+def normalise_doi(value: object) -> str:
+    """A bare DOI from a DOI or a doi.org URL; anything else is refused.
+
+    Examples
+    --------
+    >>> normalise_doi("https://doi.org/10.17504/protocols.io.example")
+    '10.17504/protocols.io.example'
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise OptionError(
+            "protocol_doi is required: the DOI of the protocol that made the masks, "
+            "e.g. '10.17504/protocols.io.xxxx' (register one at protocols.io)"
+        )
+    doi = _DOI_URL_RE.sub("", value.strip())
+    if not DOI_RE.fullmatch(doi):
+        raise OptionError(f"protocol_doi {value!r} is not a DOI like 10.17504/protocols.io.xxxx")
+    return doi
+
+
+def check_obo_id(value: object, what: str) -> str:
+    """Return ``value`` if it is an obo id such as ``CL:0000236``, else raise OptionError.
+
+    Examples
+    --------
+    >>> check_obo_id("CL:0000236", "mask id of 'cells'")
+    'CL:0000236'
+    """
+    if isinstance(value, str) and OBO_ID_RE.fullmatch(value):
+        return value
+    raise OptionError(
+        f"{what}: {value!r} is not an OBO id; use the form PREFIX:0000000, a prefix, a colon "
+        "and seven digits (e.g. CL:0000000)"
+    )
+
 
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")

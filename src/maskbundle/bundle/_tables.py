@@ -15,45 +15,41 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import Report
-from ..io.tables import HEADER_LABELS
-from ..rules import text_cell_problem
+from ..rules import (
+    COLUMN_TYPES,
+    COLUMN_UNITS,
+    DOI_RE,
+    EXCEL_MAX_ROWS,
+    FEATURE_CLASSES,
+    HEADER_LABELS,
+    HEADER_ROWS,
+    MASK_NAME,
+    OBJECT_TYPE,
+    OBO_ID_RE,
+    POSITION_COLUMNS,
+    REQUIRED_COLUMNS,
+    REQUIREMENT_LEVELS,
+    SOURCE_FILE,
+    text_cell_problem,
+)
 from ._pixels import LabelStats
 from .hubmap import conversion_problem
 
 __all__ = [
-    "DOI_RE",
-    "EXCEL_MAX_ROWS",
-    "HEADER_LABELS",
-    "OBO_RE",
-    "REQUIRED_COLUMNS",
+    "SHOW",
     "TableTruth",
     "check_objects_rows",
+    "first_items",
+    "record_rule",
 ]
 
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "Object ID",
-    "Source file",
-    "Mask name",
-    "Mask ID",
-    "Protocol for mask creation (DOI)",
-    "Annotation tool",
-    "Object type",
-    "X",
-    "Y",
-    "Z",
-)
-TYPES = frozenset({"text", "integer", "float", "doi", "boolean", "obo id"})  # case-insensitive
-UNITS = frozenset({"", "pixel", "intensity", "count", "square micrometer"})
-FEATURE_CLASSES = frozenset(
-    {"gene", "neighborhood", "mask", "spatial", "morphology", "ontology", "antibody", "ims"}
-)
-LEVELS = frozenset({"REQUIRED", "OPTIONAL"})
-DOI_RE = re.compile(r"10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+")
-OBO_RE = re.compile(r"[A-Za-z]+:[0-9]{7}")
-NUMBER_RE = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
-EXCEL_MAX_ROWS = 1_048_576
-HEADER_ROWS = 10  # eight header rows, the empty separator, the column names
-_SHOW = 5  # offenders quoted per finding
+# The validator reads header cells case-insensitively (HuBMAP's does); Unit and
+# Requirement level exactly.
+TYPES = frozenset(COLUMN_TYPES)
+UNITS = frozenset(COLUMN_UNITS)
+FEATURE_CLASSES_FOLDED = frozenset(c.casefold() for c in FEATURE_CLASSES)
+LEVELS = frozenset(REQUIREMENT_LEVELS)
+SHOW = 5  # offenders quoted per finding
 
 
 @dataclass(frozen=True)
@@ -68,9 +64,9 @@ class TableTruth:
     is_3d: bool = False
 
 
-def _first(items: Sequence[Any]) -> str:
-    shown = ", ".join(str(i) for i in items[:_SHOW])
-    return shown + (f" ... ({len(items)} in all)" if len(items) > _SHOW else "")
+def first_items(items: Sequence[Any]) -> str:
+    shown = ", ".join(str(i) for i in items[:SHOW])
+    return shown + (f" ... ({len(items)} in all)" if len(items) > SHOW else "")
 
 
 def record_rule(
@@ -85,7 +81,7 @@ def record_rule(
 ) -> bool:
     """Add one finding for a rule: passed when nothing offends, else failed with examples."""
     if offenders:
-        msg = f"{what}: {_first(offenders)}" + (f"; {fix}" if fix else "")
+        msg = f"{what}: {first_items(offenders)}" + (f"; {fix}" if fix else "")
         report.add(location, code, msg, severity)
         return False
     report.passed(location, code, what)
@@ -212,7 +208,7 @@ def check_objects_rows(
     ] + [f"column name {c!r}" for c in cols if text_cell_problem(c)]
     chk.rule(
         "objects.header-formula",
-        unsafe[:_SHOW],
+        unsafe[:SHOW],
         "header cells and column names are no formulas and hold no control characters",
         fix="rephrase them (maskbundle.rules)",
     )
@@ -243,7 +239,7 @@ def check_objects_rows(
         [
             f"{names[j]!r}: {c!r}"
             for j, c in enumerate(head["Feature class"])
-            if c.strip().casefold() not in FEATURE_CLASSES
+            if c.strip().casefold() not in FEATURE_CLASSES_FOLDED
         ],
         "Feature class is one of the published classes",
     )
@@ -289,8 +285,8 @@ def check_objects_rows(
         [] for _ in range(width)
     ]
     _check_cells(chk, names, columns[1:], types, levels, head["Permissible values"], n_rows)
-    if "Object type" in cols:
-        blank = sum(1 for v in columns[cols.index("Object type")] if not v)
+    if OBJECT_TYPE in cols:
+        blank = sum(1 for v in columns[cols.index(OBJECT_TYPE)] if not v)
         chk.rule(
             "objects.object-type-filled",
             [f"{blank} of {n_rows} rows blank"] if blank else [],
@@ -344,7 +340,7 @@ def _check_cells(
     }
 
     def add(kind: str, col: str, where: Sequence[int], vals: Callable[[int], str]) -> None:
-        found[kind].extend(f"row {_row(i)} {col!r}: {vals(i)!r}" for i in where[:_SHOW])
+        found[kind].extend(f"row {_row(i)} {col!r}: {vals(i)!r}" for i in where[:SHOW])
 
     for j, (col, values) in enumerate(zip(names, columns, strict=True)):
         typ = types[j]
@@ -377,7 +373,7 @@ def _check_cells(
             add(
                 "obo-id",
                 col,
-                [filled[i] for i, v in enumerate(vals) if not OBO_RE.fullmatch(v)],
+                [filled[i] for i, v in enumerate(vals) if not OBO_ID_RE.fullmatch(v)],
                 at,
             )
         elif typ in ("text", "boolean"):
@@ -454,12 +450,12 @@ def _check_against_pixels(
             if same
             else [
                 f"{ids.size} rows vs {want.size} labels; labels without a row: "
-                f"{_first(missing.tolist())}; rows without a label: "
-                f"{_first(extra.tolist())}"
+                f"{first_items(missing.tolist())}; rows without a label: "
+                f"{first_items(extra.tolist())}"
             ],
             f"Object IDs equal the pixel labels of channel {truth.name!r}",
         )
-    for col, want_value in (("Mask name", truth.name), ("Source file", truth.source_file)):
+    for col, want_value in ((MASK_NAME, truth.name), (SOURCE_FILE, truth.source_file)):
         if col not in index:
             chk.not_applicable(f"objects.{col.lower().replace(' ', '-')}", f"no {col!r} column")
             continue
@@ -469,11 +465,11 @@ def _check_against_pixels(
             [f"row {_row(i)}: {v!r}" for i, v in enumerate(vals) if v != want_value],
             f"{col} column == {want_value!r}",
         )
-    if stats is None or not all(c in index for c in ("X", "Y", "Z")):
+    if stats is None or not all(c in index for c in POSITION_COLUMNS):
         chk.not_applicable("objects.centroids", "no pixels or no X/Y/Z columns to compare")
         return
     xyz = np.stack(
-        [_parse_floats([v.strip() for v in columns[index[c]]])[0] for c in "XYZ"], axis=1
+        [_parse_floats([v.strip() for v in columns[index[c]]])[0] for c in POSITION_COLUMNS], axis=1
     )
     pos = np.searchsorted(stats.ids, ids)
     pos = np.clip(pos, 0, max(stats.n - 1, 0))

@@ -18,8 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..convert._common import sha256_file
+from .._version import __version__
 from ..errors import (
     HubmapConversionWarning,
     LabelError,
@@ -28,10 +27,11 @@ from ..errors import (
     TableFormatError,
 )
 from ..io.adjacency_csv import write_adjacency_csv
+from ..io.checksum import sha256_file
 from ..io.intensity import read_intensity_image
 from ..io.ometiff import build_ome_xml, read_parent_image, write_label_ome_tiff
 from ..io.staging import staged_path
-from ..io.tables import EXCEL_MAX_OBJECTS, write_csv, write_json, write_objects_table, write_tsv
+from ..io.tables import write_csv, write_json, write_objects_table, write_tsv
 from ..labels.relabel import label_dtype, relabel_mask
 from ..measure.centroids import object_centroids
 from ..measure.features import (
@@ -44,13 +44,13 @@ from ..measure.features import (
 from ..model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, Segmentation
 from ..names import check_mask_names, safe_stem
 from ..progress import stage_progress
+from ..rules import EXCEL_MAX_OBJECTS, check_obo_id
 from . import layout
 from .adjacency import check_adjacency_request, mask_adjacency, provenance_entry
 from .contributors import CONTRIBUTOR_COLUMNS, contributor_rows
 from .hubmap import conversion_problem
 from .meshes import mesh_mask, mesh_provenance, resolve_mesh_options, select_mesh_masks
 from .objects import (
-    check_obo_id,
     object_type_values,
     objects_frame,
     ontology_abbreviation,

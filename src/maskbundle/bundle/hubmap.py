@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..rules import MODALITY_CLASSES
+
 __all__ = [
     "CONVERTER",
     "INGEST_DOC",
@@ -20,7 +22,7 @@ __all__ = [
 CONVERTER = "epic-obj-csv-to-mudata bin/obj_feature_to_mudata.py at aef3ff9 (mudata ~=0.3)"
 INGEST_DOC = "docs/hubmap-ingest.md"
 # Feature classes the conversion turns into one AnnData each (compared case-folded)
-X_CLASSES = frozenset({"antibody", "gene", "ims"})
+X_CLASSES = frozenset(c.casefold() for c in MODALITY_CLASSES)
 _SHOW = 3
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import CorruptInputError, OptionError
 from ..io.staging import staged_path
 from ..io.tables import read_table_cells, write_tsv
-from ..rules import check_text_cell
+from ..rules import HEADER_ROWS, MASK_ID, OBJECT_TYPE, check_text_cell
 from . import layout
 from .contributors import METADATA_COLUMNS, METADATA_SCHEMA_ID
 
@@ -27,10 +27,11 @@ def _annotation_included(dataset: Path) -> str:
     """
     for table in sorted((dataset / layout.SEG_DIR).glob("*-objects.*")):
         rows = read_table_cells(table)
-        if len(rows) > 10 and {"Object type", "Mask ID"} <= set(rows[9]):
-            j, m = rows[9].index("Object type"), rows[9].index("Mask ID")
+        names = rows[HEADER_ROWS - 1] if len(rows) > HEADER_ROWS else []
+        if {OBJECT_TYPE, MASK_ID} <= set(names):
+            j, m = names.index(OBJECT_TYPE), names.index(MASK_ID)
             if any(len(r) > max(j, m) and r[j].strip() not in ("", r[m].strip())
-                   for r in rows[10:]):
+                   for r in rows[HEADER_ROWS:]):
                 return "Yes"
     return "No"
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import OptionError
 from ..model import ColumnSpec, ObjectTypes, RelabelledMask
+from ..rules import ANNOTATION_TOOLS, REQUIRED_COLUMNS, check_obo_id
 
-__all__ = ["ANNOTATION_TOOLS", "OBO_RE", "object_type_values", "objects_frame", "required_specs"]
+__all__ = ["object_type_values", "objects_frame", "ontology_abbreviation", "required_specs"]
 
-OBO_RE = re.compile(r"^[A-Za-z]+:[0-9]{7}$")
-ANNOTATION_TOOLS = ("Azimuth", "STELLAR", "FUSION", "In-house", "Manual", "Not applicable")
 _CENTROID = (
     "The {axis} value of the object's centroid in pixels: the mean {what} index of the "
     "object's pixels, rounded to the nearest integer; the top left corner of the image is 0."
@@ -24,30 +23,31 @@ _CENTROID = (
 def required_specs(annotation_tool: str) -> list[ColumnSpec]:
     """Header cells of the nine required columns after Object ID, as in the template."""
     _annotation_tool(annotation_tool)
+    z_description = _CENTROID.format(axis="Z", what="plane").replace(
+        "the top left corner of the image is 0", "the first plane is 0; 0 in 2D")
+    # (Type, Feature class, Description, other cells) in the order of REQUIRED_COLUMNS
+    cells: list[tuple[Any, Any, str, dict[str, Any]]] = [
+        ("text", "mask", "The name of the OME TIFF file that contains the mask.",
+         {"requirement": "REQUIRED"}),
+        ("text", "mask", "The name of the mask. THIS MUST MATCH A CHANNEL IN THE OME TIFF FILE.",
+         {"requirement": "REQUIRED"}),
+        ("obo id", "mask", "The ontological ID defining the mask, from an OBO Foundry ontology.",
+         {"requirement": "REQUIRED"}),
+        ("doi", "mask", "The protocol used to define the mask.", {"requirement": "REQUIRED"}),
+        ("text", "mask", "This is the tool used to annotate the objects.",
+         {"permissible_values": ANNOTATION_TOOLS, "requirement": "REQUIRED"}),
+        ("obo id", "ontology", "The ontological ID for the specific object identified in the mask.",
+         {"requirement": "OPTIONAL"}),
+        ("integer", "spatial", _CENTROID.format(axis="X", what="column"),
+         {"unit": "pixel", "requirement": "REQUIRED"}),
+        ("integer", "spatial", _CENTROID.format(axis="Y", what="row"),
+         {"unit": "pixel", "requirement": "REQUIRED"}),
+        ("integer", "spatial", z_description, {"unit": "pixel", "requirement": "REQUIRED"}),
+    ]
     return [
-        ColumnSpec("Source file", "text", "mask", "The name of the OME TIFF file that contains the mask.",
-                   requirement="REQUIRED"),
-        ColumnSpec("Mask name", "text", "mask",
-                   "The name of the mask. THIS MUST MATCH A CHANNEL IN THE OME TIFF FILE.",
-                   requirement="REQUIRED"),
-        ColumnSpec("Mask ID", "obo id", "mask",
-                   "The ontological ID defining the mask, from an OBO Foundry ontology.",
-                   requirement="REQUIRED"),
-        ColumnSpec("Protocol for mask creation (DOI)", "doi", "mask",
-                   "The protocol used to define the mask.", requirement="REQUIRED"),
-        ColumnSpec("Annotation tool", "text", "mask", "This is the tool used to annotate the objects.",
-                   permissible_values=ANNOTATION_TOOLS, requirement="REQUIRED"),
-        ColumnSpec("Object type", "obo id", "ontology",
-                   "The ontological ID for the specific object identified in the mask.",
-                   requirement="OPTIONAL"),
-        ColumnSpec("X", "integer", "spatial", _CENTROID.format(axis="X", what="column"), unit="pixel",
-                   requirement="REQUIRED"),
-        ColumnSpec("Y", "integer", "spatial", _CENTROID.format(axis="Y", what="row"), unit="pixel",
-                   requirement="REQUIRED"),
-        ColumnSpec("Z", "integer", "spatial",
-                   _CENTROID.format(axis="Z", what="plane").replace(
-                       "the top left corner of the image is 0", "the first plane is 0; 0 in 2D"),
-                   unit="pixel", requirement="REQUIRED"),
+        ColumnSpec(name, typ, fclass, description, **other)
+        for name, (typ, fclass, description, other) in zip(
+            REQUIRED_COLUMNS[1:], cells, strict=True)
     ]
 
 
@@ -59,14 +59,6 @@ def _annotation_tool(value: str) -> str:
         f"annotation_tool {value!r} is not one of {list(ANNOTATION_TOOLS)}; "
         "use 'In-house' for your own pipeline"
     )
-
-
-def check_obo_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not OBO_RE.fullmatch(value):
-        raise OptionError(
-            f"{what}: {value!r} is not an OBO id (prefix, colon, seven digits, e.g. CL:0000000)"
-        )
-    return value
 
 
 def object_type_values(
@@ -116,18 +108,18 @@ def objects_frame(
     """Specs and rows of the objects table: required columns first, then ``extra``."""
     n = mask.n_objects
     rounded = np.rint(centroids_zyx).astype(np.int64) if n else np.zeros((0, 3), np.int64)
-    data: dict[str, object] = {
-        "Object ID": np.arange(1, n + 1, dtype=np.int64),
-        "Source file": np.full(n, source_file, dtype=object),
-        "Mask name": np.full(n, mask.name, dtype=object),
-        "Mask ID": np.full(n, mask_id, dtype=object),
-        "Protocol for mask creation (DOI)": np.full(n, protocol_doi, dtype=object),
-        "Annotation tool": np.full(n, _annotation_tool(annotation_tool), dtype=object),
-        "Object type": object_types,
-        "X": rounded[:, 2],
-        "Y": rounded[:, 1],
-        "Z": rounded[:, 0],
-    }
+    data: dict[str, object] = dict(zip(REQUIRED_COLUMNS, (
+        np.arange(1, n + 1, dtype=np.int64),
+        np.full(n, source_file, dtype=object),
+        np.full(n, mask.name, dtype=object),
+        np.full(n, mask_id, dtype=object),
+        np.full(n, protocol_doi, dtype=object),
+        np.full(n, _annotation_tool(annotation_tool), dtype=object),
+        object_types,
+        rounded[:, 2],
+        rounded[:, 1],
+        rounded[:, 0],
+    ), strict=True))
     specs = required_specs(annotation_tool)
     for spec, values in extra:
         data[spec.name] = values

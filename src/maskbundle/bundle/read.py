@@ -22,8 +22,9 @@ from ..io.glb import load_glb_scene
 from ..io.lazy import LazyArray
 from ..io.ometiff import LabelPyramid, open_label_pyramid
 from ..io.readers import read_csv_rows
-from ..io.tables import HEADER_LABELS, read_json, read_table_cells
+from ..io.tables import read_json, read_table_cells
 from ..model import PhysicalSize
+from ..rules import HEADER_LABELS
 from . import layout
 from .validate import validate_bundle
 

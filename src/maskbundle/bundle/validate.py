@@ -60,23 +60,29 @@ from ..io.readers import (
     read_xlsx_grid,
 )
 from ..model import UM_PER_UNIT
-from ..names import MASK_NAME_RE, MAX_NAME_LENGTH
 from ..progress import stage_progress
-from ..rules import text_cell_problem
+from ..rules import (
+    ADJACENCY_COLUMNS,
+    MASK_NAME_RE,
+    MAX_NAME_LENGTH,
+    OME_NS,
+    PIXEL_TYPES,
+    TILE_SIZE,
+    XLSX_SHEET,
+    text_cell_problem,
+)
 from . import layout
 from ._pixels import LabelStats, compare_level, contact_pairs, label_stats, pair_keys
-from ._tables import _SHOW, TableTruth, _first, check_objects_rows, record_rule
+from ._tables import SHOW, TableTruth, check_objects_rows, first_items, record_rule
 
 __all__ = ["validate_bundle"]
 
-OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
-TILE = 512
+TILE = TILE_SIZE
 LOSSLESS = frozenset({"NONE", "ADOBE_DEFLATE", "DEFLATE", "LZW", "ZSTD"})
-PIXEL_TYPES = frozenset({"uint8", "uint16", "uint32"})
 # Directory schema 2.7 also allows anything under these two folders; we warn on such files.
 CATCH_ALL = (r"derived/.*", r"derived/segmentation_masks/.*")
 MANIFEST_COLUMNS = list(layout.MANIFEST_COLUMNS)
-ADJACENCY_HEADER = ["Object ID 1", "Object ID 2", "Distance (micrometer)"]
+ADJACENCY_HEADER = list(ADJACENCY_COLUMNS)
 
 
 @dataclass
@@ -613,14 +619,14 @@ def _check_pixels(run: _Run, loc: str, reader: LabelTiffReader, tiff: _Tiff) -> 
                 "pyramid.downsample",
                 f"level {k} holds labels absent from their "
                 f"{2**k}x{2**k} block (averaged or interpolated): channel:pixels "
-                f"{_first(invented)}; downsample labels by stride ::2",
+                f"{first_items(invented)}; downsample labels by stride ::2",
             )
         elif mode:
             run.fail(
                 where,
                 "pyramid.downsample",
                 f"level {k} is not level0[..., ::{2**k}, "
-                f"::{2**k}] but label-safe (mode-like): channel:pixels {_first(mode)}",
+                f"::{2**k}] but label-safe (mode-like): channel:pixels {first_items(mode)}",
                 "warning",
             )
         else:
@@ -775,7 +781,7 @@ def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | N
             run.rule(
                 loc,
                 "objects.sheet",
-                [] if grid.sheet_names == ["MAIN"] else [str(grid.sheet_names)],
+                [] if grid.sheet_names == [XLSX_SHEET] else [str(grid.sheet_names)],
                 "one sheet named MAIN (as in the template)",
                 severity="warning",
             )
@@ -852,7 +858,7 @@ def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
         with np.errstate(invalid="ignore"):
             good = parsed & (a < b) & known_a & known_b & np.isfinite(d) & (d >= 0)
         reasons = []
-        for i in np.flatnonzero(~good)[:_SHOW]:
+        for i in np.flatnonzero(~good)[:SHOW]:
             r = body[i]
             why = (
                 "unparsable"
@@ -870,7 +876,7 @@ def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
         run.rule(
             loc,
             "adjacency.edges",
-            reasons + ([f"({n_bad} in all)"] if n_bad > _SHOW else []),
+            reasons + ([f"({n_bad} in all)"] if n_bad > SHOW else []),
             "edges are 'id1 < id2', known Object IDs, finite distance >= 0",
         )
         keys = pair_keys(a[parsed], b[parsed]) if parsed.any() else np.zeros(0, np.uint64)
@@ -1039,8 +1045,8 @@ def _check_meshes(run: _Run, seg: Path, tiff: _Tiff) -> None:
             []
             if sorted(glb.node_names) == sorted(want)
             else [
-                f"extra {_first(sorted(set(glb.node_names) - set(want)))}; missing "
-                f"{_first(sorted(set(want) - set(glb.node_names)))}"
+                f"extra {first_items(sorted(set(glb.node_names) - set(want)))}; missing "
+                f"{first_items(sorted(set(want) - set(glb.node_names)))}"
             ],
             "node names are the Object IDs",
         )

@@ -1,11 +1,10 @@
-"""Helpers shared by the readers: file checksums, provenance records, label checks, names.
+"""Helpers shared by the readers: file checksums, provenance records, shapes, names.
 
 Nothing here writes files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -16,21 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LabelError, OptionError
+from ..errors import OptionError
+from ..io.checksum import sha256_file
 from ..model import PhysicalSize
 
 __all__ = [
-    "as_label_array",
     "ascii_safe",
-    "check_obo_id",
     "check_shape",
     "file_source",
     "image_shape",
     "jsonable",
-    "sha256_file",
 ]
-
-OBO_ID_RE = re.compile(r"^[A-Za-z]+:[0-9]{7}$")
 
 # Characters that do not survive ASCII-folding but have an obvious spelling.
 _ASCII_SPELLING = {
@@ -44,25 +39,6 @@ _ASCII_SPELLING = {
     "–": "-",
     "—": "-",
 }
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes (streamed; constant memory).
-
-    For a directory (a zarr store): SHA-256 over ``relative/path NUL sha256(file) LF``
-    of every file, in sorted path order.
-    """
-    p = Path(path)
-    if p.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            h.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
-        return h.hexdigest()
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def jsonable(value: Any) -> Any:
@@ -110,50 +86,6 @@ def file_source(
     }
 
 
-def as_label_array(array: np.ndarray, what: str) -> np.ndarray:
-    """Check that ``array`` can hold labels and return it without changing any value.
-
-    Accepts unsigned integers, signed integers whose values are all >= 0 (StarDist writes
-    int32) and floats whose values are all finite non-negative
-    integers (returned unchanged; the bundle writer converts them after its own range check).
-
-    Raises
-    ------
-    LabelError
-        Booleans, negative, NaN or fractional values, or a non-numeric dtype.
-    """
-    a = np.asarray(array)
-    kind = a.dtype.kind
-    if kind == "b":
-        raise LabelError(
-            f"{what}: a boolean array has no object ids; label its connected components "
-            "first, e.g. skimage.measure.label(mask)"
-        )
-    if kind == "u":
-        return a
-    if kind == "i":
-        if a.size and int(a.min()) < 0:
-            first = tuple(int(i) for i in np.argwhere(a < 0)[0])
-            raise LabelError(
-                f"{what}: label array of type {a.dtype} has negative values (first at index "
-                f"{first}, value {int(a[first])}); labels must be >= 0 with 0 as background"
-            )
-        return a
-    if kind == "f":
-        bad = ~np.isfinite(a) | (a < 0) | (a != np.floor(a))
-        if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise LabelError(
-                f"{what}: floating-point label array has a value that is not a non-negative "
-                f"integer (first at index {first}: {a[first]!r}); save labels as an integer type"
-            )
-        return a
-    raise LabelError(
-        f"{what}: arrays of type {a.dtype} cannot hold labels; use an integer label image "
-        "with 0 as background"
-    )
-
-
 def check_shape(shape: object, *, what: str) -> tuple[int, ...]:
     """Validate an image shape ``(Y, X)`` or ``(Z, Y, X)`` given by the user."""
     if shape is None:
@@ -185,15 +117,6 @@ def image_shape(
             dims = (parent.size_z, *dims)
         return dims, parent.physical_size
     return check_shape(shape, what=what), None
-
-
-def check_obo_id(value: object, *, what: str) -> str:
-    """Return ``value`` if it is an obo id such as ``CL:0000236``, else raise OptionError."""
-    if isinstance(value, str) and OBO_ID_RE.fullmatch(value):
-        return value
-    raise OptionError(
-        f"{what}: {value!r} is not an obo id; use the form PREFIX:0000000 (e.g. 'CL:0000236')"
-    )
 
 
 def ascii_safe(text: str) -> str:

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptInputError
+from ..labels.checks import check_label_array
 from ..model import Mask, Segmentation
 from ..names import check_mask_name
-from ._common import as_label_array, file_source, jsonable
+from ._common import file_source, jsonable
 from ._safe_npy import load_npy_safely
 from .generic import read_label_arrays
 
@@ -132,7 +133,7 @@ def read_cellpose(
             )
         labels, fmt, size = lf.arrays[0], f"cellpose masks {lf.fmt}", lf.physical_size
         meta = dict(lf.metadata)
-    labels = as_label_array(labels, f"{what} ({name})")
+    labels = check_label_array(name, labels, what=f"{what} ({name})", convert=False)
     meta["ndim"] = labels.ndim
     source = file_source(p, tool="cellpose", fmt=fmt, metadata=meta)
     mask = Mask(labels=labels, mask_id=mask_id, source=source)

@@ -18,9 +18,10 @@ import numpy as np
 
 from ..errors import CorruptInputError, MaskNameError, OptionError
 from ..io.limits import check_tiff_level0, check_tiff_structure
+from ..labels.checks import check_label_array
 from ..model import Mask, PhysicalSize, Segmentation
 from ..names import check_mask_name, check_mask_names, suggest_mask_name
-from ._common import as_label_array, file_source
+from ._common import file_source
 from ._safe_npy import load_npy_safely, load_npz_safely
 
 __all__ = ["LabelFile", "read_label_arrays", "read_labels"]
@@ -402,7 +403,7 @@ def read_labels(
     source = file_source(p, tool=tool, fmt=lf.fmt, metadata=lf.metadata)
     masks: dict[str, Mask] = {}
     for mask_name, found, arr in zip(names, lf.names, lf.arrays, strict=True):
-        labels = as_label_array(arr, f"{p} ({mask_name})")
+        labels = check_label_array(mask_name, arr, what=f"{p} ({mask_name})", convert=False)
         src = dict(source)
         if found is not None:
             src["name_in_file"] = found

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import OptionError, ShapeMismatchError
+from ..labels.checks import check_label_array
 from ..model import ColumnSpec, Mask, Segmentation
-from ._common import as_label_array
 
 __all__ = ["MatchResult", "match_labels", "match_masks"]
 
@@ -93,8 +93,8 @@ def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float =
         )
     if not 0.0 <= min_fraction < 1.0:
         raise OptionError(f"min_fraction must be in [0, 1), got {min_fraction}")
-    child = as_label_array(child, "child mask")
-    parent = as_label_array(parent, "parent mask")
+    child = check_label_array(None, child, what="child mask", convert=False)
+    parent = check_label_array(None, parent, what="parent mask", convert=False)
     fg = child != 0
     c = child[fg]
     q = parent[fg]

@@ -18,9 +18,10 @@ import numpy as np
 
 from ..errors import CorruptInputError
 from ..io.limits import check_tiff_level0, check_tiff_structure
+from ..labels.checks import check_label_array
 from ..model import Mask, Segmentation
 from ..names import check_mask_names
-from ._common import as_label_array, file_source
+from ._common import file_source
 from ._safe_npy import load_npy_safely, load_npz_safely
 from .match import match_labels, rematch_mask
 
@@ -118,7 +119,8 @@ def read_mesmer(
         raise CorruptInputError(f"{p}: no such file")
     raw = _load(p)
     channels = split_mesmer_array(raw, str(p))
-    channels = [as_label_array(c, f"{p} ({n})") for c, n in zip(channels, names, strict=False)]
+    channels = [check_label_array(n, c, what=f"{p} ({n})", convert=False)
+                for c, n in zip(channels, names, strict=False)]
     meta: dict[str, Any] = {"input_shape": list(raw.shape), "input_dtype": str(raw.dtype),
                             "channels": {"0": "whole-cell", "1": "nuclear"}}
     masks: dict[str, Mask] = {names[0]: Mask(labels=channels[0])}

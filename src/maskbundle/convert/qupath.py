@@ -33,7 +33,8 @@ import pandas as pd
 from ..errors import CorruptInputError, EmptyResultError, OptionError
 from ..model import ColumnSpec, Mask, PhysicalSize, Segmentation
 from ..names import check_mask_name, check_mask_names
-from ._common import ascii_safe, check_obo_id, file_source, image_shape
+from ..rules import REQUIRED_COLUMNS, check_obo_id
+from ._common import ascii_safe, file_source, image_shape
 from ._raster import PolygonSet, paint_polygons
 
 __all__ = ["measurement_spec", "read_qupath"]
@@ -44,10 +45,7 @@ _ANNOTATION_TYPES = {"annotation", "pathannotationobject"}
 _SKIPPED_TYPES = {"tile", "pathtileobject", "tma_core", "tmacore", "pathrootobject", "root"}
 
 # Columns of the objects table that a measurement must not shadow.
-RESERVED_COLUMNS = {
-    "object id", "source file", "mask name", "mask id", "protocol for mask creation (doi)",
-    "annotation tool", "object type", "x", "y", "z",
-}
+RESERVED_COLUMNS = frozenset(c.casefold() for c in REQUIRED_COLUMNS)
 _MORPHOLOGY = re.compile(
     r"area|perimeter|circularity|solidity|caliper|diameter|eccentricity|elongation|"
     r"compactness|roundness|length|width|ratio|convexity|max.?min", re.IGNORECASE

@@ -24,9 +24,10 @@ import numpy as np
 
 from ..errors import CorruptInputError
 from ..io.limits import check_zip_member
+from ..labels.checks import check_label_array
 from ..model import ColumnSpec, Mask, Segmentation
 from ..names import check_mask_name
-from ._common import as_label_array, ascii_safe, file_source, image_shape
+from ._common import ascii_safe, file_source, image_shape
 from ._raster import PolygonSet, paint_polygons
 from ._safe_npy import load_npz_safely
 from .generic import read_label_arrays
@@ -227,7 +228,7 @@ def read_stardist(
         labels, size, meta = lf.arrays[0], lf.physical_size, dict(lf.metadata)
         fmt = f"stardist labels {lf.fmt}"
         meta["input_dtype"] = str(labels.dtype)
-    labels = as_label_array(labels, f"{p} ({name})")
+    labels = check_label_array(name, labels, what=f"{p} ({name})", convert=False)
     source = file_source(p, tool="stardist", fmt=fmt, metadata=meta)
     mask = Mask(labels=labels, mask_id=mask_id, source=source, features=features,
                 feature_specs=specs)

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..rules import MODALITY_CLASSES
+
 __all__ = [
     "MODALITIES",
     "MaskParts",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 # case-folded Feature class -> modality key (HuBMAP's X_cols)
-MODALITIES: dict[str, str] = {"antibody": "antibody", "gene": "gene", "ims": "IMS"}
+MODALITIES: dict[str, str] = {c.casefold(): c for c in MODALITY_CLASSES}
 DEFAULT_MODALITY = "default"
 VAR_COLUMNS = {
     "alternative_id": "Alternative ID",

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import OptionError
+from ..rules import TILE_SIZE
 from ._optional import require
 from .scverse import to_anndata
 
@@ -33,7 +34,7 @@ __all__ = ["INSTANCE_KEY", "REGION_KEY", "table_name", "to_spatialdata"]
 EXTRA = "spatialdata"
 REGION_KEY = "region"
 INSTANCE_KEY = "object_id"
-CHUNK = 512  # the OME-TIFF's tile size: one dask chunk decodes one tile
+CHUNK = TILE_SIZE  # one dask chunk decodes one tile of the OME-TIFF
 
 
 def table_name(mask: str) -> str:

@@ -32,6 +32,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
+from ..rules import XLSX_SHEET
 from ._cellbytes import format_floats, format_ints, join_sheet_rows, join_tsv
 
 __all__ = ["CHUNK_ROWS", "ColumnCells", "write_tsv_table", "write_xlsx_table"]
@@ -229,7 +230,7 @@ _WORKBOOK = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
     '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
     'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-    '<sheets><sheet name="MAIN" sheetId="1" r:id="rId1"/></sheets></workbook>'
+    f'<sheets><sheet name="{XLSX_SHEET}" sheetId="1" r:id="rId1"/></sheets></workbook>'
 )
 _WORKBOOK_RELS = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..rules import TILE_SIZE
+
 __all__ = ["pyramid_level", "pyramid_level_count"]
 
 
-def pyramid_level_count(height: int, width: int, tile: int = 512) -> int:
+def pyramid_level_count(height: int, width: int, tile: int = TILE_SIZE) -> int:
     """Number of reduced levels (factor 2 each) until the smaller side fits in ``tile``."""
     n = 0
     while min(height, width) > tile:

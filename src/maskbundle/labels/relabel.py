@@ -9,7 +9,8 @@ import numpy as np
 
 from ..errors import LabelError
 from ..model import RelabelledMask
-from .checks import MAX_OBJECTS, check_label_array
+from ..rules import MAX_OBJECTS
+from .checks import check_label_array
 
 __all__ = ["label_dtype", "relabel", "relabel_mask"]
 

@@ -60,11 +60,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LabelError, OptionError
+from ..labels.checks import check_label_array
 from ..model import PhysicalSize
+from ..rules import ADJACENCY_COLUMNS, MAX_OBJECTS
 from .centroids import object_centroids
 
 __all__ = [
-    "CENTROID_COLUMNS",
     "CONTACT_AREA",
     "CONTACT_LENGTH",
     "LinkagePartial",
@@ -76,10 +77,7 @@ __all__ = [
     "merge_linkage",
 ]
 
-ID1 = "Object ID 1"
-ID2 = "Object ID 2"
-DISTANCE = "Distance (micrometer)"
-CENTROID_COLUMNS: tuple[str, str, str] = (ID1, ID2, DISTANCE)
+ID1, ID2, DISTANCE = ADJACENCY_COLUMNS
 CONTACT_LENGTH = "Contact length (micrometer)"
 CONTACT_AREA = "Contact area (square micrometer)"
 
@@ -96,34 +94,10 @@ _U32_MAX = 2**32 - 1
 
 
 def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
-    """Return ``labels`` viewed as (Z, Y, X) after checking dtype, rank and range."""
+    """Return ``labels`` viewed as unsigned (Z, Y, X) after the one label check."""
     if not isinstance(labels, np.ndarray):
         raise LabelError(f"{what}: labels must be a numpy array, got {type(labels).__name__}")
-    if labels.ndim not in (2, 3):
-        raise LabelError(
-            f"{what}: labels must have shape (Y, X) or (Z, Y, X), got {labels.ndim} "
-            f"dimensions {labels.shape}; squeeze or select the plane(s) first"
-        )
-    if labels.dtype.kind not in "ui":
-        raise LabelError(
-            f"{what}: labels must be an integer array, got dtype {labels.dtype}; "
-            "relabel the mask first (maskbundle.labels.relabel.relabel_mask)"
-        )
-    if labels.size and labels.dtype.kind == "i":
-        lo = int(labels.min())
-        if lo < 0:
-            raise LabelError(
-                f"{what}: labels contain the negative value {lo}; object ids must be >= 0 "
-                "(0 = background): relabel the mask first"
-            )
-    if labels.size and labels.dtype.itemsize > 4:
-        hi = int(labels.max())
-        if hi > _U32_MAX:
-            raise LabelError(
-                f"{what}: largest label {hi} exceeds 2**32 - 1; relabel the mask to 1..N first"
-            )
-    if not labels.dtype.isnative:
-        labels = labels.astype(labels.dtype.newbyteorder("="))
+    labels = check_label_array(None, labels, what=what, floats=False, max_label=MAX_OBJECTS)
     if labels.dtype.kind == "i":
         # checked non-negative: the unsigned view has the same values and halves the number
         # of compiled kernel variants

@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..columns import check_objects_table, check_spec
 from ..errors import LabelError, OptionError, ShapeMismatchError, TableFormatError
-from ..io.tables import check_objects_table, check_spec
+from ..labels.checks import check_label_array
 from ..model import ColumnSpec, PhysicalSize
-from ..rules import check_text_cell
+from ..rules import MAX_OBJECTS, OBJECT_ID, check_text_cell
 from ._accumulate import (
     Accumulator,
     accumulate,
@@ -59,7 +60,7 @@ STATISTICS: tuple[str, ...] = ("mean", "median", "std", "min", "max", "sum")
 CENTROID_COLUMNS: dict[str, str] = {"x": "Centroid X", "y": "Centroid Y", "z": "Centroid Z"}
 """Names of the exact (float, pixel) centroid columns; ``Centroid Z`` only for 3D."""
 
-INDEX_NAME = "Object ID"
+INDEX_NAME = OBJECT_ID
 _STAT_LABEL = {
     "mean": "mean intensity",
     "median": "median intensity",
@@ -125,23 +126,11 @@ class FeatureTable:
 
 def _check_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
     """Labels as (Z, Y, X) uint16/uint32 and N; refuse anything that is not 1..N-like."""
-    arr = np.asarray(labels)
-    if arr.ndim not in (2, 3):
-        raise LabelError(
-            f"labels must be a (Y, X) or (Z, Y, X) array, got shape {arr.shape}; "
-            "pass one mask (channel) at a time"
-        )
+    arr = check_label_array(None, labels, floats=False)  # the one label check
     if arr.size == 0:
         raise LabelError(f"labels of shape {arr.shape} hold no pixels")
-    if arr.dtype.kind not in "ui":
-        raise LabelError(
-            f"labels must be an integer array, got {arr.dtype}; relabel the mask first "
-            "(maskbundle.labels.relabel.relabel_mask)"
-        )
     n = int(arr.max())
-    if arr.dtype.kind == "i" and int(arr.min()) < 0:
-        raise LabelError("labels hold negative values; relabel the mask first (relabel_mask)")
-    if n > arr.size or n > np.iinfo(np.uint32).max:
+    if n > arr.size or n > MAX_OBJECTS:
         raise LabelError(
             f"labels are not numbered 1..N: the largest label {n} exceeds the number of "
             f"pixels {arr.size}; relabel the mask first (relabel_mask)"

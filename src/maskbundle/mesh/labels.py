@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from ..errors import LabelError, OptionError
+from ..labels.checks import check_label_array
 from ..model import PhysicalSize
 from .simplify import simplify_one
 
@@ -112,25 +113,14 @@ def default_max_error(physical_size: PhysicalSize | tuple[float, ...] | list[flo
 
 def _as_mesher_input(labels: np.ndarray) -> np.ndarray:
     """A C-contiguous unsigned view of ``labels``; refuse what cannot be a 3D mask."""
-    arr = np.asarray(labels)
-    if arr.ndim != 3:
+    if np.ndim(labels) != 3:
         raise LabelError(
-            f"meshes need a 3D (Z, Y, X) label volume; got an array of shape {arr.shape}. "
-            "2D masks have no meshes: request meshes only for 3D masks"
+            f"meshes need a 3D (Z, Y, X) label volume; got an array of shape "
+            f"{np.shape(labels)}. 2D masks have no meshes: request meshes only for 3D masks"
         )
-    if arr.dtype == np.bool_:
-        return np.ascontiguousarray(arr).view(np.uint8)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise LabelError(
-            f"labels must be integers to be meshed, got dtype {arr.dtype}; relabel the mask "
-            "first (maskbundle.labels.relabel.relabel_mask)"
-        )
+    arr = check_label_array(None, labels, what="meshes", ndim=(3,), floats=False)
     arr = np.ascontiguousarray(arr)
-    if np.issubdtype(arr.dtype, np.signedinteger):
-        if arr.size and int(arr.min()) < 0:
-            raise LabelError(
-                f"labels must be >= 0 to be meshed, found {int(arr.min())}; 0 is background"
-            )
+    if arr.dtype.kind == "i":  # checked non-negative: same values
         arr = arr.view(arr.dtype.str.replace("i", "u"))
     return arr
 

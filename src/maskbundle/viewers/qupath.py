@@ -36,6 +36,7 @@ from ..errors import OptionError
 from ..io.geojson import QuPathType, outline_geometry, qupath_feature, write_geojson
 from ..io.staging import refuse_existing
 from ..labels.outlines import ObjectOutline, label_outlines
+from ..rules import OBJECT_ID, OBJECT_TYPE, POSITION_COLUMNS
 
 if TYPE_CHECKING:
     from ..bundle.read import Bundle
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["export_geojson", "geojson_features"]
 
 # Columns every objects table has that are no measurement of the object.
-_NOT_MEASURED = {"object id", "x", "y", "z"}
+_NOT_MEASURED = {c.casefold() for c in (OBJECT_ID, *POSITION_COLUMNS)}
 _NAMESPACE = uuid.UUID("6f0b7f5e-2f43-4a57-9d56-0e4f8d5a1c21")  # fixed: stable feature ids
 
 
@@ -72,9 +73,9 @@ def _rows(table: pd.DataFrame, header: pd.DataFrame, prefix: str) -> dict[int, d
 
 
 def _types(table: pd.DataFrame) -> dict[int, str]:
-    if "Object type" not in table.columns:
+    if OBJECT_TYPE not in table.columns:
         return {}
-    col = table["Object type"]
+    col = table[OBJECT_TYPE]
     return {
         int(oid): str(v).strip()
         for oid, v in zip(table.index, col, strict=True)
