@@ -79,11 +79,11 @@ _STAT_DESCRIPTION = {
     "sum": "Sum of the {m} intensity over the object's pixels (integrated intensity).",
 }
 # Dtypes the kernel reads directly; others are converted to float64 first.
-_NATIVE_INTENSITY = {np.dtype(t) for t in ("uint8", "uint16", "uint32", "int8", "int16",
+NATIVE_INTENSITY = {np.dtype(t) for t in ("uint8", "uint16", "uint32", "int8", "int16",
                                            "int32", "float32", "float64")}
 # Bands of the in-memory run: a fixed number (not the core count), run on threads and
 # merged in a fixed order, so the result is byte-identical on every machine.
-_N_BANDS = 2
+N_BANDS = 2
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _check_intensity(
         arr = arr.view(np.uint8)
     elif arr.dtype.kind not in "uif":
         raise OptionError(f"intensity image must be real numbers, got dtype {arr.dtype}")
-    elif arr.dtype not in _NATIVE_INTENSITY:
+    elif arr.dtype not in NATIVE_INTENSITY:
         arr = arr.astype(np.float64)
     if len(spatial) == 2:
         arr = arr[:, np.newaxis]
@@ -178,7 +178,7 @@ def _check_text(value: str, what: str, *, error: type[Exception] = OptionError) 
     return value
 
 
-def _marker_names(marker_names: Sequence[str] | None, n_markers: int) -> list[str]:
+def resolve_marker_names(marker_names: Sequence[str] | None, n_markers: int) -> list[str]:
     if marker_names is None:
         return [f"Channel {c}" for c in range(n_markers)]
     names = list(marker_names)
@@ -196,7 +196,7 @@ def _marker_names(marker_names: Sequence[str] | None, n_markers: int) -> list[st
     return [n.strip() for n in names]
 
 
-def _alternative_ids(
+def resolve_alternative_ids(
     alternative_ids: Sequence[str] | Mapping[str, str] | None, markers: list[str]
 ) -> list[str]:
     if alternative_ids is None:
@@ -221,7 +221,7 @@ def _alternative_ids(
     return ids
 
 
-def _statistics(statistics: Sequence[str]) -> list[str]:
+def resolve_statistics(statistics: Sequence[str]) -> list[str]:
     if isinstance(statistics, str):
         statistics = (statistics,)
     stats = list(statistics)
@@ -246,12 +246,12 @@ def _run(
     perimeter: bool,
     faces: bool,
 ) -> Accumulator:
-    """Accumulate the whole image in ``_N_BANDS`` row bands on threads, merged in order."""
+    """Accumulate the whole image in ``N_BANDS`` row bands on threads, merged in order."""
     nz, ny, nx = labels.shape
     # bands split along the slowest axis that has room for them
-    axis = 0 if nz >= _N_BANDS else 1
+    axis = 0 if nz >= N_BANDS else 1
     size = labels.shape[axis]
-    edges = np.linspace(0, size, min(_N_BANDS, size) + 1).astype(int)
+    edges = np.linspace(0, size, min(N_BANDS, size) + 1).astype(int)
     cores = []
     for a, b in itertools.pairwise(edges):
         core = [0, nz, 0, ny, 0, nx]
@@ -311,8 +311,8 @@ def _covariances(acc: Accumulator) -> tuple[np.ndarray, np.ndarray]:
 
 def _convex_counts(labels: np.ndarray, acc: Accumulator) -> np.ndarray:
     """Convex-hull pixel counts (N + 1,) of a whole 2D image (labels as (1, Y, X))."""
-    row_offset, row_lo, row_hi = hull_rows(labels[0], acc, threads=_N_BANDS)
-    return convex_pixel_counts(row_offset, acc, row_lo, row_hi, threads=_N_BANDS)
+    row_offset, row_lo, row_hi = hull_rows(labels[0], acc, threads=N_BANDS)
+    return convex_pixel_counts(row_offset, acc, row_lo, row_hi, threads=N_BANDS)
 
 
 def _morphology_2d(
@@ -508,14 +508,14 @@ def compute_features(
             "a 3D mask needs a z pixel size: physical_size=(x, y, z) in micrometres"
         )
     um = ps.um_zyx()
-    stats = _statistics(statistics)
+    stats = resolve_statistics(statistics)
     inten = None
     markers: list[str] = []
     alt: list[str] = []
     if intensity_image is not None:
         inten = _check_intensity(intensity_image, tuple(np.shape(labels)))
-        markers = _marker_names(marker_names, inten.shape[0])
-        alt = _alternative_ids(alternative_ids, markers)
+        markers = resolve_marker_names(marker_names, inten.shape[0])
+        alt = resolve_alternative_ids(alternative_ids, markers)
     elif marker_names is not None:
         raise OptionError("marker_names given without an intensity_image")
     acc = _run(

@@ -81,12 +81,12 @@ from ._accumulate import (
 )
 from .adjacency import LinkagePartial, linkage_halo, linkage_tile, merge_linkage
 from .features import (
-    _N_BANDS,
-    _NATIVE_INTENSITY,
+    N_BANDS,
+    NATIVE_INTENSITY,
     FeatureTable,
-    _alternative_ids,
-    _marker_names,
-    _statistics,
+    resolve_alternative_ids,
+    resolve_marker_names,
+    resolve_statistics,
     table_from_accumulator,
 )
 
@@ -269,7 +269,7 @@ def tile_bytes_per_pixel(
     if n_channels:
         idt = np.dtype(intensity_dtype if intensity_dtype is not None else np.float64)
         per += n_channels * idt.itemsize
-        if idt not in _NATIVE_INTENSITY:
+        if idt not in NATIVE_INTENSITY:
             per += n_channels * 8
     return per
 
@@ -432,7 +432,7 @@ def _intensity_block(arr: np.ndarray) -> np.ndarray:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype == np.bool_:
         arr = arr.view(np.uint8)
-    elif arr.dtype not in _NATIVE_INTENSITY:
+    elif arr.dtype not in NATIVE_INTENSITY:
         arr = arr.astype(np.float64)
     return np.ascontiguousarray(arr)
 
@@ -816,9 +816,9 @@ class TiledMeasurement:
 def _band_split(image_shape: tuple[int, int, int]) -> tuple[int, tuple[int, ...]]:
     """Axis and inner edges of the in-memory path's bands (features._run)."""
     nz = image_shape[0]
-    axis = 0 if nz >= _N_BANDS else 1
+    axis = 0 if nz >= N_BANDS else 1
     size = image_shape[axis]
-    edges = np.linspace(0, size, min(_N_BANDS, size) + 1).astype(int)
+    edges = np.linspace(0, size, min(N_BANDS, size) + 1).astype(int)
     return axis, tuple(int(e) for e in edges[1:-1])
 
 
@@ -961,7 +961,7 @@ def measure_tiled(
     ps = PhysicalSize.coerce(physical_size)
     if ndim == 3 and ps.z is None:
         raise OptionError("a 3D mask needs a z pixel size: physical_size=(x, y, z) in micrometres")
-    stats = _statistics(statistics)
+    stats = resolve_statistics(statistics)
     int_src = None
     n_markers = 0
     idt: np.dtype[Any] | None = None
@@ -969,8 +969,8 @@ def measure_tiled(
     alt: list[str] = []
     if intensity is not None:
         int_src, n_markers, idt = _check_intensity_source(intensity, shape)
-        markers = _marker_names(marker_names, n_markers)
-        alt = _alternative_ids(alternative_ids, markers)
+        markers = resolve_marker_names(marker_names, n_markers)
+        alt = resolve_alternative_ids(alternative_ids, markers)
     elif marker_names is not None:
         raise OptionError("marker_names given without an intensity_image")
     image_shape: tuple[int, int, int] = (
