@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+# the version first: io/glb.py still imports it from the package root while it loads
+from .version import __version__
 
+# isort: split
 from .bundle.adjacency import add_adjacency
 from .bundle.build import write_segmentation_bundle
 from .bundle.meshes import add_meshes
 from .bundle.metadata import write_upload_metadata
 from .bundle.read import Bundle, LabelArray, read_bundle
+from .bundle.result import BundleResult
 from .bundle.validate import validate_bundle
 from .convert import (
     match_masks,
@@ -40,6 +43,7 @@ from .model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, 
 __all__ = [
     "Bundle",
     "BundleInvalidError",
+    "BundleResult",
     "ColumnSpec",
     "CorruptInputError",
     "FeatureTable",
