@@ -150,7 +150,9 @@ def _provenance(plan: BundlePlan) -> dict[str, Any]:
     }
 
 
-def _mask_provenance(r: MaskResult, c: int, table_file: str) -> dict[str, Any]:
+def _mask_provenance(
+    plan: BundlePlan, r: MaskResult, c: int, table_file: str
+) -> dict[str, Any]:
     return {
         "source": r.plan.source_provenance,
         "channel": c,
@@ -158,7 +160,7 @@ def _mask_provenance(r: MaskResult, c: int, table_file: str) -> dict[str, Any]:
         "mask_id": r.plan.mask_id,
         "input_sha256": r.relabelled.input_sha256,
         "input_dtype": r.relabelled.input_dtype,
-        "shape": list(r.mask.labels.shape),
+        "shape": list(plan.shape),  # every mask's (checked in the plan); no pixels here
         "relabelled": r.mask.changed,
         "objects_table": table_file,
     }
@@ -181,7 +183,7 @@ def write_bundle(
                          r.plan.mask_id, plan.protocol_doi,
                          "Yes" if r.entire_image_masked else "No", r.mask.n_objects))
         provenance["masks"][name] = _mask_provenance(
-            r, c, layout.objects_path(name, formats[name]).name)
+            plan, r, c, layout.objects_path(name, formats[name]).name)
     meshes: dict[str, Path | None] = {}
     if plan.meshes:
         entries = {}
