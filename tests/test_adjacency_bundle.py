@@ -125,7 +125,7 @@ def test_add_adjacency_equals_written_with_bundle(
     )
     assert not list((plain / SEG).glob("*adjacency*"))
     prov_before = json.loads((plain / "derived/extras/provenance.json").read_text())
-    result = add_adjacency(plain, **opts)  # type: ignore[arg-type]
+    result = add_adjacency(plain, adjacency_options=opts)
     assert len(result.written) == 4
     assert result.report is not None and result.report.ok, result.report.format()
     for f in sorted((with_adj / SEG).glob("*-adjacency.csv")):
@@ -144,7 +144,7 @@ def test_add_adjacency_refuses_existing_and_overwrites_on_request(
     out = write_segmentation_bundle(
         tmp_path / "ds", masks, physical_size=(0.5, 0.5), protocol_doi=DOI
     )
-    add_adjacency(out, kinds="linkage", masks="cells")
+    add_adjacency(out, adjacency="linkage", masks="cells")
     files = sorted(p.name for p in (out / SEG).glob("*-adjacency.csv"))
     assert files == ["cells-linkage-adjacency.csv"]
     target = out / SEG / "cells-linkage-adjacency.csv"
@@ -154,7 +154,8 @@ def test_add_adjacency_refuses_existing_and_overwrites_on_request(
         add_adjacency(out)  # cells linkage exists: nothing at all is written
     assert sorted(p.name for p in (out / SEG).glob("*-adjacency.csv")) == files
     assert (out / "derived/extras/provenance.json").read_bytes() == prov_before
-    add_adjacency(out, kinds="linkage", masks="cells", overwrite=True, contact=True)
+    add_adjacency(out, adjacency="linkage", masks="cells", overwrite=True,
+                  adjacency_options={"contact": True})
     header, _ = read_edges(target)
     assert header[-1] == "Contact length (micrometer)" and target.read_bytes() != before
     prov = json.loads((out / "derived/extras/provenance.json").read_text())
@@ -195,10 +196,10 @@ def test_add_adjacency_to_a_3d_label_tiff(tmp_path: Path) -> None:
         add_adjacency(src, output_dir=tmp_path / "o")
     with pytest.raises(MaskNameError):
         add_adjacency(src, output_dir=tmp_path / "o", physical_size=(0.5, 0.5, 2.0),
-                      names=["Nuclei1"])
+                      mask_names=["Nuclei1"])
     res = add_adjacency(
-        src, output_dir=tmp_path / "o", physical_size=(0.5, 0.5, 2.0), names=["nuclei"],
-        method="radius", radius=12.0, max_gap=1.2,
+        src, output_dir=tmp_path / "o", physical_size=(0.5, 0.5, 2.0), mask_names=["nuclei"],
+        adjacency_options={"method": "radius", "radius": 12.0, "max_gap": 1.2},
     )
     assert res.report is None and len(res.written) == 2
     _, cent = read_edges(tmp_path / "o" / "nuclei-centroid-adjacency.csv")
@@ -221,11 +222,11 @@ def test_add_adjacency_bad_requests(tmp_path: Path, masks: dict[str, np.ndarray]
     with pytest.raises(OptionError, match="not a channel"):
         add_adjacency(out, masks="glomeruli")
     with pytest.raises(OptionError, match="kind"):
-        add_adjacency(out, kinds="voronoi")
+        add_adjacency(out, adjacency="voronoi")
     with pytest.raises(OptionError, match="unknown adjacency option"):
-        add_adjacency(out, max_gapp=1.0)
+        add_adjacency(out, adjacency_options={"max_gapp": 1.0})
     with pytest.raises(OptionError, match="centroid"):
-        add_adjacency(out, kinds="linkage", method="knn")
+        add_adjacency(out, adjacency="linkage", adjacency_options={"method": "knn"})
     with pytest.raises(CorruptInputError, match="bundle"):
         add_adjacency(tmp_path)
     with pytest.raises(OptionError, match="kind"):

@@ -49,7 +49,7 @@ def test_two_masks_round_trip_with_pyramid_tables_and_manifest(tmp_path: Path) -
     cells = np.kron(rng.integers(0, 400, (70, 45)), np.ones((16, 16), np.int64))  # 1120 x 720
     cells[cells % 7 == 0] = 0
     nuclei = np.where(rng.random(cells.shape) < 0.001, 70000 + cells, 0)  # sparse ids above uint16
-    out = _write(tmp_path / "my set", {"cells": cells, "nuclei": nuclei}, name="Sample 1")
+    out = _write(tmp_path / "my set", {"cells": cells, "nuclei": nuclei}, stem="Sample 1")
     tiff = out / SEG / "Sample-1.segmentations.ome.tiff"
     axes, levels, xml = _levels(tiff)
     assert axes == "CYX" and levels[0].dtype == np.uint16 and len(levels) == 2
@@ -117,7 +117,7 @@ def test_3d_masks_are_czyx_with_physical_size_z(tmp_path: Path, checker) -> None
 @pytest.mark.parametrize("fmt", ["tsv", "xlsx"])
 def test_output_is_byte_identical_and_passes_reference_checker(tmp_path: Path, tissue, checker, fmt: str) -> None:  # type: ignore[no-untyped-def]
     cells, nuclei = tissue
-    kw = {"name": "same", "objects_format": fmt, "object_types": {"cells": "CL:0000000"},
+    kw = {"stem": "same", "objects_format": fmt, "object_types": {"cells": "CL:0000000"},
           "contributors": [{"first_name": "Ada", "last_name": "Lovelace", "affiliation": "Lab",
                             "orcid": "0000-0002-1825-0097", "is_contact": True}]}
     a = _write(tmp_path / "a", {"cells": cells, "nuclei": nuclei}, **kw)
@@ -208,12 +208,12 @@ def test_refusals_leave_nothing_behind(tmp_path: Path, masks, kw, error) -> None
 
 
 def test_failure_while_writing_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import maskbundle.bundle.build as build
+    import maskbundle.bundle.write as write
 
     def boom(*args: object, **kwargs: object) -> int:
         raise OSError("disk full")
 
-    monkeypatch.setattr(build, "write_label_ome_tiff", boom)
+    monkeypatch.setattr(write, "write_label_ome_tiff", boom)
     with pytest.raises(OSError, match="disk full"):
         _write(tmp_path / "out", {"cells": np.eye(8, dtype=np.uint8)})
     assert _listing(tmp_path) == []

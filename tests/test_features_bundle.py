@@ -23,7 +23,7 @@ from maskbundle import (
     TableFormatError,
     write_segmentation_bundle,
 )
-from maskbundle.bundle import build
+from maskbundle.bundle import write
 from maskbundle.cli import main
 from maskbundle.io.tables import read_table_cells
 from maskbundle.rules import HEADER_LABELS
@@ -213,7 +213,7 @@ def test_tables_beyond_excel_limit_fall_back_to_tsv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a limit of 30 objects stands in for Excel's 1,048,566 (same code path, fast)
-    monkeypatch.setattr(build, "EXCEL_MAX_OBJECTS", 30)
+    monkeypatch.setattr(write, "EXCEL_MAX_OBJECTS", 30)
     cells, nuclei = synthetic_tissue((100, 100), cell_spacing=12.0, seed=4)
     small = np.where(nuclei > 0, 1, 0)  # one object
     with pytest.warns(UserWarning, match="row limit"):

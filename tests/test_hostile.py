@@ -367,7 +367,7 @@ def test_provenance_not_json_is_a_named_error(
     upload_tsv = tmp_path / "seg-metadata.tsv"
     with pytest.raises(CorruptInputError, match=r"provenance\.json"):
         if command == "adjacency":
-            add_adjacency(root, kinds="centroid")
+            add_adjacency(root, adjacency="centroid")
         elif command == "mesh":
             add_meshes(root)
         else:

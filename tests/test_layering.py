@@ -32,8 +32,6 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
     ("maskbundle.io.glb", "upward maskbundle"),
     # io/ometiff.py keeps _to_czyx private; io/intensity.py uses it: make it public there
     ("maskbundle.io.intensity", "private maskbundle.io.ometiff._to_czyx"),
-    # bundle/adjacency.py loads the validator through importlib instead of an import
-    ("maskbundle.bundle.adjacency", "hidden maskbundle.bundle.validate"),
 })
 
 

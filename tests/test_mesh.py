@@ -624,7 +624,7 @@ def test_empty_mask_gets_no_file_and_a_note(tmp_path: Path) -> None:
     from maskbundle.bundle.meshes import add_meshes
 
     plain = write_3d_bundle(tmp_path / "p", masks=masks, mask_ids={"cells": "CL:0000000"})
-    assert add_meshes(plain, masks=["cells"]) == {"cells": None}
+    assert add_meshes(plain, masks=["cells"]).meshes == {"cells": None}
     assert not list((plain / SEG).glob("*-mesh.glb"))
     prov = json.loads((plain / "derived/extras/provenance.json").read_text())
     assert prov["meshes"]["masks"]["cells"]["file"] is None
@@ -636,15 +636,15 @@ def test_add_meshes_matches_build_and_is_atomic(tmp_path: Path) -> None:
     built = write_3d_bundle(tmp_path / "built", meshes=True)
     plain = write_3d_bundle(tmp_path / "plain")
     assert not (plain / SEG / "nuclei-mesh.glb").exists()
-    written = add_meshes(plain)
+    written = add_meshes(plain).meshes
     assert written == {"nuclei": plain / SEG / "nuclei-mesh.glb"}
     assert written["nuclei"].read_bytes() == (built / SEG / "nuclei-mesh.glb").read_bytes()
     prov = json.loads((plain / "derived/extras/provenance.json").read_text())
     assert prov["meshes"]["masks"]["nuclei"]["objects"] == len(meshed(True))
     before = sorted(p.name for p in (plain / SEG).iterdir())
     with pytest.raises(FileExistsError):
-        add_meshes(plain, max_error=2.0)
-    add_meshes(plain, overwrite=True, simplify=False)
+        add_meshes(plain, mesh_options={"max_error": 2.0})
+    add_meshes(plain, overwrite=True, mesh_options={"simplify": False})
     doc, _ = parse_glb(written["nuclei"].read_bytes())
     assert len(doc["nodes"]) == len(meshed(False))
     assert sorted(p.name for p in (plain / SEG).iterdir()) == before  # no staging leftovers

@@ -242,7 +242,7 @@ def test_kill_between_adjacency_moves_keeps_provenance_and_is_finished(
                 os.kill(os.getpid(), signal.SIGKILL)
             real(*a, **k)
         staging._move_into_place = move
-        add_adjacency("b", kinds=("centroid", "linkage"), validate=False)
+        add_adjacency("b", adjacency=("centroid", "linkage"), validate=False)
     """, work)
     prov_file = bundle / "derived/extras/provenance.json"
     assert json.loads(prov_file.read_text())  # never missing
@@ -251,7 +251,7 @@ def test_kill_between_adjacency_moves_keeps_provenance_and_is_finished(
     # next run: finish the moves, then the request sees the files that now exist
     refused_again = add_adjacency
     with pytest.raises(OutputExistsError):
-        refused_again(bundle, kinds="centroid", validate=False)
+        refused_again(bundle, adjacency="centroid", validate=False)
     assert not any(staging.is_stage_dir(p) for p in extras.iterdir())
     prov = json.loads(prov_file.read_text())
     assert set(prov["adjacency"]["cells"]) == {"centroid", "linkage"}
@@ -297,10 +297,10 @@ def test_kill_between_mesh_moves_keeps_provenance_and_is_finished(work: Path) ->
 def test_stale_stages_of_killed_runs_are_cleared_and_only_ours(work: Path) -> None:
     _run_killed(f"""
         import os, signal, numpy as np
-        from maskbundle.bundle import build
+        from maskbundle.bundle import build, write
         def die(*a, **k):
             os.kill(os.getpid(), signal.SIGKILL)
-        build.write_label_ome_tiff = die
+        write.write_label_ome_tiff = die
         m = np.zeros((24, 24), np.uint16); m[3:9, 3:9] = 7
         build.write_segmentation_bundle("b", {{"cells": m}}, physical_size=(0.5, 0.5),
                                         protocol_doi="{DOI}")
@@ -582,12 +582,12 @@ def test_validator_fails_unsafe_contributor_cells(bundle: Path) -> None:
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES])
 def test_file_system_refusals_are_one_line(work: Path, monkeypatch: pytest.MonkeyPatch,
                                            code: int) -> None:
-    from maskbundle.bundle import build
+    from maskbundle.bundle import write
 
     def full(*_a: Any, **_k: Any) -> None:
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(build, "write_json", full)
+    monkeypatch.setattr(write, "write_json", full)
     refused(work, lambda: write_segmentation_bundle(work / "o", {"cells": _labels()}, **KW),
             OutputWriteError, "nothing was written")
     np.save(work / "m.npy", _labels())
@@ -613,7 +613,7 @@ def test_names_over_255_bytes_are_one_line(work: Path, where: str) -> None:
                 OutputWriteError, "255")
     elif where == "name":
         refused(work, lambda: write_segmentation_bundle(
-            work / "o", {"cells": _labels()}, name=long, **KW), OutputWriteError, "255")
+            work / "o", {"cells": _labels()}, stem=long, **KW), OutputWriteError, "255")
     else:
         # mask names are bounded (64 characters) before any file name is made from them
         kw = {**KW, "mask_ids": {long: "CL:0000000"}}
@@ -663,7 +663,7 @@ BAD_OPTIONS: list[dict[str, Any]] = [
     {"contributors": "Ada Lovelace"},
     {"contributors": [["Ada"]]},
     {"marker_names": "DAPI"},
-    {"name": 5},
+    {"stem": 5},
     {"objects_format": ["tsv"]},
     {"compression": None},
     {"intensity_image": 5},
@@ -771,7 +771,7 @@ def test_reprs_are_short(bundle: Path) -> None:
     for i in range(2000):
         report.add(f"loc{i}", "code", "message " * 10)
     assert len(repr(report)) < 200 and "2000" in repr(report)
-    result = add_adjacency(bundle, kinds=("centroid", "linkage"), validate=True)
+    result = add_adjacency(bundle, adjacency=("centroid", "linkage"), validate=True)
     assert len(repr(result)) < 300
 
 

@@ -8,6 +8,7 @@ from .bundle.build import write_segmentation_bundle
 from .bundle.meshes import add_meshes
 from .bundle.metadata import write_upload_metadata
 from .bundle.read import Bundle, LabelArray, read_bundle
+from .bundle.result import BundleResult
 from .bundle.validate import validate_bundle
 from .convert import (
     match_masks,
@@ -39,6 +40,7 @@ from .model import ColumnSpec, Mask, ParentImage, PhysicalSize, RelabelledMask, 
 __all__ = [
     "Bundle",
     "BundleInvalidError",
+    "BundleResult",
     "ColumnSpec",
     "CorruptInputError",
     "FeatureTable",

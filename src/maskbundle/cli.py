@@ -115,7 +115,8 @@ def bundle_options(func: F) -> F:
         click.option("--object-type", "object_type", multiple=True, metavar="MASK=OBO",
                      help="One OBO id for every object of a mask."),
         click.option("--protocol-doi", required=True, help="DOI of the segmentation protocol."),
-        click.option("--name", default=None, help="Stem of <name>.segmentations.ome.tiff."),
+        click.option("--stem", "--name", "stem", default=None,
+                     help="Stem of <stem>.segmentations.ome.tiff (--name is the old spelling)."),
         click.option("--annotation-tool", default="In-house", show_default=True),
         click.option("--objects-format", type=click.Choice(["tsv", "xlsx"]), default="tsv",
                      show_default=True),
@@ -159,7 +160,7 @@ def bundle_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
         "mask_ids": parse_pairs(opts["mask_id"], "--mask-id"),
         "object_types": parse_pairs(opts["object_type"], "--object-type"),
         "protocol_doi": opts["protocol_doi"],
-        "name": opts["name"],
+        "stem": opts["stem"],
         "annotation_tool": opts["annotation_tool"],
         "objects_format": opts["objects_format"],
         "compression": opts["compression"],
@@ -297,7 +298,7 @@ def demo_command(out: Path, overwrite: bool) -> None:
     click.echo(f"wrote {path}")
     for name, labels in masks.items():
         click.echo(f"  {name}: {np.unique(labels).size - 1} objects")
-    report = validate_bundle(path)
+    report = validate_bundle(path.path)
     click.echo(report.format())
     sys.exit(0 if report.ok else 1)
 
@@ -515,8 +516,9 @@ def metadata_command(tsv: Path, datasets: tuple[Path, ...], parent_dataset_id: s
               help="Directory for the CSVs when PATH is a label file.")
 @click.option("--physical-size", "physical_size", type=float, multiple=True,
               help="Micrometres per pixel X Y [Z] (overrides the OME-XML).")
-@click.option("--name", "names", multiple=True, metavar="NAME",
-              help="Mask name per array of a label file, in file order.")
+@click.option("--mask-name", "--name", "mask_names", multiple=True, metavar="NAME",
+              help="Mask name per array of a label file, in file order (--name is the "
+              "old spelling).")
 @click.option("--method", type=click.Choice(["delaunay", "knn", "radius"]), default=None,
               help="Centroid neighbours: Delaunay (default), k nearest, or within a radius.")
 @click.option("--max-distance", type=float, default=None,
@@ -530,25 +532,26 @@ def metadata_command(tsv: Path, datasets: tuple[Path, ...], parent_dataset_id: s
 @handle_errors
 def adjacency_command(path: Path, kinds: tuple[str, ...], masks: tuple[str, ...],
                       overwrite: bool, output_dir: Path | None,
-                      physical_size: tuple[float, ...], names: tuple[str, ...],
+                      physical_size: tuple[float, ...], mask_names: tuple[str, ...],
                       **options: Any) -> None:
-    """Add centroid/linkage adjacency CSVs to the bundle directory PATH (re-validated after),
-    or write them for a label file PATH (OME-TIFF/TIFF, PNG, NPY, NPZ, zarr) into -o DIR."""
+    """Add centroid/linkage adjacency CSVs to the bundle directory PATH (each file checked
+    before it moves in), or write them for a label file PATH (OME-TIFF/TIFF, PNG, NPY, NPZ,
+    zarr) into -o DIR."""
     from .bundle.adjacency import ADJACENCY_KINDS, add_adjacency
 
     result = add_adjacency(
         path,
-        kinds=kinds or ADJACENCY_KINDS,
+        adjacency=kinds or ADJACENCY_KINDS,
+        adjacency_options=options,
         masks=list(masks) or None,
         overwrite=overwrite,
         output_dir=output_dir,
         physical_size=tuple(physical_size) or None,
-        names=list(names) or None,
-        **options,
+        mask_names=list(mask_names) or None,
     )
     for written in result.written:
         click.echo(f"wrote {written}")
-    for mask, entries in result.provenance.items():
+    for mask, entries in result.provenance["adjacency"].items():
         for kind, entry in entries.items():
             click.echo(f"  {mask} {kind}: {entry['n_edges']} edges; {entry['definition']}")
     if result.report is not None:
@@ -574,9 +577,10 @@ def mesh_command(path: Path, masks: tuple[str, ...], overwrite: bool, max_error:
     """Add <mask>-mesh.glb files (one node per object) to the 3D bundle at PATH."""
     from .bundle.meshes import add_meshes
 
-    written = add_meshes(path, masks=list(masks) or None, overwrite=overwrite,
-                         simplify=not no_simplify, max_error=max_error, reduction=reduction)
-    for name, file in written.items():
+    result = add_meshes(path, masks=list(masks) or None, overwrite=overwrite,
+                        mesh_options={"simplify": not no_simplify, "max_error": max_error,
+                                      "reduction": reduction})
+    for name, file in result.meshes.items():
         click.echo(f"{name}: {file}" if file is not None else f"{name}: empty mask, no mesh file")
 
 

@@ -1,40 +1,48 @@
 """Adjacency files of a bundle: options, per-mask tables, and adding them to what exists.
 
 ``write_segmentation_bundle(..., adjacency=...)`` calls :func:`mask_adjacency` for each
-mask inside its staging directory. :func:`add_adjacency` adds the CSVs to an existing
-bundle directory (or writes them beside a label (OME-)TIFF): every file is staged and
-moved into place only after all of them have been written, the definitions go to
-``derived/extras/provenance.json`` under ``"adjacency"``, and the bundle is re-validated
-when the validator is available.
+mask (:mod:`.compute`). :func:`add_adjacency` adds the CSVs to an existing bundle
+directory (or writes them beside a label (OME-)TIFF) through :mod:`.amend`: every file
+is staged, checked and moved into place only after all of them have been written, and
+the definitions go to ``derived/extras/provenance.json`` under ``"adjacency"``.
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from ..errors import CorruptInputError, OptionError, OutputExistsError, Report
+from ..errors import CorruptInputError, OptionError
 from ..io.adjacency_csv import write_adjacency_csv
-from ..io.ometiff import read_label_ome_tiff
-from ..io.staging import clear_stale_stages, staged_files
-from ..io.tables import write_json
+from ..io.readers import read_csv_rows
 from ..measure.adjacency import centroid_adjacency, linkage_adjacency
 from ..model import PhysicalSize
 from ..names import check_mask_name
 from . import layout
+from .amend import (
+    AmendFile,
+    BundleMasks,
+    commit_amendment,
+    locate_bundle,
+    read_masks,
+    refuse_existing_targets,
+    renamed_keyword,
+    select_masks,
+)
+from .result import BundleResult
 
 __all__ = [
+    "ADJACENCY_HEADER",
     "ADJACENCY_KINDS",
-    "AdjacencyResult",
     "add_adjacency",
+    "check_adjacency_file",
     "check_adjacency_request",
     "mask_adjacency",
     "provenance_entry",
@@ -44,6 +52,7 @@ AdjacencyKind = Literal["centroid", "linkage"]
 ADJACENCY_KINDS: tuple[AdjacencyKind, ...] = ("centroid", "linkage")
 CENTROID_OPTIONS = ("method", "max_distance", "k", "radius")
 LINKAGE_OPTIONS = ("max_gap", "contact")
+ADJACENCY_HEADER = ("Object ID 1", "Object ID 2", "Distance (micrometer)")
 
 
 def check_adjacency_request(
@@ -207,59 +216,80 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-@dataclass
-class AdjacencyResult:
-    """What :func:`add_adjacency` wrote: the files, the provenance entries, the report."""
+def check_adjacency_file(path: Path, n_objects: int) -> list[str]:
+    """Problems of a written adjacency CSV against Object IDs 1..``n_objects``.
 
-    written: list[Path] = field(default_factory=list)
-    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
-    report: Report | None = None
-
-    def __repr__(self) -> str:
-        edges = {f"{m}/{k}": e.get("n_edges") for m, ks in self.provenance.items()
-                 for k, e in ks.items()}
-        return (f"AdjacencyResult(written={[p.name for p in self.written]}, edges={edges}, "
-                f"report={self.report!r})")
-
-
-def _validate(path: Path) -> Report | None:
+    Reads the file back independently of the writer: the header, then every edge must
+    join two known Object IDs ``id1 < id2`` once, with a finite distance >= 0.
+    """
+    rows = read_csv_rows(path)
+    if not rows or rows[0][:3] != list(ADJACENCY_HEADER):
+        return [f"{path.name}: header does not start {','.join(ADJACENCY_HEADER)}"]
+    body = rows[1:]
     try:
-        mod = importlib.import_module("maskbundle.bundle.validate")
-    except ImportError:
-        return None
-    fn = getattr(mod, "validate_bundle", None)
-    if fn is None:
-        return None
-    report = fn(path)
-    return report if isinstance(report, Report) else None
+        a = np.array([int(r[0]) for r in body], dtype=np.int64)
+        b = np.array([int(r[1]) for r in body], dtype=np.int64)
+        d = np.array([float(r[2]) for r in body], dtype=np.float64)
+    except (ValueError, IndexError) as exc:
+        return [f"{path.name}: an edge row is not 'id1,id2,distance' ({exc})"]
+    bad = ~((a >= 1) & (a < b) & (b <= n_objects) & np.isfinite(d) & (d >= 0))
+    problems = [f"{path.name}: line {int(i) + 2} is not id1 < id2 of known Object IDs with a "
+                "finite distance >= 0" for i in np.flatnonzero(bad)[:5]]
+    if body and np.unique(np.stack([a, b], axis=1), axis=0).shape[0] != len(body):
+        problems.append(f"{path.name}: an edge occurs twice")
+    return problems
 
 
-def _select(
-    names: list[str], masks: str | Sequence[str] | None, where: Path
-) -> list[tuple[int, str]]:
-    if masks is None:
-        return list(enumerate(names))
-    wanted = [masks] if isinstance(masks, str) else list(masks)
-    out = []
-    for m in wanted:
-        if m not in names:
-            raise OptionError(f"mask {m!r} is not a channel of {where}; its masks are {names}")
-        out.append((names.index(m), m))
-    return out
+def _adjacency_sources(
+    src: Path, output_dir: str | Path | None, physical_size: Any, mask_names: Any
+) -> tuple[bool, Path, BundleMasks]:
+    """(is a bundle, where the CSVs go, the masks) for a bundle or a label file."""
+    is_bundle = src.is_dir() and not src.name.lower().endswith(".zarr")
+    if is_bundle:
+        image_path = locate_bundle(src)
+        if output_dir is not None:
+            raise OptionError(
+                f"{src} is a bundle directory: its adjacency files go into it; drop output_dir"
+            )
+        if mask_names is not None:
+            raise OptionError("mask_names= renames the masks of a label file, not of a bundle")
+        found = read_masks(image_path)
+        ps = PhysicalSize.coerce(physical_size) if physical_size is not None else (
+            found.physical_size)
+        return True, src, BundleMasks(found.names, found.labels, ps, found.is_3d)
+    if not src.exists():
+        raise CorruptInputError(f"{src} does not exist")
+    if output_dir is None:
+        raise OptionError(f"{src} is a label file: give output_dir (-o DIR) for its adjacency CSVs")
+    from ..convert.generic import read_labels  # convert/ is a sibling input adapter
+
+    seg = read_labels(src, name=list(mask_names) if mask_names is not None else None,
+                      physical_size=physical_size)
+    arrays = [m.labels for m in seg.masks.values()]
+    return False, Path(output_dir), BundleMasks(
+        list(seg.masks), arrays, seg.physical_size, bool(arrays) and arrays[0].ndim == 3)
+
+
+def _merge_adjacency(old: Any, entries: Mapping[Path, Any]) -> dict[str, Any]:
+    merged = dict(old or {})
+    for mask, kind, entry in entries.values():
+        merged[mask] = {**dict(merged.get(mask) or {}), kind: entry}
+    return merged
 
 
 def add_adjacency(
     path: str | Path,
     *,
-    kinds: str | Sequence[str] = ADJACENCY_KINDS,
+    adjacency: str | Sequence[str] = ADJACENCY_KINDS,
+    adjacency_options: Mapping[str, Any] | None = None,
     masks: str | Sequence[str] | None = None,
     overwrite: bool = False,
+    validate: bool = True,
     output_dir: str | Path | None = None,
     physical_size: PhysicalSize | tuple[float, ...] | float | None = None,
-    names: Sequence[str] | None = None,
-    validate: bool = True,
-    **options: Any,
-) -> AdjacencyResult:
+    mask_names: Sequence[str] | None = None,
+    **deprecated: Any,
+) -> BundleResult:
     """Add centroid and/or linkage adjacency CSVs to masks that already exist.
 
     Parameters
@@ -268,85 +298,64 @@ def add_adjacency(
         A bundle dataset directory (holding ``derived/segmentation_masks/``) or a label
         file that :func:`maskbundle.convert.read_labels` reads (TIFF/OME-TIFF, PNG, NPY,
         NPZ, zarr).
-    kinds : "centroid", "linkage" or both (default)
+    adjacency : "centroid", "linkage" or both (default)
+        As in :func:`~maskbundle.write_segmentation_bundle`.
+    adjacency_options : mapping, optional
+        ``method``, ``max_distance``, ``k``, ``radius`` (centroid); ``max_gap``,
+        ``contact`` (linkage); as in :func:`~maskbundle.write_segmentation_bundle`.
     masks : mask name(s) or None
         Only these masks (channels); default every mask.
     overwrite : bool
         Replace existing adjacency files (otherwise :class:`OutputExistsError`, and nothing
         is written).
+    validate : bool
+        Check each file written against the masks' Object IDs before it moves into place
+        (``result.report``); a failure raises :class:`BundleInvalidError`, nothing moves.
     output_dir : path
-        Where the CSVs go for a TIFF input (required there; not allowed for a bundle).
+        Where the CSVs go for a label file (required there; not allowed for a bundle).
     physical_size : (x, y[, z]) micrometres, optional
         Overrides the OME-XML physical sizes; required when the file has none.
-    names : sequence of str, optional
+    mask_names : sequence of str, optional
         Mask names for the arrays of a label file, in file order (default: the channel
         names made valid, or ``cells`` for one unnamed array).
-    validate : bool
-        Re-validate a bundle afterwards (``result.report``) when the validator exists.
-    **options
-        ``method``, ``max_distance``, ``k``, ``radius`` (centroid); ``max_gap``,
-        ``contact`` (linkage); see :mod:`maskbundle.measure.adjacency`.
 
     Returns
     -------
-    AdjacencyResult
-    """
-    src = Path(path)
-    kinds_t, opts = check_adjacency_request(kinds, options)
-    if not kinds_t:
-        raise OptionError("no adjacency kind requested; use 'centroid' and/or 'linkage'")
-    is_bundle = src.is_dir() and not src.name.lower().endswith(".zarr")
-    if is_bundle:
-        clear_stale_stages(src / layout.DERIVED_EXTRAS)  # finish a killed run first
-        if output_dir is not None:
-            raise OptionError(
-                f"{src} is a bundle directory: its adjacency files go into it; drop output_dir"
-            )
-        seg_dir = src / layout.SEG_DIR
-        tiffs = sorted(seg_dir.glob(f"*{layout.OME_SUFFIX}")) if seg_dir.is_dir() else []
-        if len(tiffs) != 1:
-            raise CorruptInputError(
-                f"{src} is not a bundle dataset directory: expected exactly one "
-                f"{layout.SEG_DIR}/*{layout.OME_SUFFIX}, found {len(tiffs)}"
-            )
-        image_path = tiffs[0]
-        base = src
-    else:
-        if not src.exists():
-            raise CorruptInputError(f"{src} does not exist")
-        if output_dir is None:
-            raise OptionError(
-                f"{src} is a label file: give output_dir (-o DIR) for its adjacency CSVs"
-            )
-        image_path = src
-        base = Path(output_dir)
-    arrays: list[np.ndarray]
-    if is_bundle:
-        if names is not None:
-            raise OptionError("names= renames the masks of a label file, not of a bundle")
-        image = read_label_ome_tiff(image_path)
-        channel_names = list(image.channel_names)
-        arrays = [lab[0] if lab.shape[0] == 1 else lab for lab in image.labels]
-        ps = PhysicalSize.coerce(physical_size) if physical_size is not None else (
-            image.physical_size
-        )
-    else:
-        from ..convert.generic import read_labels
+    BundleResult
+        The dataset (or output) directory; ``written`` lists the CSVs,
+        ``provenance["adjacency"]`` their entries (mask -> kind -> definition and
+        parameters), ``report`` the checks of what was written.
 
-        seg = read_labels(
-            image_path,
-            name=list(names) if names is not None else None,
-            physical_size=physical_size,
-        )
-        channel_names = list(seg.masks)
-        arrays = [m.labels for m in seg.masks.values()]
-        ps = seg.physical_size
-    if ps is None:
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from maskbundle import write_segmentation_bundle, add_adjacency
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> bundle = write_segmentation_bundle(tmp / "ds", {"cells": labels},
+    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> result = add_adjacency(bundle, adjacency="linkage")
+    >>> [p.name for p in result.written]
+    ['cells-linkage-adjacency.csv']
+    >>> result.provenance["adjacency"]["cells"]["linkage"]["n_edges"]
+    1
+    >>> result.report.ok
+    True
+    """
+    adjacency, adjacency_options, mask_names = _deprecated_keywords(
+        adjacency, adjacency_options, mask_names, deprecated)
+    src = Path(path)
+    kinds, opts = check_adjacency_request(adjacency, adjacency_options)
+    if not kinds:
+        raise OptionError("no adjacency kind requested; use 'centroid' and/or 'linkage'")
+    is_bundle, base, found = _adjacency_sources(src, output_dir, physical_size, mask_names)
+    if found.physical_size is None:
         raise OptionError(
-            f"{image_path} has no physical pixel size; pass physical_size=(x, y[, z])",
-            cli=f"{image_path} has no physical pixel size; give --physical-size X Y [Z]",
+            f"{src} has no physical pixel size; pass physical_size=(x, y[, z])",
+            cli=f"{src} has no physical pixel size; give --physical-size X Y [Z]",
         )
-    selected = _select(channel_names, masks, src)
+    selected = select_masks(found.names, masks, src)
     for _, name in selected:
         check_mask_name(name)
 
@@ -354,40 +363,53 @@ def add_adjacency(
         rel = _adjacency_rel(name, kind)
         return base / rel if is_bundle else base / rel.name
 
-    for _, name in selected:
-        for kind in kinds_t:
-            if target_of(name, kind).exists() and not overwrite:
-                raise OutputExistsError(
-                    f"{target_of(name, kind)} already exists; pass overwrite=True to "
-                    "replace it",
-                    cli=f"{target_of(name, kind)} already exists; add --overwrite to replace it",
-                )
-    # compute everything before writing anything
-    targets: list[tuple[Path, pd.DataFrame, str, AdjacencyKind]] = []
-    for c, name in selected:
-        frames = mask_adjacency(arrays[c], physical_size=ps, kinds=kinds_t, options=opts)
-        for kind in kinds_t:
-            targets.append((target_of(name, kind), frames[kind], name, kind))
-    result = AdjacencyResult()
-    for _, frame, name, kind in targets:
-        result.provenance.setdefault(name, {})[kind] = provenance_entry(name, kind, frame)
-    # every file goes to one stage; the moves happen together (and a kill during them is
-    # finished by the next run), so the bundle never lacks its provenance.json
-    stage_dir = src / layout.DERIVED_EXTRAS if is_bundle else base
-    with staged_files(stage_dir) as stage:
-        for target, frame, _, _ in targets:
-            write_adjacency_csv(stage.path(target), frame)
-        if is_bundle:
-            prov_path = src / layout.PROVENANCE
-            prov: dict[str, Any] = {}
-            if prov_path.is_file():
-                prov = layout.read_provenance(prov_path)
-            merged = dict(prov.get("adjacency") or {})
-            for name, entries in result.provenance.items():
-                merged[name] = {**dict(merged.get(name) or {}), **entries}
-            prov["adjacency"] = merged
-            write_json(stage.path(prov_path), prov)
-    result.written = [t for t, _, _, _ in targets]
-    if is_bundle and validate:
-        result.report = _validate(src)
-    return result
+    refuse_existing_targets([target_of(n, k) for _, n in selected for k in kinds], overwrite)
+    files = []
+    for c, name in selected:  # compute everything before writing anything
+        frames = mask_adjacency(found.labels[c], physical_size=found.physical_size,
+                                kinds=kinds, options=opts)
+        n = int(found.labels[c].max(initial=0))
+        for kind in kinds:
+            files.append(AmendFile(
+                target_of(name, kind), _csv_writer(name, kind, frames[kind]),
+                check=functools.partial(check_adjacency_file, n_objects=n),
+                code="adjacency.edges"))
+    entries, report = commit_amendment(
+        base, files, section="adjacency" if is_bundle else None, merge=_merge_adjacency,
+        stage_dir=None if is_bundle else base, validate=validate and is_bundle,
+    )
+    by_mask: dict[str, dict[str, Any]] = {}
+    for mask, kind, entry in entries.values():
+        by_mask.setdefault(mask, {})[kind] = entry
+    return BundleResult(base, tuple(f.target for f in files), {"adjacency": by_mask},
+                        report=report)
+
+
+def _csv_writer(
+    mask: str, kind: AdjacencyKind, frame: pd.DataFrame
+) -> Callable[[Path], tuple[str, AdjacencyKind, dict[str, Any]]]:
+    def write(path: Path) -> tuple[str, AdjacencyKind, dict[str, Any]]:
+        write_adjacency_csv(path, frame)
+        return mask, kind, provenance_entry(mask, kind, frame)
+
+    return write
+
+
+def _deprecated_keywords(
+    adjacency: Any, adjacency_options: Any, mask_names: Any, deprecated: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    """``kinds=``, ``names=`` and option keywords of maskbundle <= 0.1, with a warning."""
+    if "kinds" in deprecated:
+        renamed_keyword("add_adjacency", "kinds", "adjacency")
+        adjacency = deprecated.pop("kinds")
+    if "names" in deprecated:
+        renamed_keyword("add_adjacency", "names", "mask_names")
+        mask_names = deprecated.pop("names")
+    if deprecated:
+        unknown = sorted(set(deprecated) - set(CENTROID_OPTIONS) - set(LINKAGE_OPTIONS))
+        if unknown:  # same message as an unknown key of adjacency_options
+            check_adjacency_request(adjacency, {**deprecated, **dict(adjacency_options or {})})
+        renamed_keyword("add_adjacency", ", ".join(sorted(deprecated)),
+                        "adjacency_options={...}")
+        adjacency_options = {**deprecated, **dict(adjacency_options or {})}
+    return adjacency, adjacency_options, mask_names

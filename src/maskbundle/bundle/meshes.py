@@ -1,38 +1,46 @@
 """The mesh stage of a bundle: ``<mask>-mesh.glb`` for 3D masks (SPEC section 7).
 
 Used by :func:`~maskbundle.bundle.build.write_segmentation_bundle` (``meshes=True``) and by
-:func:`add_meshes` for an existing bundle. Meshes come from the relabelled labels, so node
+:func:`add_meshes` for an existing bundle (through :mod:`.amend`). Meshes come from the relabelled labels, so node
 names are the Object IDs of the objects table.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import BundleInvalidError, CorruptInputError, OptionError, OutputExistsError
+from ..errors import CorruptInputError, OptionError
 from ..io.glb import write_glb
-from ..io.ometiff import read_label_ome_tiff
-from ..io.staging import clear_stale_stages, staged_files
-from ..io.tables import write_json
-from ..mesh.labels import DEFAULT_ERROR_VOXELS, DEFAULT_REDUCTION, mesh_labels
+from ..mesh.labels import DEFAULT_ERROR_VOXELS, DEFAULT_REDUCTION, ObjectMesh, mesh_labels
 from ..model import PhysicalSize
 from . import layout
+from .amend import (
+    AmendFile,
+    commit_amendment,
+    locate_bundle,
+    read_masks,
+    refuse_existing_targets,
+    renamed_keyword,
+)
+from .result import BundleResult
 
 __all__ = [
     "CONVENTION",
     "add_meshes",
     "check_mesh_file",
-    "mesh_mask",
+    "mesh_objects",
     "mesh_provenance",
     "resolve_mesh_options",
     "select_mesh_masks",
+    "write_mesh_file",
 ]
 
 CONVENTION = (
@@ -99,36 +107,33 @@ def select_mesh_masks(
     return chosen
 
 
-def mesh_mask(
-    dataset: Path,
-    name: str,
-    labels: np.ndarray,
-    physical_size: PhysicalSize,
-    options: Mapping[str, Any],
-) -> tuple[Path | None, dict[str, Any]]:
-    """Mesh one relabelled 3D mask and write ``<dataset>/<mesh_path(name)>``.
-
-    Returns the file written (None for an empty mask, which gets no file) and the
-    provenance entry of the mask.
-    """
-    meshes = mesh_labels(
+def mesh_objects(
+    labels: np.ndarray, physical_size: PhysicalSize, options: Mapping[str, Any]
+) -> list[ObjectMesh]:
+    """The meshes of one relabelled 3D mask, one per object (none for an empty mask)."""
+    return mesh_labels(
         labels,
         physical_size=physical_size,
         simplify=options["simplify"],
         max_error=options["max_error"],
         reduction=options["reduction"],
     )
-    rel = layout.mesh_path(name)
+
+
+def write_mesh_file(path: Path, name: str, meshes: Sequence[ObjectMesh]) -> dict[str, Any]:
+    """Write ``<mask>-mesh.glb`` to ``path`` (a staging path) and return its provenance entry.
+
+    An empty mask gets no file and the ``"empty mask"`` note.
+    """
     if not meshes:
-        return None, dict(_EMPTY)
-    target = dataset / rel
-    write_glb(target, meshes, mask=name, overwrite=True)
-    return target, {
-        "file": rel.name,
+        return dict(_EMPTY)
+    write_glb(path, meshes, mask=name, overwrite=True)
+    return {
+        "file": layout.mesh_path(name).name,
         "objects": len(meshes),
         "triangles": int(sum(len(m.faces) for m in meshes)),
         "vertices": int(sum(len(m.vertices) for m in meshes)),
-        "bytes": target.stat().st_size,
+        "bytes": path.stat().st_size,
     }
 
 
@@ -186,113 +191,117 @@ def check_mesh_file(path: Path, object_ids: Sequence[int], mask: str) -> list[st
     return problems
 
 
-def _find_ome_tiff(dataset: Path) -> Path:
-    found = sorted((dataset / layout.SEG_DIR).glob(f"*{layout.OME_SUFFIX}"))
-    if len(found) != 1:
-        raise CorruptInputError(
-            f"{dataset} is not a bundle: expected exactly one {layout.SEG_DIR}/*{layout.OME_SUFFIX}, "
-            f"found {len(found)}"
-        )
-    return found[0]
+def _merge_meshes(options: Mapping[str, Any]) -> Callable[[Any, Mapping[Path, Any]], Any]:
+    def merge(old: Any, entries: Mapping[Path, Any]) -> dict[str, Any]:
+        masks = dict(old.get("masks") or {}) if isinstance(old, dict) else {}
+        masks.update(dict(entries.values()))
+        return mesh_provenance(options, masks)
+
+    return merge
+
+
+def _mesh_writer(
+    name: str, labels: np.ndarray, physical_size: PhysicalSize, options: Mapping[str, Any]
+) -> Callable[[Path], tuple[str, dict[str, Any]]]:
+    def write(path: Path) -> tuple[str, dict[str, Any]]:
+        # meshed here, one mask at a time, so only one mask's meshes are in memory
+        return name, write_mesh_file(path, name, mesh_objects(labels, physical_size, options))
+
+    return write
 
 
 def add_meshes(
     path: str | Path,
     *,
+    meshes: bool | Sequence[str] = True,
+    mesh_options: Mapping[str, Any] | None = None,
     masks: Sequence[str] | None = None,
     overwrite: bool = False,
-    simplify: bool = True,
-    max_error: float | None = None,
-    reduction: int | None = None,
-) -> dict[str, Path | None]:
-    """Add ``<mask>-mesh.glb`` files to an existing bundle.
+    validate: bool = True,
+    **deprecated: Any,
+) -> BundleResult:
+    """Add ``<mask>-mesh.glb`` files to an existing 3D bundle.
 
     Parameters
     ----------
     path : str or Path
         The dataset directory written by ``write_segmentation_bundle``.
+    meshes : bool or sequence of str
+        Which masks to mesh, as in :func:`~maskbundle.write_segmentation_bundle`: True
+        (default) every mask, or the named masks.
+    mesh_options : mapping, optional
+        ``simplify``, ``max_error``, ``reduction``, as in
+        :func:`~maskbundle.write_segmentation_bundle`.
     masks : sequence of str, optional
-        Masks (channels) to mesh; default every mask. The bundle must be 3D.
+        Only these masks (channels); the same selection as a list given as ``meshes``.
     overwrite : bool
         Replace existing mesh files (otherwise OutputExistsError, and nothing is written).
-    simplify, max_error, reduction
-        As in :func:`maskbundle.mesh.mesh_labels`.
+    validate : bool
+        Reread each mesh file written (node names against the mask's Object IDs) before
+        it moves into place (``result.report``); a failure raises BundleInvalidError and
+        nothing moves.
 
     Returns
     -------
-    dict of str to Path or None
-        The mesh file of each requested mask; None for an empty mask (no file, noted in
-        provenance).
+    BundleResult
+        The dataset directory; ``meshes`` maps each requested mask to its file (None for
+        an empty mask: no file, a note in provenance), ``provenance["meshes"]`` is the
+        new provenance entry.
 
-    Notes
-    -----
-    All files are staged beside their targets and moved into place only after every mesh
-    has been written and reread (node names against the channel's labels); provenance.json
-    gains (or updates) its ``"meshes"`` entry. Afterwards the bundle is validated and any
-    failed mesh rule raises BundleInvalidError.
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from maskbundle import write_segmentation_bundle, add_meshes
+    >>> labels = np.zeros((6, 16, 16), np.uint16)
+    >>> labels[1:4, 2:7, 2:7], labels[2:5, 9:14, 8:13] = 1, 2
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> bundle = write_segmentation_bundle(tmp / "vol", {"nuclei": labels},
+    ...     physical_size=(0.5, 0.5, 1.0), protocol_doi="10.17504/protocols.io.example")
+    >>> result = add_meshes(bundle, mesh_options={"simplify": False})
+    >>> result.meshes["nuclei"].name
+    'nuclei-mesh.glb'
+    >>> result.provenance["meshes"]["masks"]["nuclei"]["objects"]
+    2
     """
+    mesh_options = _deprecated_keywords(mesh_options, deprecated)
     dataset = Path(path)
-    clear_stale_stages(dataset / layout.DERIVED_EXTRAS)  # finish a killed run first
-    image = read_label_ome_tiff(_find_ome_tiff(dataset))
-    names = list(image.channel_names)
-    requested: bool | Sequence[str] = True if masks is None else list(masks)
-    chosen = select_mesh_masks(requested, names, is_3d=image.is_3d)
-    if image.physical_size is None or image.physical_size.z is None:
+    found = read_masks(locate_bundle(dataset))
+    requested: bool | Sequence[str] = meshes if masks is None else list(masks)
+    chosen = select_mesh_masks(requested, found.names, is_3d=found.is_3d)
+    ps = found.physical_size
+    if ps is None or ps.z is None:
         raise CorruptInputError(
             f"{dataset}: the OME-TIFF has no PhysicalSizeX/Y/Z; meshes need them"
         )
-    options = resolve_mesh_options(
-        {"simplify": simplify, "max_error": max_error, "reduction": reduction}, image.physical_size
-    )
+    options = resolve_mesh_options(mesh_options, ps)
+    targets = {name: dataset / layout.mesh_path(name) for name in chosen}
+    refuse_existing_targets(list(targets.values()), overwrite)
+    files = []
     for name in chosen:
-        target = dataset / layout.mesh_path(name)
-        if target.exists() and not overwrite:
-            raise OutputExistsError(
-                f"{target} already exists; pass overwrite=True to replace it",
-                cli=f"{target} already exists; add --overwrite to replace it",
-            )
-    prov_path = dataset / layout.PROVENANCE
-    provenance: dict[str, Any] = layout.read_provenance(prov_path) if prov_path.is_file() else {}
-    old = (
-        provenance.get("meshes", {}).get("masks", {})
-        if isinstance(provenance.get("meshes"), dict)
-        else {}
-    )
-    entries = dict(old)
-    written: dict[str, Path | None] = {}
-    with staged_files(dataset / layout.DERIVED_EXTRAS) as stage:
-        for name in chosen:
-            c = names.index(name)
-            labels = image.labels[c]
-            meshes = mesh_labels(labels, physical_size=image.physical_size, **options)
-            if not meshes:
-                entries[name] = dict(_EMPTY)
-                written[name] = None
-                continue
-            staged = stage.path(dataset / layout.mesh_path(name))
-            write_glb(staged, meshes, mask=name)
-            ids = np.unique(labels)
-            problems = check_mesh_file(staged, ids[ids != 0].tolist(), name)
-            if problems:
-                raise BundleInvalidError("; ".join(problems))
-            entries[name] = {
-                "file": layout.mesh_path(name).name,
-                "objects": len(meshes),
-                "triangles": int(sum(len(m.faces) for m in meshes)),
-                "vertices": int(sum(len(m.vertices) for m in meshes)),
-                "bytes": staged.stat().st_size,
-            }
-            written[name] = dataset / layout.mesh_path(name)
-            del meshes
-        provenance["meshes"] = mesh_provenance(options, entries)
-        write_json(stage.path(prov_path), provenance)
-    # the files are in place: the validator's mesh rules must pass
-    from .validate import validate_bundle
+        labels = found.labels[found.names.index(name)]
+        ids = range(1, int(labels.max(initial=0)) + 1)  # relabelled: Object IDs 1..N
+        files.append(AmendFile(
+            targets[name], _mesh_writer(name, labels, ps, options),
+            check=functools.partial(check_mesh_file, object_ids=ids, mask=name),
+            code="mesh.nodes"))
+    entries, report = commit_amendment(
+        dataset, files, section="meshes", merge=_merge_meshes(options), validate=validate)
+    written = {name: targets[name] if entry["file"] else None
+               for name, entry in entries.values()}
+    return BundleResult(
+        dataset, tuple(p for p in written.values() if p is not None),
+        {"meshes": mesh_provenance(options, dict(entries.values()))}, written, report)
 
-    failed = [f for f in validate_bundle(dataset).errors if f.code.startswith("mesh.")]
-    if failed:
-        raise BundleInvalidError(
-            "the meshes written fail validation: "
-            + "; ".join(f"{f.location}: {f.code} {f.message}" for f in failed[:5])
-        )
-    return written
+
+def _deprecated_keywords(
+    mesh_options: Mapping[str, Any] | None, deprecated: dict[str, Any]
+) -> Mapping[str, Any] | None:
+    """``simplify=``, ``max_error=``, ``reduction=`` of maskbundle <= 0.1, with a warning."""
+    unknown = sorted(set(deprecated) - set(_OPTION_KEYS))
+    if unknown:
+        raise OptionError(f"add_meshes() got unexpected keyword(s) {unknown}")
+    if not deprecated:
+        return mesh_options
+    renamed_keyword("add_meshes", ", ".join(sorted(deprecated)), "mesh_options={...}")
+    given = {k: v for k, v in deprecated.items() if v is not None}
+    return {**given, **dict(mesh_options or {})}

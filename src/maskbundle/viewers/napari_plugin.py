@@ -21,6 +21,7 @@ refused with a message saying how to set it when absent.
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -249,8 +250,8 @@ def bundle_layers(
     """
     from ..bundle.read import read_bundle
 
-    if isinstance(path, str | Path):
-        root = find_bundle(path)
+    if isinstance(path, str | os.PathLike):  # a path, or a BundleResult standing for one
+        root = find_bundle(Path(path))
         if root is None:
             raise OptionError(
                 f"{path} is not a bundle: expected a directory holding "

@@ -23,6 +23,7 @@ separate parts kept), in full-resolution pixel coordinates, so that
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -201,7 +202,7 @@ def export_geojson(
     """
     from ..bundle.read import read_bundle
 
-    if isinstance(bundle, str | Path):
+    if isinstance(bundle, str | os.PathLike):  # a path, or a BundleResult standing for one
         with read_bundle(bundle, validate=False) as opened:
             return _write(opened, path, masks, cell_mask, nucleus_mask, measurements, overwrite)
     return _write(bundle, path, masks, cell_mask, nucleus_mask, measurements, overwrite)

@@ -1,0 +1,210 @@
+"""Stage 3 of the writer: every file of a new bundle, staged and moved into place.
+
+:func:`bundle_stage` opens the staging directory (refusing an existing target unless
+``overwrite``, before any pixel work) and moves the finished dataset into place when
+its block ends; :func:`write_bundle` writes every file into it through io/: objects
+tables, label maps, adjacency CSVs, meshes, the OME-TIFF, manifest, contributors and
+provenance, and returns the :class:`~.result.BundleResult`.
+
+Seam for whole-slide output: the OME-TIFF pixels go through one function,
+:func:`write_label_image` ``(path, plan, results) -> levels``. It gets, per mask, the
+label *source* (``results[c].plan.labels``) and the relabel map
+(``results[c].mask.original_ids``) as well as, on the in-memory path, the relabelled
+array (``results[c].mask.labels``), which is all it uses here. A streaming writer with
+the same signature relabels the source tile by tile instead. Everything else written
+here is O(objects), not O(pixels).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import HubmapConversionWarning
+from ..io.adjacency_csv import write_adjacency_csv
+from ..io.ometiff import build_ome_xml, write_label_ome_tiff
+from ..io.staging import staged_path
+from ..io.tables import write_csv, write_json, write_objects_table, write_tsv
+from ..labels.relabel import label_dtype
+from ..rules import EXCEL_MAX_OBJECTS
+from . import layout
+from .adjacency import provenance_entry
+from .compute import MaskResult
+from .contributors import CONTRIBUTOR_COLUMNS
+from .hubmap import conversion_problem
+from .meshes import mesh_provenance, write_mesh_file
+from .objects import ontology_abbreviation
+from .plan import BundlePlan, ObjectsFormat
+from .result import BundleResult
+
+__all__ = ["bundle_stage", "write_bundle", "write_label_image"]
+
+Advance = Callable[[str], None]
+
+
+@contextmanager
+def bundle_stage(plan: BundlePlan) -> Iterator[Path]:
+    """A staging directory for ``plan.target``; moved into place when the block ends."""
+    with staged_path(
+        plan.target, overwrite=plan.overwrite, guard=layout.check_replaceable,
+        inputs=plan.inputs,
+    ) as stage:
+        (stage / layout.SEG_DIR).mkdir(parents=True)
+        (stage / layout.DERIVED_EXTRAS).mkdir(parents=True)
+        (stage / layout.CONTRIBUTORS).parent.mkdir(parents=True)
+        yield stage
+
+
+def objects_formats(plan: BundlePlan, results: Sequence[MaskResult]) -> dict[str, ObjectsFormat]:
+    """Each mask's table format: xlsx when asked and within Excel's row limit, else tsv."""
+    too_many = [r.mask.name for r in results if r.mask.n_objects > EXCEL_MAX_OBJECTS]
+    if plan.objects_format == "xlsx" and too_many:
+        warnings.warn(
+            f"masks {too_many} have more objects than Excel's row limit; their tables are "
+            "written as TSV (HuBMAP's online table check reads only xlsx)",
+            stacklevel=4,
+        )
+    return {r.mask.name: "tsv" if r.mask.name in too_many else plan.objects_format
+            for r in results}
+
+
+def write_label_image(path: Path, plan: BundlePlan, results: Sequence[MaskResult]) -> int:
+    """The OME-TIFF of every mask's relabelled labels (one channel each); returns the
+    number of pyramid levels. The seam a streaming writer replaces (module docstring)."""
+    dtype = label_dtype(max(r.mask.n_objects for r in results))
+    stack = np.empty((len(results), *plan.zyx), dtype=dtype)
+    for c, r in enumerate(results):
+        stack[c] = r.mask.labels.reshape(plan.zyx)
+    xml = build_ome_xml(
+        channel_names=[r.mask.name for r in results],
+        shape_zyx=plan.zyx,
+        dtype=dtype,
+        physical_size=plan.physical_size,
+        image_name=plan.stem,
+        parent=plan.parent,
+    )
+    return write_label_ome_tiff(path, stack, ome_xml=xml, compression=plan.compression)
+
+
+def _write_mask_files(
+    stage: Path, plan: BundlePlan, r: MaskResult, fmt: ObjectsFormat, written: list[Path]
+) -> dict[str, Any]:
+    """Objects table, label map and adjacency CSVs of one mask; its adjacency provenance."""
+    name = r.mask.name
+    table_rel = layout.objects_path(name, fmt)
+    write_objects_table(stage / table_rel, r.table.specs, r.table.frame)
+    written.append(table_rel)
+    specs = r.table.specs
+    problem = conversion_problem([s.name for s in specs], [s.feature_class for s in specs])
+    if problem:
+        warnings.warn(HubmapConversionWarning(f"{table_rel.name}: {problem}"), stacklevel=4)
+    if r.mask.changed:
+        write_csv(
+            stage / layout.label_map_path(name),
+            ("Original label", "Object ID"),
+            zip(r.mask.original_ids.tolist(), range(1, r.mask.n_objects + 1), strict=True),
+        )
+        written.append(layout.label_map_path(name))
+    entries: dict[str, Any] = {}
+    for kind, frame in r.adjacency.items():
+        entry = provenance_entry(name, kind, frame)
+        write_adjacency_csv(stage / layout.SEG_DIR / entry["file"], frame)
+        written.append(layout.SEG_DIR / entry["file"])
+        entries[kind] = entry
+    return entries
+
+
+def _provenance(plan: BundlePlan) -> dict[str, Any]:
+    """provenance.json without the per-mask and per-file parts."""
+    ps, f = plan.physical_size, plan.features
+    return {
+        "maskbundle_version": __version__,
+        "options": {
+            "physical_size_um_zyx": list(ps.um_zyx()),
+            "physical_size": {"x": ps.x, "y": ps.y, "z": ps.z, "unit_x": ps.unit_x,
+                              "unit_y": ps.unit_y, "unit_z": ps.unit_z},
+            "parent_image": None if plan.parent is None else Path(plan.parent.path).name,
+            "parent_image_sha256": plan.parent_sha256,
+            "protocol_doi": plan.protocol_doi,
+            "annotation_tool": plan.annotation_tool,
+            "objects_format": plan.objects_format,
+            "compression": plan.compression,
+            "name": plan.stem,
+        },
+        "features": {
+            "morphology": f.morphology,
+            "intensity_statistics": list(f.statistics),
+            "intensity_image": f.intensity_source,
+            "intensity_image_sha256": f.intensity_sha256,
+            "definitions": "scikit-image regionprops with spacing = pixel size, except where "
+                           "a column's Description says otherwise",
+        },
+        "relabel": "ascending by original label to 1..N; 0 stays background",
+        "masks": {},
+        "source": plan.source_provenance,
+    }
+
+
+def _mask_provenance(
+    plan: BundlePlan, r: MaskResult, c: int, table_file: str
+) -> dict[str, Any]:
+    return {
+        "source": r.plan.source_provenance,
+        "channel": c,
+        "objects": r.mask.n_objects,
+        "mask_id": r.plan.mask_id,
+        "input_sha256": r.relabelled.input_sha256,
+        "input_dtype": r.relabelled.input_dtype,
+        "shape": list(plan.shape),  # every mask's (checked in the plan); no pixels here
+        "relabelled": r.mask.changed,
+        "objects_table": table_file,
+    }
+
+
+def write_bundle(
+    stage: Path, plan: BundlePlan, results: Sequence[MaskResult], advance: Advance
+) -> BundleResult:
+    """Write every file of the bundle into ``stage`` (see :func:`bundle_stage`)."""
+    formats = objects_formats(plan, results)
+    provenance = _provenance(plan)
+    written: list[Path] = []
+    manifest = []
+    for c, r in enumerate(results):
+        name = r.mask.name
+        adjacency = _write_mask_files(stage, plan, r, formats[name], written)
+        if adjacency:
+            provenance.setdefault("adjacency", {})[name] = adjacency
+        manifest.append((c, name, plan.source_file, ontology_abbreviation(r.plan.mask_id),
+                         r.plan.mask_id, plan.protocol_doi,
+                         "Yes" if r.entire_image_masked else "No", r.mask.n_objects))
+        provenance["masks"][name] = _mask_provenance(
+            plan, r, c, layout.objects_path(name, formats[name]).name)
+    meshes: dict[str, Path | None] = {}
+    if plan.meshes:
+        entries = {}
+        for r in results:
+            if r.meshes is not None:
+                rel = layout.mesh_path(r.mask.name)
+                entries[r.mask.name] = write_mesh_file(stage / rel, r.mask.name, r.meshes)
+                meshes[r.mask.name] = plan.target / rel if r.meshes else None
+                written += [rel] if r.meshes else []
+        provenance["meshes"] = mesh_provenance(plan.mesh_options, entries)
+    levels = write_label_image(stage / plan.tiff_rel, plan, results)
+    written.append(plan.tiff_rel)
+    advance("OME-TIFF")
+    dtype = label_dtype(max(r.mask.n_objects for r in results))
+    provenance["ome_tiff"] = {"file": plan.source_file, "dtype": str(dtype), "levels": levels,
+                              "tile": 512, "downsampling": "stride: level[k] = "
+                              "level0[..., ::2**k, ::2**k]"}
+    write_csv(stage / layout.MANIFEST, layout.MANIFEST_COLUMNS, manifest)
+    write_tsv(stage / layout.CONTRIBUTORS, CONTRIBUTOR_COLUMNS, plan.contributors)
+    write_json(stage / layout.PROVENANCE, provenance)
+    written += [layout.MANIFEST, layout.CONTRIBUTORS]
+    return BundleResult(plan.target, tuple(plan.target / rel for rel in written), provenance,
+                        meshes)
