@@ -1,12 +1,19 @@
 """Benchmark: validate_bundle against the reference checker on a whole-slide-like bundle.
 
     PYTHONPATH=src python benchmarks/bench_validate.py [--size 4096]
+    PYTHONPATH=src python benchmarks/bench_validate.py --xlsx [--xlsx-size 4018]
+        [--baseline-src /path/to/older/checkout/src]
 
 Writes a deterministic synthetic tissue (4096 x 4096: ~40,000 cells and their nuclei) with
 write_segmentation_bundle, then validates it with maskbundle's validator and with the
 common approach, ../shared/tools/check_bundle.py (reads whole pyramid levels, loops over
 cells in Python), each in its own subprocess. Prints wall time, peak RSS (ru_maxrss of the
 child) and the ratios.
+
+``--xlsx`` instead writes the synthetic tissue (4018 x 4018: ~78,400 cells + nuclei)
+with features and ``objects_format="xlsx"`` and times ``validate_bundle`` on it (issue 11:
+<= 3 s on 2 idle cores); ``--baseline-src`` times the same validation with another
+checkout's ``src`` (e.g. the main branch) in the same run and prints the ratio.
 """
 
 from __future__ import annotations
@@ -42,8 +49,8 @@ print(json.dumps({"ok": ok, "seconds": secs, "peak_mib": rss}))
 """
 
 
-def measure(method: str, dataset: Path) -> dict[str, float]:
-    env_path = str(REPO / "src")
+def measure(method: str, dataset: Path, src: Path | None = None) -> dict[str, float]:
+    env_path = str(src or REPO / "src")
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, method, str(dataset)],
         capture_output=True,
@@ -73,10 +80,55 @@ print(f"bundle {size} x {size}, {n} cells + nuclei, written in {time.perf_counte
 """
 
 
+WRITE_XLSX = """
+import sys, time
+from pathlib import Path
+from maskbundle import write_segmentation_bundle
+from maskbundle.synthetic import synthetic_tissue
+size = int(sys.argv[2])
+cells, nuclei = synthetic_tissue((size, size), cell_spacing=20.0, seed=0)
+t = time.perf_counter()
+write_segmentation_bundle(
+    Path(sys.argv[1]), {"cells": cells, "nuclei": nuclei}, physical_size=(0.5, 0.5),
+    features=True, objects_format="xlsx", protocol_doi="10.17504/protocols.io.example",
+)
+print(f"xlsx bundle {size} x {size}, {int(cells.max()) + int(nuclei.max())} objects (cells + "
+      f"nuclei), features on, written in {time.perf_counter() - t:.1f} s")
+"""
+
+
+def xlsx_case(size: int, baseline: Path | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "ds"
+        proc = subprocess.run(
+            [sys.executable, "-c", WRITE_XLSX, str(root), str(size)],
+            capture_output=True, text=True, check=True,
+            env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+        )
+        print(proc.stdout.strip())
+        measure("maskbundle", root)  # warm-up: numba caches, the OS file cache
+        ours = measure("maskbundle", root)
+        print(f"validate_bundle (this tree) : {ours['seconds']:7.2f} s  peak "
+              f"{ours['peak_mib']:7.0f} MiB  ok={ours['ok']}")
+        if baseline is None:
+            return
+        measure("maskbundle", root, baseline)
+        old = measure("maskbundle", root, baseline)
+        print(f"validate_bundle (baseline)  : {old['seconds']:7.2f} s  peak "
+              f"{old['peak_mib']:7.0f} MiB  ok={old['ok']}  ({baseline})")
+        print(f"ratio (baseline / this tree): {old['seconds'] / ours['seconds']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--xlsx", action="store_true", help="the XLSX objects-table case")
+    ap.add_argument("--xlsx-size", type=int, default=4018)
+    ap.add_argument("--baseline-src", type=Path, default=None)
     args = ap.parse_args()
+    if args.xlsx:
+        xlsx_case(args.xlsx_size, args.baseline_src)
+        return
     # The bundle is written in a child too: Linux children inherit the parent's ru_maxrss
     # high-water mark at fork, so this process must stay small.
     with tempfile.TemporaryDirectory() as tmp:

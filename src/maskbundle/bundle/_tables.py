@@ -6,6 +6,7 @@ go into a :class:`~maskbundle.errors.Report`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -281,9 +282,13 @@ def check_objects_rows(
     else:
         chk.not_applicable("objects.row-limit", "Excel's row limit applies to .xlsx only")
 
-    columns = [list(map(str.strip, col)) for col in zip(*data, strict=False)][:width] if data else [
-        [] for _ in range(width)
-    ]
+    # every row has at least ``width`` cells: one transposition serves all column checks
+    raw = (
+        [list(col) for col in itertools.islice(zip(*data, strict=False), width)]
+        if data
+        else [[] for _ in range(width)]
+    )
+    columns = [list(map(str.strip, col)) for col in raw]
     _check_cells(chk, names, columns[1:], types, levels, head["Permissible values"], n_rows)
     if OBJECT_TYPE in cols:
         blank = sum(1 for v in columns[cols.index(OBJECT_TYPE)] if not v)
@@ -304,7 +309,6 @@ def check_objects_rows(
     )
     ids = _check_object_ids(chk, columns[0] if width else [""] * n_rows)
     if truth is not None:
-        raw = [[r[j] for r in data] for j in range(width)]
         _check_against_pixels(chk, cols, raw, ids, truth)
         units = {c: u.strip() for c, u in zip(names, head["Unit"], strict=False)}
         _check_sizes(chk, cols, raw, ids, truth, units)
@@ -358,6 +362,7 @@ def _check_cells(
         def at(i: int, _vals: list[str] = values) -> str:
             return _vals[i]
 
+        nums: np.ndarray | None = None
         if typ in ("integer", "float"):
             nums, bad = _parse_floats(vals)
             add("number", col, [filled[i] for i in bad], at)
@@ -367,28 +372,24 @@ def _check_cells(
                     filled[i] for i in np.flatnonzero(~_is_integral(nums)).tolist() if i not in unparsable
                 ]
                 add("integer", col, wrong, at)
+            if bad:
+                nums = None  # some cells are no numbers: the text rule looks at every cell
         elif typ == "doi":
-            add("doi", col, [filled[i] for i, v in enumerate(vals) if not DOI_RE.fullmatch(v)], at)
+            add("doi", col, [filled[i] for i in _where(vals, _not_doi)], at)
         elif typ == "obo id":
-            add(
-                "obo-id",
-                col,
-                [filled[i] for i, v in enumerate(vals) if not OBO_ID_RE.fullmatch(v)],
-                at,
-            )
+            add("obo-id", col, [filled[i] for i in _where(vals, _not_obo)], at)
         elif typ in ("text", "boolean"):
-            add("ascii", col, [filled[i] for i, v in enumerate(vals) if not v.isascii()], at)
+            add("ascii", col, [filled[i] for i in _where(vals, _not_ascii)], at)
         # the one text-cell rule, on every cell: a formula cell of an xlsx (read as its
         # formula text) fails here whatever its column's type
-        add("formula", col, [filled[i] for i, v in enumerate(vals) if text_cell_problem(v)], at)
+        add("formula", col, [filled[i] for i in _text_problems(vals, nums)], at)
         perm = {p.strip().lower() for p in permissible[j].split("|") if p.strip()}
         if perm:
-            add(
-                "permissible",
-                col,
-                [filled[i] for i, v in enumerate(vals) if v.lower() not in perm],
-                at,
-            )
+
+            def not_permitted(v: str, _perm: set[str] = perm) -> bool:
+                return v.lower() not in _perm
+
+            add("permissible", col, [filled[i] for i in _where(vals, not_permitted)], at)
 
     rules = {
         "required-blank": ("every REQUIRED cell is filled", ""),
@@ -411,6 +412,45 @@ def _check_cells(
         return
     for kind, (what, fix) in rules.items():
         chk.rule(f"objects.{kind}", found[kind], what, fix=fix)
+
+
+def _not_doi(v: str) -> bool:
+    return DOI_RE.fullmatch(v) is None
+
+
+def _not_obo(v: str) -> bool:
+    return OBO_ID_RE.fullmatch(v) is None
+
+
+def _not_ascii(v: str) -> bool:
+    return not v.isascii()
+
+
+def _where(values: list[str], bad: Callable[[str], bool]) -> list[int]:
+    """Positions of the values for which ``bad`` holds, in order.
+
+    Columns such as Mask name, Source file or the DOI repeat one value on every row, so
+    each distinct value is judged once and the positions are found by set lookup.
+    """
+    distinct = set(values)
+    if 2 * len(distinct) > len(values):
+        return [i for i, v in enumerate(values) if bad(v)]
+    offending = {v for v in distinct if bad(v)}
+    return [i for i, v in enumerate(values) if v in offending] if offending else []
+
+
+def _text_problems(values: list[str], nums: np.ndarray | None) -> list[int]:
+    """Positions of the values that break the text-cell rule (:func:`text_cell_problem`).
+
+    ``nums`` (when every value parsed as a float) narrows the search: a stripped cell that
+    ``float`` reads holds no control character, ``|``, ``=`` or ``@``, and one starting with
+    ``+``/``-`` is a formula only when it is not a plain number, i.e. an infinity, a NaN or
+    a number with ``_`` separators. Only those cells are judged one by one.
+    """
+    if nums is None or "_" in "".join(values):
+        return _where(values, lambda v: text_cell_problem(v) is not None)
+    odd = np.flatnonzero(~np.isfinite(nums)).tolist()
+    return [i for i in odd if text_cell_problem(values[i]) is not None]
 
 
 def _check_object_ids(chk: _Checker, values: list[str]) -> np.ndarray:

@@ -8,9 +8,7 @@ names are the Object IDs of the objects table.
 from __future__ import annotations
 
 import functools
-import json
 import math
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptInputError, OptionError
-from ..io.glb import write_glb
+from ..io.glb import read_glb_summary, write_glb
 from ..mesh.labels import DEFAULT_ERROR_VOXELS, DEFAULT_REDUCTION, ObjectMesh, mesh_labels
 from ..model import PhysicalSize
 from . import layout
@@ -153,38 +151,27 @@ def mesh_provenance(options: Mapping[str, Any], masks: Mapping[str, Any]) -> dic
 def check_mesh_file(path: Path, object_ids: Sequence[int], mask: str) -> list[str]:
     """Problems of a ``<mask>-mesh.glb`` against the mask's Object IDs (empty when fine).
 
-    Reads the container independently of the writer: header, chunk lengths, node names
-    and extras; every node must name an Object ID of the mask, at most once.
+    Reads the file back with the validator's reader (:func:`read_glb_summary`): every
+    node must name an Object ID of the mask, at most once, with extras naming it and
+    the mask.
     """
-    data = Path(path).read_bytes()
-    problems: list[str] = []
-    if len(data) < 20:
-        return [f"{path.name}: shorter than a glb header"]
-    magic, version, length = struct.unpack_from("<III", data, 0)
-    if magic != 0x46546C67 or version != 2 or length != len(data):
-        return [f"{path.name}: not a glTF 2.0 binary (magic, version or length wrong)"]
-    jlen, jtype = struct.unpack_from("<II", data, 12)
-    if jtype != 0x4E4F534A or 20 + jlen > len(data):
-        return [f"{path.name}: first chunk is not JSON"]
     try:
-        doc = json.loads(data[20 : 20 + jlen])
-    except ValueError as exc:
-        return [f"{path.name}: JSON chunk unreadable ({exc})"]
-    if doc.get("asset", {}).get("version") != "2.0":
-        problems.append(f"{path.name}: asset.version is not 2.0")
+        summary = read_glb_summary(path)
+    except CorruptInputError as exc:
+        return [str(exc)]
+    problems: list[str] = []
     ids = {int(i) for i in object_ids}
     seen: set[int] = set()
-    for k, node in enumerate(doc.get("nodes", [])):
-        name = node.get("name", "")
-        if not str(name).isdigit() or int(name) not in ids:
+    for k, name in enumerate(summary.node_names):
+        if not name.isdigit() or int(name) not in ids:
             problems.append(f"{path.name}: node {k} name {name!r} is not an Object ID of {mask!r}")
             continue
         oid = int(name)
         if oid in seen:
             problems.append(f"{path.name}: Object ID {oid} has two nodes")
         seen.add(oid)
-        extras = node.get("extras", {})
-        if extras.get("object_id") != oid or extras.get("mask") != mask:
+        extras = summary.node_extras.get(name, {})
+        if not isinstance(extras, dict) or extras.get("object_id") != oid or extras.get("mask") != mask:
             problems.append(
                 f"{path.name}: node {oid} extras {extras!r} do not name it and {mask!r}"
             )

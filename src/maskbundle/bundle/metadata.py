@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import CorruptInputError, OptionError
+from ..io.readers import read_table_grid
 from ..io.staging import staged_path
-from ..io.tables import read_table_cells, write_tsv
+from ..io.tables import write_tsv
 from ..rules import HEADER_ROWS, MASK_ID, OBJECT_TYPE, check_text_cell
 from . import layout
 from .contributors import METADATA_COLUMNS, METADATA_SCHEMA_ID
@@ -26,7 +27,7 @@ def _annotation_included(dataset: Path) -> str:
     known (HuBMAP's conversion needs every row filled), and that is no annotation.
     """
     for table in sorted((dataset / layout.SEG_DIR).glob("*-objects.*")):
-        rows = read_table_cells(table)
+        rows = read_table_grid(table, strict=False).rows
         names = rows[HEADER_ROWS - 1] if len(rows) > HEADER_ROWS else []
         if {OBJECT_TYPE, MASK_ID} <= set(names):
             j, m = names.index(OBJECT_TYPE), names.index(MASK_ID)

@@ -21,8 +21,8 @@ from ..errors import BundleInvalidError, CorruptInputError, OptionError, Report
 from ..io.glb import load_glb_scene
 from ..io.lazy import LazyArray
 from ..io.ometiff import LabelPyramid, open_label_pyramid
-from ..io.readers import read_csv_rows
-from ..io.tables import read_json, read_table_cells
+from ..io.readers import read_csv_rows, read_table_grid
+from ..io.tables import read_json
 from ..model import PhysicalSize
 from ..rules import HEADER_LABELS
 from . import layout
@@ -135,7 +135,7 @@ class _TableCache:
         if mask not in self._parsed:
             path = self.paths[mask]  # KeyError for an unknown mask, as a dict would
             try:
-                self._parsed[mask] = objects_from_cells(read_table_cells(path))
+                self._parsed[mask] = objects_from_cells(read_table_grid(path).rows)
             except CorruptInputError as exc:
                 raise CorruptInputError(f"{path.name}: {exc}") from exc
         return self._parsed[mask]

@@ -48,16 +48,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import MaskBundleError, Report
-from ..io.ometiff import PHYSICAL_SIZE_KEYS
+from ..errors import CorruptInputError, MaskBundleError, Report
+from ..io.glb import read_glb_summary
+from ..io.ometiff import PHYSICAL_SIZE_KEYS, OmeMetadata, parse_ome_xml, read_ome_xml
 from ..io.readers import (
     LabelTiffReader,
     list_tree,
     read_csv_rows,
-    read_glb_summary,
-    read_ome_xml,
-    read_tsv_grid,
-    read_xlsx_grid,
+    read_table_grid,
 )
 from ..model import UM_PER_UNIT
 from ..progress import stage_progress
@@ -287,7 +285,7 @@ def _check_layout(run: _Run) -> None:
     unsafe: list[str] = []
     if contributors.is_file() and run.inside(contributors):
         try:
-            grid = read_tsv_grid(contributors)
+            grid = read_table_grid(contributors).rows
         except MaskBundleError:
             grid = []
         rows = len([ln for ln in grid[1:] if any(c.strip() for c in ln)])
@@ -350,6 +348,14 @@ def _check_tiff_rules(run: _Run, path: Path, parent: Path | None) -> _Tiff | Non
         assert xml is not None
         import ome_types
 
+        meta: OmeMetadata | CorruptInputError
+        try:
+            meta = parse_ome_xml(xml, loc)
+        except CorruptInputError as exc:
+            meta = exc
+            if exc.__cause__ is None:  # refused before parsing (a DTD, too long)
+                run.fail(loc, "tiff.ome-xml", str(exc))
+                return None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -363,13 +369,10 @@ def _check_tiff_rules(run: _Run, path: Path, parent: Path | None) -> _Tiff | Non
             [] if OME_NS in xml else ["other namespace"],
             f"OME namespace {OME_NS}",
         )
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ome = ome_types.from_xml(xml, validate=False)
-        except Exception as exc:  # unparsable XML
-            run.fail(loc, "tiff.ome-xml", f"OME-XML cannot be parsed: {exc}"[:600])
+        if isinstance(meta, CorruptInputError):  # unparsable XML: the parser's words
+            run.fail(loc, "tiff.ome-xml", f"OME-XML cannot be parsed: {meta.__cause__}"[:600])
             return None
+        ome = meta.ome
         if not run.rule(
             loc,
             "tiff.image-count",
@@ -538,14 +541,10 @@ def _check_parent(run: _Run, loc: str, px: Any, parent: Path | None) -> None:
     if not xml:
         run.fail(loc, "tiff.parent", f"parent image {parent} has no OME-XML to compare with")
         return
-    import ome_types
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pp = ome_types.from_xml(xml, validate=False).images[0].pixels
-    except Exception as exc:  # unparsable parent XML
-        run.fail(loc, "tiff.parent", f"parent OME-XML cannot be parsed: {exc}"[:600])
+        pp = parse_ome_xml(xml, f"parent image {parent}").pixels
+    except CorruptInputError as exc:  # unparsable parent XML: the parser's words
+        run.fail(loc, "tiff.parent", f"parent OME-XML cannot be parsed: {exc.__cause__ or exc}"[:600])
         return
     keys = ["size_x", "size_y", "size_z", *PHYSICAL_SIZE_KEYS]
     diff = [
@@ -773,11 +772,9 @@ def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | N
     loc = run.rel(path)
     fmt: Literal["tsv", "xlsx"] = "xlsx" if path.suffix == ".xlsx" else "tsv"
     try:
-        if fmt == "tsv":
-            rows = read_tsv_grid(path)
-        else:
-            grid = read_xlsx_grid(path)
-            rows = grid.rows
+        grid = read_table_grid(path)
+        rows = grid.rows
+        if grid.sheet_names is not None:
             run.rule(
                 loc,
                 "objects.sheet",

@@ -8,7 +8,6 @@ the physical pixel size of its OME-XML).
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from ..errors import CorruptInputError, MaskNameError, OptionError
 from ..io.limits import check_tiff_level0, check_tiff_structure
+from ..io.ometiff import OmeMetadata, ome_metadata
 from ..labels.checks import check_label_array
 from ..model import Mask, PhysicalSize, Segmentation
 from ..names import check_mask_name, check_mask_names, suggest_mask_name
@@ -54,39 +54,37 @@ class LabelFile:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _ome_pixels(ome_xml: str) -> tuple[list[str | None], PhysicalSize | None, dict[str, Any]]:
-    """Channel names and physical size of the first Image of an OME-XML document."""
-    try:
-        root = ET.fromstring(ome_xml)
-    except ET.ParseError as exc:
-        raise CorruptInputError(f"the OME-XML of the file does not parse ({exc})") from exc
-    pixels = next((el for el in root.iter() if _local(el.tag) == "Pixels"), None)
-    if pixels is None:
+def _ome_pixels(meta: OmeMetadata) -> tuple[list[str | None], PhysicalSize | None, dict[str, Any]]:
+    """Channel names and physical size of the first Image of parsed OME-XML."""
+    if not meta.n_images:
         return [], None, {}
-    names: list[str | None] = [
-        ch.get("Name") for ch in pixels if _local(ch.tag) == "Channel"
-    ]
-    attrs = dict(pixels.attrib)
+    px = meta.pixels
+    names: list[str | None] = [ch.name for ch in px.channels]
     size: PhysicalSize | None = None
-    if "PhysicalSizeX" in attrs and "PhysicalSizeY" in attrs:
+    if px.physical_size_x is not None and px.physical_size_y is not None:
+        # PhysicalSizeZ is kept whenever given (the mask may be a stack of planes)
+
+        def unit(u: Any) -> str:
+            return str(getattr(u, "value", u) or "µm")
+
         try:
-            z = attrs.get("PhysicalSizeZ")
+            z = px.physical_size_z
             size = PhysicalSize(
-                float(attrs["PhysicalSizeX"]),
-                float(attrs["PhysicalSizeY"]),
+                float(px.physical_size_x),
+                float(px.physical_size_y),
                 float(z) if z is not None else None,
-                unit_x=attrs.get("PhysicalSizeXUnit", "µm"),
-                unit_y=attrs.get("PhysicalSizeYUnit", "µm"),
-                unit_z=attrs.get("PhysicalSizeZUnit", "µm"),
+                unit_x=unit(px.physical_size_x_unit),
+                unit_y=unit(px.physical_size_y_unit),
+                unit_z=unit(px.physical_size_z_unit),
             )
         except (ValueError, OptionError):
             size = None  # unusable sizes: the caller must give them
-    keep = ("SizeX", "SizeY", "SizeZ", "SizeC", "SizeT", "Type", "DimensionOrder")
-    return names, size, {k: attrs[k] for k in keep if k in attrs}
+    attrs = {
+        "SizeX": px.size_x, "SizeY": px.size_y, "SizeZ": px.size_z, "SizeC": px.size_c,
+        "SizeT": px.size_t, "Type": getattr(px.type, "value", px.type),
+        "DimensionOrder": meta.dimension_order,
+    }
+    return names, size, {k: str(v) for k, v in attrs.items()}
 
 
 def _split_axes(data: np.ndarray, axes: str, what: str) -> tuple[list[np.ndarray], str]:
@@ -137,7 +135,7 @@ def _read_tiff(path: Path) -> LabelFile:
             check_tiff_level0(series, path, what)
             data = level0.asarray()
             axes = level0.axes
-            ome = tf.ome_metadata if tf.is_ome else None
+            ome = ome_metadata(tf, what) if tf.is_ome else None
             n_levels = len(series.levels) if series.levels else 1
     except CorruptInputError:
         raise

@@ -21,20 +21,45 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numba
 import numpy as np
 
-from .. import __version__
-from ..errors import OptionError
-from ..mesh.labels import ObjectMesh
+from .._version import __version__
+from ..errors import CorruptInputError, MissingDependencyError, OptionError
 from .staging import staged_path
 
-__all__ = ["glb_bytes", "glb_document", "load_glb_scene", "write_glb"]
+__all__ = [
+    "GlbSummary",
+    "MeshLike",
+    "glb_bytes",
+    "glb_document",
+    "load_glb_scene",
+    "read_glb_summary",
+    "write_glb",
+]
+
+
+class MeshLike(Protocol):
+    """One object's triangle mesh as the writer takes it (``maskbundle.mesh.ObjectMesh``).
+
+    ``vertices`` float32 (n, 3), ``normals`` float32 (n, 3), ``faces`` uint32 (m, 3).
+    """
+
+    @property
+    def object_id(self) -> int: ...
+    @property
+    def vertices(self) -> np.ndarray: ...
+    @property
+    def normals(self) -> np.ndarray: ...
+    @property
+    def faces(self) -> np.ndarray: ...
 
 _MAGIC = 0x46546C67  # "glTF"
 _JSON = 0x4E4F534A  # "JSON"
@@ -72,7 +97,7 @@ def _scan(v: np.ndarray, f: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple
     return finite, int(top)
 
 
-def _check(meshes: Sequence[ObjectMesh]) -> list[tuple[list[float], list[float]]]:
+def _check(meshes: Sequence[MeshLike]) -> list[tuple[list[float], list[float]]]:
     """Refuse malformed meshes; return each mesh's vertex (min, max) per axis."""
     seen: set[int] = set()
     bounds: list[tuple[list[float], list[float]]] = []
@@ -110,7 +135,7 @@ def _index_bytes(n_faces: int, short: bool) -> int:
     return (6 * n_faces + 3) // 4 * 4 if short else 12 * n_faces
 
 
-def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, Any], int]:
+def glb_document(meshes: Sequence[MeshLike], *, mask: str) -> tuple[dict[str, Any], int]:
     """The glTF JSON document for ``meshes`` and the length of its binary buffer.
 
     Parameters
@@ -231,7 +256,7 @@ def glb_document(meshes: Sequence[ObjectMesh], *, mask: str) -> tuple[dict[str, 
     return doc, 2 * pos_len + idx_len
 
 
-def _write_glb(out: BinaryIO, meshes: Sequence[ObjectMesh], mask: str) -> int:
+def _write_glb(out: BinaryIO, meshes: Sequence[MeshLike], mask: str) -> int:
     doc, bin_len = glb_document(meshes, mask=mask)
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     text += b" " * (-len(text) % 4)
@@ -259,7 +284,7 @@ def _write_glb(out: BinaryIO, meshes: Sequence[ObjectMesh], mask: str) -> int:
     return total
 
 
-def glb_bytes(meshes: Sequence[ObjectMesh], *, mask: str) -> bytes:
+def glb_bytes(meshes: Sequence[MeshLike], *, mask: str) -> bytes:
     """The ``.glb`` file content for ``meshes`` (see the module docstring for the layout)."""
     buf = io.BytesIO()
     _write_glb(buf, meshes, mask)
@@ -267,7 +292,7 @@ def glb_bytes(meshes: Sequence[ObjectMesh], *, mask: str) -> bytes:
 
 
 def write_glb(
-    path: str | Path, meshes: Sequence[ObjectMesh], *, mask: str, overwrite: bool = False
+    path: str | Path, meshes: Sequence[MeshLike], *, mask: str, overwrite: bool = False
 ) -> Path:
     """Write ``meshes`` to ``path`` atomically (staged beside it, then moved into place).
 
@@ -295,11 +320,59 @@ def write_glb(
 
 def load_glb_scene(path: str | Path) -> Any:
     """A ``.glb`` as a ``trimesh.Scene`` (one geometry node per object, named by Object ID)."""
-    import trimesh
-
-    from ..errors import CorruptInputError
-
+    try:
+        import trimesh
+    except ImportError as exc:  # pragma: no cover - trimesh is a dependency
+        raise MissingDependencyError(
+            "reading .glb meshes needs trimesh: pip install trimesh"
+        ) from exc
     try:
         return trimesh.load(Path(path), force="scene")
     except Exception as exc:  # trimesh raises many types on broken files
         raise CorruptInputError(f"{Path(path).name}: not a loadable glTF binary ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class GlbSummary:
+    """What the checks need from a ``.glb``: node names, their extras, the scene bounds.
+
+    ``bounds`` is ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` in the file's units, or
+    ``None`` for an empty scene.
+    """
+
+    node_names: list[str]
+    node_extras: dict[str, Any] = field(default_factory=dict)
+    bounds: np.ndarray | None = None
+
+
+def read_glb_summary(path: str | Path) -> GlbSummary:
+    """The one reader of ``.glb`` files: load with trimesh and summarise the mesh nodes.
+
+    Used by the validator and by ``add_meshes`` to check what it wrote. A file trimesh
+    cannot load raises :class:`CorruptInputError`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from maskbundle.mesh.labels import mesh_labels
+    >>> labels = np.zeros((4, 6, 6), np.uint8); labels[1:3, 1:4, 2:5] = 7
+    >>> path = Path(tempfile.mkdtemp()) / "cells-mesh.glb"
+    >>> _ = write_glb(path, mesh_labels(labels, physical_size=(1.0, 1.0, 1.0)), mask="cells")
+    >>> summary = read_glb_summary(path)
+    >>> summary.node_names, summary.node_extras["7"]
+    (['7'], {'mask': 'cells', 'object_id': 7})
+    """
+    scene = load_glb_scene(path)
+    names = [str(n) for n in scene.graph.nodes_geometry]
+    extras: dict[str, Any] = {}
+    wanted = set(names)
+    # trimesh keeps a node's glTF "extras" as the "metadata" of the edge leading to it
+    for (_parent, child), data in scene.graph.transforms.edge_data.items():
+        if child in wanted and isinstance(data, dict) and "metadata" in data:
+            extras[str(child)] = data["metadata"]
+    bounds = None
+    if names:
+        b = np.asarray(scene.bounds, dtype=np.float64)
+        if b.shape == (2, 3) and all(math.isfinite(v) for v in b.ravel()):
+            bounds = b
+    return GlbSummary(names, extras, bounds)

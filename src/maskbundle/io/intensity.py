@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tifffile
-from ome_types import from_xml
 
-from ..errors import CorruptInputError
+from ..errors import CorruptInputError, MaskBundleError
 from .limits import check_npy_file, check_tiff_level0, check_tiff_structure
-from .ometiff import _to_czyx
+from .ometiff import ome_metadata, to_czyx
 
 __all__ = ["IntensityImage", "read_intensity_image"]
 
@@ -73,19 +71,14 @@ def read_intensity_image(path: Path | str) -> IntensityImage:
             check_tiff_level0(series, path, str(path))
             data = series.asarray(level=0)
             axes = series.axes
-            xml = tf.ome_metadata
+            meta = ome_metadata(tf, f"intensity image {path}")
+    except MaskBundleError:
+        raise
     except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
         raise CorruptInputError(f"{path}: intensity image is not a readable TIFF ({exc})") from exc
     # plain TIFFs call a leading channel axis Q (or I); read it as C
     ambiguous = "C" not in axes and "Z" not in axes and ("Q" in axes or "I" in axes)
     axes = axes.replace("Q", "C").replace("I", "C") if "C" not in axes else axes
-    czyx = _to_czyx(data, axes, "intensity image")
-    names: list[str] | None = None
-    if xml:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pixels = from_xml(xml, validate=False).images[0].pixels
-        got = [ch.name or "" for ch in pixels.channels]
-        if len(got) == czyx.shape[0] and all(got):
-            names = got
+    czyx = to_czyx(data, axes, "intensity image")
+    names = None if meta is None else meta.names_for(czyx.shape[0])
     return IntensityImage(czyx, names, leading_axis_ambiguous=ambiguous and names is None)

@@ -21,6 +21,7 @@ logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 __all__ = [
     "MAX_INFLATE_RATIO",
+    "MAX_OME_XML",
     "MAX_ZIP_RATIO",
     "available_memory",
     "check_allocation",
@@ -34,6 +35,9 @@ MAX_ZIP_RATIO = 200
 MAX_INFLATE_RATIO = 100_000
 # a zip member (an .npz array, an .xlsx sheet) is never larger than this
 MAX_ZIP_MEMBER = 4 << 30
+# characters of OME-XML parsed into objects (one TiffData per plane: ~100 bytes each, so
+# this leaves room for 500,000 planes); longer text is refused before any parser sees it
+MAX_OME_XML = 64 << 20
 
 
 def available_memory() -> int:

@@ -7,6 +7,7 @@ reader (tifffile, Bio-Formats) sees (C, Z, Y, X).
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,15 +22,21 @@ from ome_types.model import OME, Channel, Image, Pixels, Pixels_DimensionOrder, 
 from ..errors import CorruptInputError, MaskBundleError
 from ..labels.pyramid import pyramid_level, pyramid_level_count
 from ..model import ParentImage, PhysicalSize
-from .limits import check_tiff_level0, check_tiff_structure
+from .limits import MAX_OME_XML, check_tiff_level0, check_tiff_structure
 
 __all__ = [
     "LabelImage",
     "LabelPyramid",
+    "OmeMetadata",
     "build_ome_xml",
+    "ome_metadata",
     "open_label_pyramid",
+    "parse_ome_xml",
     "read_label_ome_tiff",
+    "read_ome_metadata",
+    "read_ome_xml",
     "read_parent_image",
+    "to_czyx",
     "write_label_ome_tiff",
 ]
 
@@ -165,13 +172,84 @@ def _physical_size(pixels: Pixels) -> PhysicalSize | None:
     )
 
 
-def _parse_pixels(xml: str, what: str) -> Pixels:
-    """The Pixels of the first Image; damaged XML or out-of-range values (a negative or
-    NaN PhysicalSizeX, which ome-types refuses) become :class:`CorruptInputError`."""
+# A DTD is never part of OME-XML; refusing one keeps entity expansion (billion laughs) and
+# external entities (reading local files) out of every parser the text reaches.
+_DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class OmeMetadata:
+    """The OME-XML of a TIFF, parsed once: the text, the model, and what readers use.
+
+    ``pixels`` is the Pixels of the first Image; ``channel_names`` has one entry per
+    Channel (``""`` for an unnamed one); ``dimension_order`` is e.g. ``"XYCZT"``.
+    """
+
+    xml: str
+    ome: OME
+    what: str
+
+    @property
+    def n_images(self) -> int:
+        return len(self.ome.images)
+
+    @property
+    def pixels(self) -> Pixels:
+        if not self.ome.images:
+            raise CorruptInputError(f"{self.what}: its OME-XML holds no Image")
+        return self.ome.images[0].pixels
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [ch.name or "" for ch in self.pixels.channels]
+
+    def names_for(self, n_channels: int) -> list[str] | None:
+        """The channel names when there is one non-empty name per channel, else None."""
+        names = self.channel_names
+        return names if len(names) == n_channels and all(names) else None
+
+    @property
+    def dimension_order(self) -> str:
+        order = self.pixels.dimension_order
+        return str(getattr(order, "value", order))
+
+    @property
+    def physical_size(self) -> PhysicalSize | None:
+        """PhysicalSizeX/Y (and Z for a 3D image) with units; None when X or Y is absent.
+
+        Raises :class:`CorruptInputError` when the values cannot be used."""
+        try:
+            return _physical_size(self.pixels)
+        except CorruptInputError:
+            raise
+        except MaskBundleError as exc:
+            raise CorruptInputError(
+                f"{self.what}: unusable physical pixel size in its OME-XML ({exc})"
+            ) from exc
+
+
+def parse_ome_xml(xml: str, what: str) -> OmeMetadata:
+    """Parse OME-XML safely (the one parser of OME-XML in maskbundle).
+
+    Text beyond :data:`~maskbundle.io.limits.MAX_OME_XML` characters, a DTD or entity
+    declaration, damaged XML and out-of-range values (a negative or NaN PhysicalSizeX,
+    which ome-types refuses) raise :class:`CorruptInputError` naming ``what``; the parser's
+    own exception is its ``__cause__``.
+    """
+    if len(xml) > MAX_OME_XML:
+        raise CorruptInputError(
+            f"{what}: its OME-XML is {len(xml)} characters long, beyond the {MAX_OME_XML} "
+            "this reader accepts; the file is damaged or not an image maskbundle reads"
+        )
+    if _DTD.search(xml):
+        raise CorruptInputError(
+            f"{what}: its OME-XML declares a DTD or entities, which OME-XML never needs "
+            "(entity expansion can exhaust memory or read local files); remove them"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            images = from_xml(xml, validate=False).images
+            ome = from_xml(xml, validate=False)
     except Exception as exc:  # lxml / pydantic raise their own types
         first = str(exc).strip().splitlines()
         detail = "; ".join(line.strip() for line in first[:3])[:300]
@@ -179,20 +257,57 @@ def _parse_pixels(xml: str, what: str) -> Pixels:
             f"{what}: its OME-XML cannot be used ({type(exc).__name__}: {detail}); "
             "PhysicalSizeX/Y/Z must be numbers > 0"
         ) from exc
-    if not images:
-        raise CorruptInputError(f"{what}: its OME-XML holds no Image")
-    return images[0].pixels
+    return OmeMetadata(xml, ome, what)
 
 
-def _checked_physical_size(pixels: Pixels, what: str) -> PhysicalSize | None:
+def ome_metadata(tf: tifffile.TiffFile, what: str) -> OmeMetadata | None:
+    """The parsed OME-XML of an open TIFF, or None when it has none."""
     try:
-        return _physical_size(pixels)
-    except MaskBundleError as exc:
-        raise CorruptInputError(f"{what}: unusable physical pixel size in its OME-XML ({exc})") from exc
+        xml = tf.ome_metadata
+    except Exception as exc:  # tifffile raises struct.error, UnicodeDecodeError ... on damage
+        raise CorruptInputError(f"{what}: its OME-XML cannot be read ({exc})") from exc
+    return parse_ome_xml(xml, what) if xml else None
 
 
-def _to_czyx(data: np.ndarray, axes: str, what: str = "label image") -> np.ndarray:
-    """Reorder a tifffile series array with ``axes`` to (C, Z, Y, X)."""
+def read_ome_xml(path: Path | str, what: str | None = None) -> str | None:
+    """The OME-XML text of the TIFF at ``path`` (None when it has none), unparsed."""
+    path = Path(path)
+    check_tiff_structure(path, str(path) if what is None else what)
+    try:
+        with tifffile.TiffFile(path) as tf:
+            xml: str | None = tf.ome_metadata
+            return xml
+    except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
+        raise CorruptInputError(f"{path}: cannot be read as a TIFF ({exc})") from exc
+
+
+def read_ome_metadata(path: Path | str, what: str | None = None) -> OmeMetadata | None:
+    """The parsed OME-XML of the TIFF at ``path`` (None when it has none).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from maskbundle.model import PhysicalSize
+    >>> d = Path(tempfile.mkdtemp())
+    >>> xml = build_ome_xml(channel_names=["cells"], shape_zyx=(1, 8, 8),
+    ...     dtype=np.dtype("uint8"), physical_size=PhysicalSize(0.5, 0.5), image_name="x")
+    >>> _ = write_label_ome_tiff(d / "x.ome.tiff", np.ones((1, 1, 8, 8), np.uint8), ome_xml=xml)
+    >>> meta = read_ome_metadata(d / "x.ome.tiff")
+    >>> meta.channel_names, meta.physical_size.x, meta.dimension_order
+    (['cells'], 0.5, 'XYCZT')
+    """
+    xml = read_ome_xml(path, what)
+    return parse_ome_xml(xml, str(path) if what is None else what) if xml else None
+
+
+def to_czyx(data: np.ndarray, axes: str, what: str = "label image") -> np.ndarray:
+    """Reorder a tifffile series array with ``axes`` to (C, Z, Y, X).
+
+    Examples
+    --------
+    >>> to_czyx(np.zeros((4, 3, 2)), "YXC").shape
+    (2, 1, 4, 3)
+    """
     if "Z" not in axes:  # a plain multi-page TIFF: tifffile names the page axis Q or I
         for generic in ("Q", "I"):
             if generic in axes:
@@ -224,18 +339,17 @@ def read_label_ome_tiff(path: Path | str) -> LabelImage:
             data = series.asarray(level=0)
             axes = series.axes
             n_levels = len(series.levels)
-            xml = tf.ome_metadata
+            meta = ome_metadata(tf, str(path))
+    except MaskBundleError:
+        raise
     except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
         raise CorruptInputError(f"{path}: not a readable TIFF ({exc})") from exc
-    labels = _to_czyx(data, axes)
+    labels = to_czyx(data, axes)
     names = [f"channel-{chr(ord('a') + i)}" for i in range(labels.shape[0])]
     physical = None
-    if xml:
-        pixels = _parse_pixels(xml, str(path))
-        got = [ch.name or "" for ch in pixels.channels]
-        if len(got) == labels.shape[0] and all(got):
-            names = got
-        physical = _checked_physical_size(pixels, str(path))
+    if meta is not None:
+        names = meta.names_for(labels.shape[0]) or names
+        physical = meta.physical_size
     return LabelImage(labels=labels, channel_names=names, physical_size=physical, n_levels=n_levels)
 
 
@@ -245,15 +359,17 @@ def read_parent_image(path: Path | str) -> ParentImage:
     check_tiff_structure(path, f"parent image {path}")
     try:
         with tifffile.TiffFile(path) as tf:
-            xml = tf.ome_metadata
+            meta = ome_metadata(tf, f"parent image {path}")
+    except MaskBundleError:
+        raise
     except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
         raise CorruptInputError(f"parent image {path}: not a readable TIFF ({exc})") from exc
-    if not xml:
+    if meta is None:
         raise CorruptInputError(
             f"parent image {path} has no OME-XML; pass an OME-TIFF or give physical_size="
         )
-    pixels = _parse_pixels(xml, f"parent image {path}")
-    physical = _checked_physical_size(pixels, f"parent image {path}")
+    pixels = meta.pixels
+    physical = meta.physical_size
     if physical is None:
         raise CorruptInputError(
             f"parent image {path} has no PhysicalSizeX/PhysicalSizeY; HuBMAP needs them: "
@@ -302,8 +418,10 @@ def open_label_pyramid(path: Path | str) -> LabelPyramid:
             series = tf.series[0]
             axes = series.axes
             n_levels = len(series.levels)
-            xml = tf.ome_metadata
+            meta = ome_metadata(tf, str(path))
         store = tifffile.imread(path, aszarr=True)
+    except MaskBundleError:
+        raise
     except (OSError, ValueError, tifffile.TiffFileError) as exc:
         raise CorruptInputError(f"{path}: not a readable TIFF ({exc})") from exc
     try:
@@ -318,12 +436,11 @@ def open_label_pyramid(path: Path | str) -> LabelPyramid:
     n_c = int(levels[0].shape[axes.index("C")]) if "C" in axes else 1
     names = [f"channel-{i}" for i in range(n_c)]
     physical = None
-    if xml:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pixels = from_xml(xml, validate=False).images[0].pixels
-        got = [ch.name or "" for ch in pixels.channels]
-        if len(got) == n_c and all(got):
-            names = got
-        physical = _physical_size(pixels)
+    if meta is not None:
+        try:
+            names = meta.names_for(n_c) or names
+            physical = meta.physical_size
+        except MaskBundleError:
+            store.close()
+            raise
     return LabelPyramid(levels, axes, names, physical, store)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import csv
 import itertools
-import math
 import re
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,13 +24,12 @@ from ..errors import CorruptInputError, MissingDependencyError, TableFormatError
 from .limits import check_tiff_pages, check_tiff_structure, check_zip_member
 
 __all__ = [
-    "GlbSummary",
     "LabelTiffReader",
+    "TableGrid",
     "XlsxGrid",
     "list_tree",
     "read_csv_rows",
-    "read_glb_summary",
-    "read_ome_xml",
+    "read_table_grid",
     "read_tsv_grid",
     "read_xlsx_grid",
 ]
@@ -50,18 +49,6 @@ def list_tree(root: Path) -> list[str]:
         else:
             out.append(rel)
     return out
-
-
-def read_ome_xml(path: Path) -> str | None:
-    """The OME-XML of a TIFF (``None`` when the file has none)."""
-    import tifffile
-
-    check_tiff_structure(path, str(path))
-    try:
-        with tifffile.TiffFile(path) as tf:
-            return tf.ome_metadata
-    except Exception as exc:  # tifffile raises struct.error, TypeError ... on damage
-        raise CorruptInputError(f"{path}: cannot be read as a TIFF ({exc})") from exc
 
 
 class LabelTiffReader:
@@ -263,6 +250,27 @@ class XlsxGrid:
     rows: list[list[str]]
 
 
+def _float_texts(values: np.ndarray) -> list[str]:
+    """The objects writer's text of each double (``repr``; NaN is an empty cell), a whole
+    number below 1e16 without its ``.0`` (it was an integer cell).
+
+    ``repr`` of a Python float is the shortest round-trip text, what the writer's numba
+    formatter produces; here it runs at C speed through ``map`` and spares the validator
+    numba's start-up (about a second) when nothing else needs it. Whole numbers (the
+    integer columns) are written from int64, which is faster than ``repr``.
+    """
+    texts = np.empty(values.size, dtype=object)
+    with np.errstate(invalid="ignore"):
+        whole = (values == np.floor(values)) & (np.abs(values) < 1e16)
+    texts[whole] = list(map(str, values[whole].astype(np.int64).tolist()))
+    texts[whole & (values == 0) & np.signbit(values)] = "-0"  # repr(-0.0) is "-0.0"
+    rest = ~whole
+    texts[rest] = list(map(repr, values[rest].tolist()))
+    texts[np.isnan(values)] = ""
+    out: list[str] = texts.tolist()
+    return out
+
+
 def _xlsx_text(rows: list[list[Any]]) -> list[list[str]]:
     """Calamine's cell values as text: numbers as the writer's text, blank as ''.
 
@@ -270,37 +278,26 @@ def _xlsx_text(rows: list[list[Any]]) -> list[list[str]]:
     with a whole number below 1e16 written without ``.0`` (an integer cell). Text is kept;
     booleans, dates and errors become ``str(value)``.
     """
-    from ._cellbytes import format_floats
-
     flat = list(itertools.chain.from_iterable(rows))
     if not flat:
         return [[] for _ in rows]
+    cells = np.empty(len(flat), dtype=object)
+    cells[:] = flat
     kinds = np.fromiter(map(type, flat), object, len(flat))
     is_float = kinds == float  # noqa: E721 - elementwise over an object array
     if is_float.any():
-        where = np.flatnonzero(is_float)
-        values = np.asarray(flat, dtype=object)[where].astype(np.float64)
-        buf, ends = format_floats(values)
-        starts = np.empty_like(ends)
-        starts[0] = 0
-        starts[1:] = ends[:-1]
-        # a whole number's trailing ".0" is dropped: it was an integer cell
-        long_enough = ends - starts >= 2
-        dot0 = np.zeros(ends.size, dtype=bool)
-        dot0[long_enough] = (buf[ends[long_enough] - 2] == 46) & (buf[ends[long_enough] - 1] == 48)
-        ends = ends - 2 * dot0
-        raw = buf.tobytes().decode("ascii")
-        texts = list(map(raw.__getitem__, map(slice, starts.tolist(), ends.tolist())))
-        for i, t in zip(where.tolist(), texts, strict=True):
-            flat[i] = t
+        texts = np.empty(int(is_float.sum()), dtype=object)
+        texts[:] = _float_texts(cells[is_float].astype(np.float64))
+        cells[is_float] = texts
     other = np.flatnonzero(~is_float & (kinds != str))  # noqa: E721
     for i in other.tolist():
         v = flat[i]
-        flat[i] = "" if v is None else str(v)
+        cells[i] = "" if v is None else str(v)
+    text: list[str] = cells.tolist()
     out: list[list[str]] = []
     k = 0
     for row in rows:
-        out.append(flat[k : k + len(row)])
+        out.append(text[k : k + len(row)])
         k += len(row)
     return out
 
@@ -308,6 +305,74 @@ def _xlsx_text(rows: list[list[Any]]) -> list[list[str]]:
 _FORMULA_TAG = re.compile(rb"<(?:\w+:)?f[\s>/]")
 _ROW_REF = re.compile(rb'<(?:\w+:)?row\s[^>]*?r="(\d+)"')
 _CELL_COLUMN = re.compile(rb'<(?:\w+:)?c\s[^>]*?r="([A-Z]+)')
+# The patterns above try a match at every "<" (millions in a large sheet). These start with
+# a literal the regex engine searches for fast; each hit is then confirmed with the full
+# pattern in its own tag, which starts after the last ">" before the hit.
+_FORMULA_PLAIN = re.compile(rb"<f[\s>/]")  # a match of _FORMULA_TAG as it stands
+_FORMULA_HINT = re.compile(rb":f[\s>/]")  # <x:f ...> with a namespace prefix
+_ROW_HINT = re.compile(rb'r="(\d+)"')
+# only references of two or more letters (column AA on): a sheet of one-letter columns is
+# at most 26 wide, which no row count can push past the cell limit
+_COLUMN_HINT = re.compile(rb'r="([A-Z]{2,})')
+_MAX_UNCONFIRMED = 1000  # hits that are no tag (text, odd attributes) before the slow scan
+
+
+class _TooManyHints(Exception):
+    pass
+
+
+def _confirmed(body: bytes, full: re.Pattern[bytes], hint: bytes, budget: list[int]) -> bool:
+    """Whether some occurrence of ``hint`` in ``body`` ends a match of ``full``."""
+    pos = body.find(hint)
+    while pos >= 0:
+        start = body.rfind(b">", 0, pos) + 1
+        for m in full.finditer(body, start, pos + len(hint)):
+            if m.end() == pos + len(hint):
+                return True
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooManyHints
+        pos = body.find(hint, pos + 1)
+    return False
+
+
+def _largest(body: bytes, hint: re.Pattern[bytes], full: re.Pattern[bytes],
+             value: Callable[[bytes], int], budget: list[int]) -> int:
+    """The largest ``value`` of a group of ``full`` in ``body`` (0 when none)."""
+    candidates = sorted(set(hint.findall(body)), key=value, reverse=True)
+    for c in candidates:
+        # a row reference ends with its closing quote; a column reference goes on with digits
+        tail = b'"' if c[:1].isdigit() else b""
+        if _confirmed(body, full, b'r="' + c + tail, budget):
+            return value(c)
+    return 0
+
+
+def _sheet_facts_plain(body: bytes) -> tuple[bool, int, int]:
+    """(holds a formula, largest row number, largest column number) of a chunk of sheet
+    XML, every tag tried."""
+    formulas = _FORMULA_TAG.search(body) is not None
+    rows = max(map(int, _ROW_REF.findall(body)), default=0)
+    columns = max(map(_column_number, set(_CELL_COLUMN.findall(body))), default=0)
+    return formulas, rows, columns
+
+
+def _sheet_facts(body: bytes) -> tuple[bool, int, int]:
+    """:func:`_sheet_facts_plain` from the literal hints; the column count is an upper
+    bound (26 stands for any one-letter column)."""
+    budget = [_MAX_UNCONFIRMED]
+    try:
+        formulas = _FORMULA_PLAIN.search(body) is not None or any(
+            _confirmed(body, _FORMULA_TAG, m.group(), budget)
+            for m in _FORMULA_HINT.finditer(body)
+        )
+        rows = _largest(body, _ROW_HINT, _ROW_REF, int, budget)
+        columns = _largest(body, _COLUMN_HINT, _CELL_COLUMN, _column_number, budget)
+    except _TooManyHints:  # a hostile sheet full of look-alikes: the plain scan
+        return _sheet_facts_plain(body)
+    if rows and columns < 26:
+        columns = 26
+    return formulas, rows, columns
 
 
 @dataclass(frozen=True)
@@ -326,13 +391,15 @@ def _column_number(letters: bytes) -> int:
     return n
 
 
-def _scan_sheets(path: Path) -> _SheetScan:
+def _scan_sheets(path: Path, *, exact: bool = False) -> _SheetScan:
     """Formulas and the real extent of every worksheet, streamed in chunks.
 
     A reader sizes its grid by the farthest cell: one cell at XFD1048576 in a tiny file
     makes calamine allocate (and abort on) billions of cells, so the extent is measured
-    here first. Chunks are cut at the last ``<`` so no tag is split.
+    here first. Chunks are cut at the last ``<`` so no tag is split. Unless ``exact``,
+    one-letter columns count as 26 (an upper bound that decides the same).
     """
+    facts = _sheet_facts_plain if exact else _sheet_facts
     formulas, rows, columns = False, 0, 0
     try:
         with zipfile.ZipFile(path) as zf:
@@ -346,13 +413,10 @@ def _scan_sheets(path: Path) -> _SheetScan:
                         buf = tail + chunk
                         cut = buf.rfind(b"<") if chunk else len(buf)
                         body, tail = buf[:cut], buf[cut:]
-                        formulas = formulas or _FORMULA_TAG.search(body) is not None
-                        found = _ROW_REF.findall(body)
-                        if found:
-                            rows = max(rows, *map(int, found))
-                        letters = set(_CELL_COLUMN.findall(body))
-                        if letters:
-                            columns = max(columns, *map(_column_number, letters))
+                        has_f, n_rows, n_cols = facts(body)
+                        formulas = formulas or has_f
+                        rows = max(rows, n_rows)
+                        columns = max(columns, n_cols)
                         if not chunk:
                             break
     except Exception as exc:  # zipfile and zlib raise many types on damaged members
@@ -418,6 +482,17 @@ def _check_xlsx_extent(rows: int, cols: int, path: Path) -> None:
         )
 
 
+def _checked_scan(path: Path) -> _SheetScan:
+    """:func:`_scan_sheets`, refusing a sheet beyond the extent limits (named exactly)."""
+    scan = _scan_sheets(path)
+    try:
+        _check_xlsx_extent(scan.rows, scan.columns, path)
+    except CorruptInputError:  # refused: name the exact extent
+        exact = _scan_sheets(path, exact=True)
+        _check_xlsx_extent(exact.rows, exact.columns, path)
+    return scan
+
+
 def read_xlsx_grid(path: Path) -> XlsxGrid:
     """Cells of the first sheet of an ``.xlsx`` as strings (blank cells are ``''``).
 
@@ -426,8 +501,7 @@ def read_xlsx_grid(path: Path) -> XlsxGrid:
     is read again with their text (``=WEBSERVICE(...)``), which the rules then refuse.
     """
     _check_xlsx_members(path)
-    scan = _scan_sheets(path)
-    _check_xlsx_extent(scan.rows, scan.columns, path)
+    scan = _checked_scan(path)
     if scan.has_formulas:
         return _read_xlsx_formulas(path)
     try:
@@ -462,6 +536,52 @@ def read_xlsx_grid(path: Path) -> XlsxGrid:
     return XlsxGrid(names, grid)
 
 
+@dataclass(frozen=True)
+class TableGrid:
+    """A table as rows of cell strings; ``sheet_names`` lists a workbook's sheets (the
+    rows are the first sheet's) and is None for a TSV."""
+
+    rows: list[list[str]]
+    sheet_names: list[str] | None = None
+
+
+def read_table_grid(path: Path | str, *, strict: bool = True) -> TableGrid:
+    """The one reader of table grids (objects tables, contributors, metadata TSVs).
+
+    ``strict`` (the validator, ``read_bundle``): a TSV must follow SPEC section 5
+    (:func:`read_tsv_grid`: UTF-8 without BOM, ``\\n`` line ends); an ``.xlsx`` is read
+    by calamine (:func:`read_xlsx_grid`), fast, numbers as doubles (a whole number comes
+    back without ``.0``). ``strict=False`` is for tables users hand in and for reading
+    cells exactly as written: ``\\r\\n`` line ends are accepted, a blank line is one
+    empty cell, bytes that are not UTF-8 raise :class:`UnicodeDecodeError`, and an
+    ``.xlsx`` is read with openpyxl (the number text as stored, formulas as their text).
+    Either way an ``.xlsx`` passes the zip-bomb and sheet-extent checks first.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "t.tsv"
+    >>> _ = path.write_text("a\\tb\\n1\\t2\\n", encoding="utf-8")
+    >>> read_table_grid(path).rows
+    [['a', 'b'], ['1', '2']]
+    """
+    path = Path(path)
+    if path.suffix == ".xlsx":
+        if strict:
+            grid = read_xlsx_grid(path)
+        else:
+            _check_xlsx_members(path)
+            _checked_scan(path)
+            grid = _read_xlsx_formulas(path)
+        return TableGrid(grid.rows, grid.sheet_names)
+    if strict:
+        return TableGrid(read_tsv_grid(path))
+    lines = path.read_text(encoding="utf-8").split("\n")  # text mode: \r\n reads as \n
+    if lines and lines[-1] == "":
+        lines.pop()
+    return TableGrid([line.split("\t") for line in lines])
+
+
 def read_csv_rows(path: Path) -> list[list[str]]:
     """Rows of a comma-separated UTF-8 file (standard CSV quoting)."""
     try:
@@ -469,43 +589,3 @@ def read_csv_rows(path: Path) -> list[list[str]]:
             return [list(r) for r in csv.reader(f)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CorruptInputError(f"{path.name}: not a readable UTF-8 CSV ({exc})") from exc
-
-
-@dataclass(frozen=True)
-class GlbSummary:
-    """What the validator needs from a ``.glb``: node names, their extras, the scene bounds.
-
-    ``bounds`` is ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` in the file's units, or
-    ``None`` for an empty scene.
-    """
-
-    node_names: list[str]
-    node_extras: dict[str, Any] = field(default_factory=dict)
-    bounds: np.ndarray | None = None
-
-
-def read_glb_summary(path: Path) -> GlbSummary:
-    """Load a glTF binary with trimesh and summarise its mesh nodes."""
-    try:
-        import trimesh
-    except ImportError as exc:  # pragma: no cover - trimesh is a dependency
-        raise MissingDependencyError(
-            "reading .glb meshes needs trimesh: pip install trimesh"
-        ) from exc
-    try:
-        scene: Any = trimesh.load(path, force="scene")
-    except Exception as exc:  # trimesh raises many types on broken files
-        raise CorruptInputError(f"{path.name}: not a loadable glTF binary ({exc})") from exc
-    names = [str(n) for n in scene.graph.nodes_geometry]
-    extras: dict[str, Any] = {}
-    wanted = set(names)
-    # trimesh keeps a node's glTF "extras" as the "metadata" of the edge leading to it
-    for (_parent, child), data in scene.graph.transforms.edge_data.items():
-        if child in wanted and isinstance(data, dict) and "metadata" in data:
-            extras[str(child)] = data["metadata"]
-    bounds = None
-    if names:
-        b = np.asarray(scene.bounds, dtype=np.float64)
-        if b.shape == (2, 3) and all(math.isfinite(v) for v in b.ravel()):
-            bounds = b
-    return GlbSummary(names, extras, bounds)

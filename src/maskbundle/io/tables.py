@@ -63,22 +63,14 @@ def write_objects_table(path: Path, specs: Sequence[ColumnSpec], frame: pd.DataF
 
 
 def read_table_cells(path: Path) -> list[list[str]]:
-    """All cells of a TSV or XLSX table as strings ('' for empty), row by row."""
-    if path.suffix == ".xlsx":
-        from openpyxl import load_workbook
+    """All cells of a TSV or XLSX table as strings ('' for empty), row by row.
 
-        wb = load_workbook(path, read_only=True, data_only=True)
-        try:
-            ws = wb[wb.sheetnames[0]]
-            rows = [["" if v is None else str(v) for v in r] for r in ws.iter_rows(values_only=True)]
-        finally:
-            wb.close()
-        return rows
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.split("\t") for line in lines]
+    :func:`maskbundle.io.readers.read_table_grid` with ``strict=False`` (a table a user
+    hands in may have ``\\r\\n`` line ends).
+    """
+    from .readers import read_table_grid
+
+    return read_table_grid(path, strict=False).rows
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]] | pd.DataFrame) -> None:
