@@ -102,7 +102,7 @@ def measure(kind: str, src_path: Path, out: Path, compression: str) -> dict[str,
             h, w = src.shape
             # unique pass: the relabel map (pass 1 proper also merges features etc.)
             ids: np.ndarray = np.zeros(0, np.uint32)
-            band = 2048
+            band = 512
             for y0 in range(0, h, band):
                 u = fastremap.unique(src.read((slice(y0, min(h, y0 + band)), slice(0, w))))
                 ids = np.union1d(ids, u)

@@ -291,6 +291,9 @@ def write_label_ome_tiff_streaming(
     # the same rule as write_label_ome_tiff, from the shape instead of an array
     bigtiff = n_c * math.prod(zyx) * dtype.itemsize * 4 // 3 > 2**31
     options = _tiff_options(compression, workers)
+    # tifffile hands its compression threads up to 512 MiB of tiles at a time; our tiles
+    # are views of bands, so that would keep that many bands alive (bytes are unchanged)
+    options["buffersize"] = max(8 << 20, min(band_bytes, 64 << 20))
     sums = [BandChecksum(tuple(ch.source.shape), ch.source.dtype) for ch in channels]
     try:
         with tempfile.TemporaryDirectory(
