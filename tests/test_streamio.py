@@ -127,6 +127,20 @@ def test_file_sources_stream_to_the_same_bytes(tmp_path):
         assert out.input_sha256 == [array_checksum(raw)], kind
 
 
+def test_converted_in_memory_input_keeps_its_checksum(tmp_path):
+    # floats and big-endian arrays are converted by the checker; the checksum recorded
+    # is still that of the array as given (what the in-memory path records)
+    raw = _labels((600, 700), 11)
+    dtype = np.dtype(np.uint16)
+    xml = _xml(1, (1, *raw.shape), dtype)
+    for given in (raw.astype(np.float32), raw.astype(">u4")):
+        src = open_label_source(given)
+        out = write_label_ome_tiff_streaming(
+            tmp_path / "x.ome.tif", _channels([src], [raw], dtype), ome_xml=xml, dtype=dtype)
+        assert out.input_sha256 == [array_checksum(given)]
+        (tmp_path / "x.ome.tif").unlink()
+
+
 def test_dask_source_and_window_reads(tmp_path):
     da = pytest.importorskip("dask.array")
     raw = _labels((2, 500, 600), 4)

@@ -324,7 +324,11 @@ def write_label_ome_tiff_streaming(
             if exc.errno in _REFUSED_WRITE:
                 raise write_error(exc, path) from exc
         raise
-    return StreamedTiff(levels=n_levels + 1, input_sha256=[s.hexdigest() for s in sums])
+    known = [getattr(ch.source, "input_sha256", None) for ch in channels]
+    return StreamedTiff(
+        levels=n_levels + 1,
+        input_sha256=[k if k is not None else s.hexdigest() for k, s in zip(known, sums, strict=True)],
+    )
 
 
 @dataclass(frozen=True)

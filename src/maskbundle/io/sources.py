@@ -69,6 +69,9 @@ class LabelSource:
     _index: tuple[int | None, ...] = field(repr=False)  # None: a kept axis; int: fixed
     _order: tuple[int, ...] = field(repr=False)  # kept source axes in (Z,)Y,X order
     _close: Any = field(default=None, repr=False)
+    # set when the pixels served differ from the input's own bytes (an in-memory float or
+    # big-endian array converted by the checker): array_checksum of the input as given
+    input_sha256: str | None = None
 
     @property
     def ndim(self) -> int:
@@ -169,10 +172,7 @@ class BandChecksum:
         self._total = math.prod(self.shape)
 
     def update(self, band: np.ndarray) -> None:
-        if band.shape[-1] != self.shape[-1] or (
-            band.ndim == len(self.shape) and band.shape[1:] != self.shape[1:]
-            and band.ndim == 3
-        ):
+        if band.shape[-1] != self.shape[-1]:
             raise ValueError(f"a band of shape {band.shape} is not full-width for {self.shape}")
         self._h.update(np.ascontiguousarray(band, dtype=self.dtype).data)
         self._fed += band.size
@@ -262,10 +262,16 @@ def _source(
 
 
 def _numpy_source(name: str, arr: np.ndarray, prov: dict[str, Any]) -> LabelSource:
-    if arr.ndim <= 3:
-        # in memory: the one checker converts floats and checks negatives as today
-        arr = check_label_array(name, arr)
-    return _source(name, arr, None, None, prov)
+    if arr.ndim > 3:
+        return _source(name, arr, None, None, prov)
+    # in memory: the one checker converts floats and checks negatives as today
+    checked = check_label_array(name, arr)
+    src = _source(name, checked, None, None, prov)
+    if checked.dtype != arr.dtype:
+        band = BandChecksum(arr.shape, arr.dtype)
+        band.update(arr.reshape(-1, arr.shape[-1]) if arr.ndim == 3 else arr)
+        src.input_sha256 = band.hexdigest()
+    return src
 
 
 def _file_record(path: Path, fmt: str) -> dict[str, Any]:
