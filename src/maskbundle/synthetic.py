@@ -7,10 +7,12 @@ Large images are generated tile by tile so memory stays proportional to one tile
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["synthetic_nuclei_3d", "synthetic_tissue"]
+__all__ = ["iter_synthetic_tissue", "synthetic_nuclei_3d", "synthetic_tissue"]
 
 
 def _tile_tissue(
@@ -68,19 +70,36 @@ def synthetic_tissue(
     cells, nuclei : ndarray of shape ``shape``, dtype uint32
         Each nucleus has the id of the cell that contains it.
     """
-    rng = np.random.default_rng(seed)
     cells = np.zeros(shape, dtype=np.uint32)
     nuclei = np.zeros(shape, dtype=np.uint32)
+    for sl, c, nu in iter_synthetic_tissue(shape, cell_spacing=cell_spacing, seed=seed, tile=tile):
+        cells[sl] = c
+        nuclei[sl] = nu
+    return cells, nuclei
+
+
+def iter_synthetic_tissue(
+    shape: tuple[int, int],
+    *,
+    cell_spacing: float = 20.0,
+    seed: int = 0,
+    tile: int = 4096,
+) -> Iterator[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
+    """The tiles of :func:`synthetic_tissue` one at a time, in row-major tile order.
+
+    Yields ``(window, cells, nuclei)``; pasting every tile at its window gives exactly
+    ``synthetic_tissue(shape, ...)`` with the same arguments, and ids are unique across
+    tiles. Memory stays one tile, so whole-slide masks can be written to disk tile-wise.
+    """
+    rng = np.random.default_rng(seed)
     next_id = 1
     for y0 in range(0, shape[0], tile):
         for x0 in range(0, shape[1], tile):
             sl = (slice(y0, min(y0 + tile, shape[0])), slice(x0, min(x0 + tile, shape[1])))
             sub = (sl[0].stop - y0, sl[1].stop - x0)
             c, nu, n = _tile_tissue(sub, cell_spacing, rng, next_id)
-            cells[sl] = c
-            nuclei[sl] = nu
+            yield sl, c, nu
             next_id += n
-    return cells, nuclei
 
 
 def synthetic_nuclei_3d(

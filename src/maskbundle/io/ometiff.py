@@ -7,9 +7,12 @@ reader (tifffile, Bio-Formats) sees (C, Z, Y, X).
 
 from __future__ import annotations
 
+import errno
+import math
 import re
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,15 +22,19 @@ import tifffile
 from ome_types import from_xml, to_xml
 from ome_types.model import OME, Channel, Image, Pixels, Pixels_DimensionOrder, PixelType, TiffData
 
-from ..errors import CorruptInputError, MaskBundleError
+from ..errors import CorruptInputError, LabelError, MaskBundleError
 from ..labels.pyramid import pyramid_level, pyramid_level_count
 from ..model import ParentImage, PhysicalSize
 from .limits import MAX_OME_XML, check_tiff_level0, check_tiff_structure
+from .sources import BandChecksum
+from .staging import remove_path, write_error
 
 __all__ = [
     "LabelImage",
     "LabelPyramid",
     "OmeMetadata",
+    "StreamChannel",
+    "StreamedTiff",
     "build_ome_xml",
     "ome_metadata",
     "open_label_pyramid",
@@ -38,6 +45,7 @@ __all__ = [
     "read_parent_image",
     "to_czyx",
     "write_label_ome_tiff",
+    "write_label_ome_tiff_streaming",
 ]
 
 TILE = 512
@@ -51,6 +59,8 @@ PHYSICAL_SIZE_KEYS = (
     "physical_size_z_unit",
 )
 Compression = Literal["zlib", "zstd"]
+# errno values by which a file system refuses a write (reported as OutputWriteError)
+_REFUSED_WRITE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def build_ome_xml(
@@ -123,6 +133,15 @@ def write_label_ome_tiff(
     h, w = labels_czyx.shape[-2:]
     n_levels = pyramid_level_count(h, w, TILE)
     bigtiff = labels_czyx.nbytes * 4 // 3 > 2**31
+    options = _tiff_options(compression, workers)
+    with tifffile.TiffWriter(path, bigtiff=bigtiff, ome=False) as tif:
+        tif.write(labels_czyx, subifds=n_levels, description=ome_xml, **options)
+        for k in range(1, n_levels + 1):
+            tif.write(pyramid_level(labels_czyx, k), subfiletype=1, **options)
+    return n_levels + 1
+
+
+def _tiff_options(compression: Compression, workers: int) -> dict[str, Any]:
     options: dict[str, Any] = {
         "photometric": "minisblack",
         "tile": (TILE, TILE),
@@ -133,11 +152,190 @@ def write_label_ome_tiff(
     }
     if compression == "zlib":
         options["compressionargs"] = {"level": 6}
-    with tifffile.TiffWriter(path, bigtiff=bigtiff, ome=False) as tif:
-        tif.write(labels_czyx, subifds=n_levels, description=ome_xml, **options)
-        for k in range(1, n_levels + 1):
-            tif.write(pyramid_level(labels_czyx, k), subfiletype=1, **options)
-    return n_levels + 1
+    return options
+
+
+@dataclass(frozen=True)
+class StreamChannel:
+    """One channel of a streamed label OME-TIFF.
+
+    ``source`` has ``shape`` ((Y, X) or (Z, Y, X)), ``dtype`` and ``read(window)`` (a
+    :class:`~maskbundle.io.sources.LabelSource`); ``relabel`` maps a block of raw labels
+    to the output dtype (a :class:`~maskbundle.labels.relabel.TileRelabel`, or ``None``
+    when the source already holds 1..N in the output dtype).
+    """
+
+    source: Any
+    relabel: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class StreamedTiff:
+    """What :func:`write_label_ome_tiff_streaming` wrote: the level count (as
+    :func:`write_label_ome_tiff` returns) and, per channel, ``array_checksum`` of its
+    source computed from the pixels read for the write (no separate pass)."""
+
+    levels: int
+    input_sha256: list[str]
+
+
+def _band_rows(source: Any, width: int, itemsize: int, band_bytes: int) -> int:
+    """Rows read at once: whole tile rows, covering the source's stored chunk height (so
+    each stored chunk is decoded once), within ``band_bytes`` when the chunks allow it."""
+    chunks = getattr(source, "chunks", None)
+    chunk_rows = int(chunks[-2]) if chunks else TILE
+    rows = TILE * max(1, -(-chunk_rows // TILE))
+    while rows > TILE and rows * width * itemsize > band_bytes and rows - TILE >= chunk_rows:
+        rows -= TILE
+    return rows
+
+
+def _level0_tiles(
+    channels: Sequence[StreamChannel],
+    zyx: tuple[int, int, int],
+    dtype: np.dtype[Any],
+    spills: list[Any],
+    sums: list[BandChecksum],
+    band_bytes: int,
+    progress: Callable[[int], None] | None,
+) -> Iterator[np.ndarray]:
+    """Level-0 tiles in tifffile's order (channel, plane, tile row, tile column); as each
+    band of rows passes, its stride samples for every lower level are appended to that
+    level's spill file, in the order the level will be written."""
+    n_z, h, w = zyx
+    for c, ch in enumerate(channels):
+        src = ch.source
+        is_3d = len(src.shape) == 3
+        band = _band_rows(src, w, max(dtype.itemsize, src.dtype.itemsize), band_bytes)
+        for z in range(n_z):
+            for y0 in range(0, h, band):
+                y1 = min(h, y0 + band)
+                window = (slice(y0, y1), slice(0, w))
+                raw = src.read((slice(z, z + 1), *window) if is_3d else window)
+                if raw.dtype.kind != src.dtype.kind or raw.dtype.itemsize != src.dtype.itemsize:
+                    raise LabelError(
+                        f"channel {c}: rows {y0}-{y1} of plane {z} hold {raw.dtype} labels, "
+                        f"the source declares {src.dtype}; a mask must have one dtype throughout"
+                    )
+                raw = raw.reshape(y1 - y0, w)
+                sums[c].update(raw)
+                lab = raw if ch.relabel is None else ch.relabel(raw)
+                if lab.dtype != dtype or lab.shape != raw.shape:
+                    raise LabelError(
+                        f"channel {c}: rows {y0}-{y1} of plane {z} became {lab.dtype} "
+                        f"{lab.shape} after relabelling, the image is {dtype}; relabel every "
+                        "tile with the same map and output dtype"
+                    )
+                for k, fh in enumerate(spills, start=1):
+                    f = 2**k
+                    part = lab[(-y0) % f :: f, ::f]
+                    if part.size:
+                        fh.write(np.ascontiguousarray(part).data)
+                for ty in range(0, y1 - y0, TILE):
+                    for tx in range(0, w, TILE):
+                        yield lab[ty : ty + TILE, tx : tx + TILE]
+                del raw
+                if progress is not None:
+                    progress((y1 - y0) * w)
+
+
+def _spilled_tiles(
+    fh: Any, planes: int, h: int, w: int, dtype: np.dtype[Any]
+) -> Iterator[np.ndarray]:
+    """Tiles of one reduced level, read back band by band from its spill file."""
+    fh.seek(0)
+    for _ in range(planes):
+        for y0 in range(0, h, TILE):
+            rows = min(TILE, h - y0)
+            band = np.fromfile(fh, dtype=dtype, count=rows * w)
+            if band.size != rows * w:
+                raise OSError(errno.EIO, "a pyramid spill file is shorter than written")
+            band = band.reshape(rows, w)
+            for tx in range(0, w, TILE):
+                yield band[:, tx : tx + TILE]
+
+
+def write_label_ome_tiff_streaming(
+    path: Path,
+    channels: Sequence[StreamChannel],
+    *,
+    ome_xml: bytes,
+    dtype: np.dtype[Any] | type,
+    compression: Compression = "zlib",
+    workers: int = 2,
+    band_bytes: int = 256 << 20,
+    scratch: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> StreamedTiff:
+    """Write the label OME-TIFF of :func:`write_label_ome_tiff` from sources read by bands.
+
+    The file is byte-identical to ``write_label_ome_tiff(path, stack, ...)`` where
+    ``stack[c]`` is channel ``c``'s source relabelled. Memory stays bounded by one band
+    of rows (a multiple of 512 rows, at most ``band_bytes`` unless the source's stored
+    chunks are taller) plus tifffile's compression buffer: level 0 is read once, and the
+    stride samples of every lower level go to uncompressed spill files (a third of level
+    0's size in all) in ``scratch`` (default: beside ``path``), deleted on return.
+
+    ``progress(n)`` is called with the level-0 pixels done after each band.
+    A source that fails to read raises its own named error, a relabel that gives another
+    dtype :class:`LabelError`, a refused write (disk full ...) :class:`OutputWriteError`;
+    the partial file is removed in every case.
+    """
+    path = Path(path)
+    dtype = np.dtype(dtype)
+    if not channels:
+        raise ValueError("no channels to write")
+    shapes = {tuple(int(n) for n in ch.source.shape) for ch in channels}
+    if len(shapes) != 1:
+        raise LabelError(f"channels differ in shape: {sorted(shapes)}; masks must share one shape")
+    shape = shapes.pop()
+    if len(shape) not in (2, 3):
+        raise LabelError(f"channels have shape {shape}; expected (Y, X) or (Z, Y, X)")
+    n_z, h, w = shape if len(shape) == 3 else (1, *shape)
+    zyx = (n_z, h, w)
+    n_c = len(channels)
+    n_levels = pyramid_level_count(h, w, TILE)
+    # the same rule as write_label_ome_tiff, from the shape instead of an array
+    bigtiff = n_c * math.prod(zyx) * dtype.itemsize * 4 // 3 > 2**31
+    options = _tiff_options(compression, workers)
+    # tifffile hands its compression threads up to 512 MiB of tiles at a time; our tiles
+    # are views of bands, so that would keep that many bands alive (bytes are unchanged)
+    options["buffersize"] = max(8 << 20, min(band_bytes, 64 << 20))
+    sums = [BandChecksum(tuple(ch.source.shape), ch.source.dtype) for ch in channels]
+    try:
+        with tempfile.TemporaryDirectory(
+            dir=scratch if scratch is not None else path.parent, prefix=".pyramid-spill-"
+        ) as tmp:
+            spills = [open(Path(tmp) / f"level{k}.raw", "w+b") for k in range(1, n_levels + 1)]
+            try:
+                with tifffile.TiffWriter(path, bigtiff=bigtiff, ome=False) as tif:
+                    tif.write(
+                        _level0_tiles(channels, zyx, dtype, spills, sums, band_bytes, progress),
+                        shape=(n_c, *zyx), dtype=dtype, subifds=n_levels,
+                        description=ome_xml, **options,
+                    )
+                    for k, fh in enumerate(spills, start=1):
+                        fh.flush()
+                        hk, wk = -(-h // 2**k), -(-w // 2**k)
+                        tif.write(
+                            _spilled_tiles(fh, n_c * n_z, hk, wk, dtype),
+                            shape=(n_c, *zyx[:1], hk, wk), dtype=dtype, subfiletype=1,
+                            **options,
+                        )
+            finally:
+                for fh in spills:
+                    fh.close()
+    except BaseException as exc:
+        remove_path(path)
+        if isinstance(exc, OSError) and not isinstance(exc, MaskBundleError):
+            if exc.errno in _REFUSED_WRITE:
+                raise write_error(exc, path) from exc
+        raise
+    known = [getattr(ch.source, "input_sha256", None) for ch in channels]
+    return StreamedTiff(
+        levels=n_levels + 1,
+        input_sha256=[k if k is not None else s.hexdigest() for k, s in zip(known, sums, strict=True)],
+    )
 
 
 @dataclass(frozen=True)
