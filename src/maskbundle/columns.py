@@ -28,6 +28,7 @@ from .rules import (
     OBO_ID_RE,
     REQUIREMENT_LEVELS,
     TEXT_TYPES,
+    check_ascii_text,
     check_text_cell,
 )
 
@@ -37,8 +38,7 @@ _BOOLEAN_VALUES = frozenset({"true", "false", "yes", "no", "1", "0"})
 
 
 def _check_text(value: str, where: str) -> None:
-    if not value.isascii():
-        raise TableFormatError(f"{where}: {value!r} is not ASCII; HuBMAP accepts ASCII text only")
+    check_ascii_text(value, where, TableFormatError)
     check_text_cell(value, where, TableFormatError)  # the one rule (maskbundle.rules)
 
 

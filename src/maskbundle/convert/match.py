@@ -85,6 +85,15 @@ def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float =
     -------
     MatchResult
         ``labels`` has unsigned type (uint32, or uint64 when the new ids need it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from maskbundle.convert import match_labels
+    >>> parent = np.array([[1, 1, 2, 2]], np.uint8)
+    >>> child = np.array([[0, 5, 6, 0]], np.uint8)
+    >>> match_labels(child, parent).labels.tolist()
+    [[0, 1, 2, 0]]
     """
     if child.shape != parent.shape:
         raise ShapeMismatchError(
@@ -242,6 +251,19 @@ def match_masks(
         A copy with the child masks renumbered, their features re-indexed, an ``Object ID
         in <parent>`` integer column added and the match counts in each child's
         ``source["matched"]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from maskbundle import Mask, Segmentation, match_masks
+    >>> cells = np.zeros((8, 8), np.uint8)
+    >>> cells[:, :4], cells[:, 4:] = 1, 2
+    >>> nuclei = np.zeros((8, 8), np.uint8)
+    >>> nuclei[2:4, 5:7], nuclei[5:7, 1:3] = 1, 2  # nucleus 1 lies in cell 2, nucleus 2 in cell 1
+    >>> seg = Segmentation(masks={"cells": Mask(cells), "nuclei": Mask(nuclei)})
+    >>> matched = match_masks(seg, {"nuclei": "cells"})
+    >>> int(matched.masks["nuclei"].labels[2, 5]), int(matched.masks["nuclei"].labels[5, 1])
+    (2, 1)
     """
     masks = dict(segmentation.masks)
     for child, parent in pairs.items():
