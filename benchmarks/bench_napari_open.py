@@ -31,9 +31,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from _memory import peak_rss_mib, reset_peak_rss  # noqa: E402
 
 from maskbundle import write_segmentation_bundle  # noqa: E402
-from maskbundle.io.ometiff import TILE, build_ome_xml  # noqa: E402
+from maskbundle.io.ometiff import build_ome_xml  # noqa: E402
 from maskbundle.labels.pyramid import pyramid_level_count  # noqa: E402
 from maskbundle.model import PhysicalSize  # noqa: E402
+from maskbundle.rules import TILE_SIZE as TILE  # noqa: E402
 
 DOI = "10.17504/protocols.io.example"
 

@@ -241,13 +241,13 @@ def test_cli_adjacency_on_bundle_and_tiff(tmp_path: Path, masks: dict[str, np.nd
         tmp_path / "ds", masks, physical_size=(0.5, 0.5), protocol_doi=DOI
     )
     runner = CliRunner()
-    res = runner.invoke(main, ["adjacency", str(out), "--kind", "centroid", "--mask", "nuclei",
-                               "--max-distance", "9.5"])
+    res = runner.invoke(main, ["adjacency", str(out), "--adjacency", "centroid", "--only",
+                               "nuclei", "--max-distance", "9.5"])
     assert res.exit_code == 0, res.output
     _, cent = read_edges(out / SEG / "nuclei-centroid-adjacency.csv")
     assert cent and max(d for (d,) in cent.values()) <= 9.5
     assert not (out / SEG / "cells-centroid-adjacency.csv").exists()
-    res = runner.invoke(main, ["adjacency", str(out), "--kind", "centroid", "--mask", "nuclei"])
+    res = runner.invoke(main, ["adjacency", str(out), "--adjacency", "centroid", "--only", "nuclei"])
     assert res.exit_code == 2 and "overwrite" in res.output
     res = runner.invoke(main, ["adjacency", str(out)])
     assert res.exit_code == 2  # nuclei centroid exists
@@ -257,7 +257,7 @@ def test_cli_adjacency_on_bundle_and_tiff(tmp_path: Path, masks: dict[str, np.nd
     flat = tmp_path / "cells.tif"
     tifffile.imwrite(flat, reread_labels(out)[0])
     args = ["adjacency", str(flat), "-o", str(tmp_path / "csv"), "--name", "cells",
-            "--physical-size", "0.5", "0.5", "--kind", "linkage", "--contact"]
+            "--physical-size", "0.5", "0.5", "--adjacency", "linkage", "--contact"]
     res = runner.invoke(main, _physical_size_args(args))
     assert res.exit_code == 0, res.output
     header, link = read_edges(tmp_path / "csv" / "cells-linkage-adjacency.csv")

@@ -268,7 +268,7 @@ def test_cellpose_seg_npy_2d_ids_and_metadata(tmp_path: Path) -> None:
 
 def test_cellpose_seg_npy_3d_and_uint32(tmp_path: Path) -> None:
     nuclei = synthetic_nuclei_3d((6, 40, 48), n_objects=12, radius=(3.0, 6.0), seed=1)
-    seg = read_cellpose(cellpose_seg_npy(tmp_path / "vol_seg.npy", nuclei), name="nuclei")
+    seg = read_cellpose(cellpose_seg_npy(tmp_path / "vol_seg.npy", nuclei), mask_name="nuclei")
     lab = seg.masks["nuclei"].labels
     assert lab.shape == (6, 40, 48)
     np.testing.assert_array_equal(lab, nuclei)
@@ -464,8 +464,8 @@ def test_qupath_cells_nuclei_holes_multipolygon_clipping(tmp_path: Path) -> None
     path = qupath_file(tmp_path, {"type": "FeatureCollection", "features": feats})
     types = {"Tumor": "CL:0001064", "Immune": "CL:0000738"}
     with pytest.raises(EmptyResultError, match="reach beyond"):
-        read_qupath(path, shape=shape, object_types=types)
-    seg = read_qupath(path, shape=shape, object_types=types, clip=True)
+        read_qupath(path, shape=shape, class_types=types)
+    seg = read_qupath(path, shape=shape, class_types=types, clip=True)
     cells, nuclei = seg.masks["cells"], seg.masks["nuclei"]
     ref = np.zeros(shape, np.uint32)
     ref[ref_polygon(f1_rings, shape)] = 1
@@ -509,7 +509,7 @@ def test_qupath_list_duplicate_keys_old_measurements_annotations(tmp_path: Path)
     path = tmp_path / "list.json"
     path.write_text(text, encoding="utf-8")
     seg = read_qupath(path, shape=(12, 12), annotations={"Glomerulus": "glomeruli"},
-                      object_types={"Glomerulus": "UBERON:0000074", "Other": "CL:0000000"})
+                      class_types={"Glomerulus": "UBERON:0000074", "Other": "CL:0000000"})
     assert set(seg.masks) == {"cells", "glomeruli"}
     glom = seg.masks["glomeruli"]
     assert glom.mask_id == "UBERON:0000074" and int(glom.labels.sum()) == 100
@@ -525,7 +525,7 @@ def test_qupath_unmapped_class_empty_and_bad_input(tmp_path: Path) -> None:
     f = [qupath_feature({"type": "Polygon", "coordinates": [square(0, 0, 4, 4)]}, cls="Tumor")]
     path = qupath_file(tmp_path, f)
     with pytest.raises(OptionError, match="Tumor"):
-        read_qupath(path, shape=(8, 8), object_types={"Stroma": "CL:0000057"})
+        read_qupath(path, shape=(8, 8), class_types={"Stroma": "CL:0000057"})
     with pytest.raises(OptionError, match="shape"):
         read_qupath(path, shape=None)
     empty = qupath_file(tmp_path, {"type": "FeatureCollection", "features": []}, "e.geojson")
@@ -739,7 +739,7 @@ def test_read_labels_ome_tiff_pyramid_channels_and_physical_size(tmp_path: Path)
     assert (seg.physical_size.x, seg.physical_size.y) == (0.25, 0.5)
     assert seg.masks["cells"].source["name_in_file"] == "Cells"
     with pytest.raises(OptionError, match="1 mask name"):
-        read_labels(path, name="cells")
+        read_labels(path, mask_names="cells")
 
 
 def test_read_labels_npz_npy_png_and_errors(tmp_path: Path) -> None:
@@ -751,7 +751,7 @@ def test_read_labels_npz_npy_png_and_errors(tmp_path: Path) -> None:
     np.testing.assert_array_equal(seg.masks["nuclei"].labels, nuclei)
     npy = tmp_path / "m.npy"
     np.save(npy, cells.astype(np.float32))
-    lab = read_labels(npy, name="tissue").masks["tissue"].labels
+    lab = read_labels(npy, mask_names="tissue").masks["tissue"].labels
     np.testing.assert_array_equal(lab, cells)
     png = tmp_path / "m.png"
     png.write_bytes(imagecodecs.png_encode(nuclei.astype(np.uint8)))
@@ -833,7 +833,7 @@ def test_every_reader_converts_to_a_valid_bundle(tmp_path: Path) -> None:
     assert prov["masks"]["cells"]["source"]["sha256"] == seg_cp.source["sha256"]
     # a 3D Cellpose mask
     vol = synthetic_nuclei_3d((4, 32, 30), n_objects=6, radius=(3.0, 6.0), seed=2)
-    _bundle(read_cellpose(cellpose_seg_npy(tmp_path / "v_seg.npy", vol), name="nuclei"),
+    _bundle(read_cellpose(cellpose_seg_npy(tmp_path / "v_seg.npy", vol), mask_name="nuclei"),
             tmp_path / "cellpose3d", physical_size=(0.5, 0.5, 2.0))
 
     details = stardist_details(20, (64, 60), seed=2)
@@ -850,7 +850,7 @@ def test_every_reader_converts_to_a_valid_bundle(tmp_path: Path) -> None:
                        uid="id-2", measurements={"Nucleus: Area µm^2": 4.0, "Cell: Mean": 2.0}),
     ]
     q = read_qupath(qupath_file(tmp_path, feats), shape=(64, 60),
-                    object_types={"Tumor": "CL:0001064"}, clip=True)
+                    class_types={"Tumor": "CL:0001064"}, clip=True)
     with pytest.warns(HubmapConversionWarning, match="'cell: mean'"):
         out = _bundle(q, tmp_path / "qupath")
     table = (out / "derived/segmentation_masks/cells-objects.tsv").read_text().splitlines()

@@ -145,7 +145,7 @@ def _qupath_geojson(path: Path) -> Path:
 def _bundle_qupath(root: Path) -> Path:
     root.mkdir()
     seg = read_qupath(_qupath_geojson(root / "cells.geojson"), shape=(52, 64),
-                      object_types={"Tumor": "CL:0001064", "Immune": "CL:0000738"},
+                      class_types={"Tumor": "CL:0001064", "Immune": "CL:0000738"},
                       physical_size=0.5)
     with pytest.warns(HubmapConversionWarning, match="'cell: cd3e mean'"):
         return write_segmentation_bundle(root / "ds", seg, protocol_doi=DOI)
@@ -390,9 +390,9 @@ def test_cli_export_staged_no_overwrite(bundles: dict[str, Path], tmp_path: Path
         assert res.exit_code == 2 and "already exists" in res.output
         assert out.read_bytes() == before
         res = runner.invoke(main, ["export", ds, "--to", "h5ad", "-o", str(tmp_path / "x.h5ad")])
-        assert res.exit_code == 2 and "--mask" in res.output
+        assert res.exit_code == 2 and "--only" in res.output
         assert not (tmp_path / "x.h5ad").exists()
-        res = runner.invoke(main, ["export", ds, "--to", "h5ad", "--mask", "nuclei",
+        res = runner.invoke(main, ["export", ds, "--to", "h5ad", "--only", "nuclei",
                                    "-o", str(tmp_path / "n.h5ad")])
         assert res.exit_code == 0, res.output
     assert ad.read_h5ad(tmp_path / "n.h5ad").obs_names[0] == "nuclei-1"

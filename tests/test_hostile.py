@@ -373,7 +373,7 @@ def test_provenance_not_json_is_a_named_error(
         else:
             write_upload_metadata(upload_tsv, [root], parent_dataset_id="HBM123.ABCD.456")
     args = {
-        "adjacency": ["adjacency", str(root), "--kind", "centroid"],
+        "adjacency": ["adjacency", str(root), "--adjacency", "centroid"],
         "mesh": ["mesh", str(root)],
         "metadata": ["metadata", str(upload_tsv), str(root),
                      "--parent-dataset-id", "HBM123.ABCD.456"],
@@ -426,7 +426,7 @@ def test_linkage_with_max_gap_1e6_is_fast_and_exact() -> None:
 def test_cli_linkage_with_huge_gap_finishes(tmp_path: Path, bundles: dict[str, Path]) -> None:
     root = _copy(bundles["2d"], tmp_path / "ds")
     t = time.monotonic()
-    result = cli("adjacency", str(root), "--kind", "linkage", "--max-gap", "1e6")
+    result = cli("adjacency", str(root), "--adjacency", "linkage", "--max-gap", "1e6")
     assert result.exit_code in (0, 1), result.output
     assert time.monotonic() - t < 60
     assert list((root / SEG).glob("*-linkage-adjacency.csv"))

@@ -125,7 +125,7 @@ def test_single_mask_and_unmatched_masks_are_detections(tmp_path: Path) -> None:
     assert len(feats) == (len(np.unique(truth["cells"])) - 1) + (len(np.unique(truth["nuclei"])) - 1)
     one = export_geojson(ds, tmp_path / "nuclei.geojson", masks=["nuclei"])
     seg = read_qupath(one, shape=truth["nuclei"].shape, detection_mask="nuclei",
-                      nucleus_mask="nucleus")
+                      mask_names=("cells", "nucleus"))
     np.testing.assert_array_equal(seg.masks["nuclei"].labels, truth["nuclei"])
 
 
@@ -155,8 +155,8 @@ def test_export_to_geojson(matched: Path, tmp_path: Path) -> None:
     assert again.exit_code == 2 and len(again.output.strip().splitlines()) == 1
     nuclei = tmp_path / "nuclei.geojson"
     result = CliRunner().invoke(main, ["export", str(matched), "--to", "geojson", "-o",
-                                       str(nuclei), "--mask", "nuclei"])
+                                       str(nuclei), "--only", "nuclei"])
     assert result.exit_code == 0, result.output
     seg = read_qupath(nuclei, shape=_level0(matched)["nuclei"].shape, detection_mask="nuclei",
-                      nucleus_mask="nucleus")
+                      mask_names=("cells", "nucleus"))
     np.testing.assert_array_equal(seg.masks["nuclei"].labels, _level0(matched)["nuclei"])

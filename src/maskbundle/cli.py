@@ -23,6 +23,7 @@ from .errors import (
     OptionError,
     UnsafeOverwriteError,
 )
+from .rules import OBJECTS_FORMATS
 from .viewers import geojson_exporter  # noqa: F401  (registers `export --to geojson`)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,6 +89,26 @@ def _print_our_warnings() -> None:
     warnings.simplefilter("always", MaskBundleWarning)
 
 
+def only_option(help: str) -> Callable[[F], F]:
+    """``--only MASK`` (repeat): the mask filter of a command, passed on as ``masks``.
+
+    ``--mask NAME`` was its old spelling; it still works, hidden from ``--help``, because
+    ``--mask`` now means ``NAME=FILE`` only (``maskbundle bundle``).
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def merged(*args: Any, only: tuple[str, ...], old_mask: tuple[str, ...],
+                   **kwargs: Any) -> Any:
+            return func(*args, masks=only + old_mask, **kwargs)
+
+        with_old = click.option("--mask", "old_mask", multiple=True, hidden=True)(merged)
+        return click.option("--only", "only", multiple=True, metavar="MASK", help=help)(
+            with_old)  # type: ignore[return-value]
+
+    return decorate
+
+
 def parse_pairs(values: Sequence[str], what: str) -> dict[str, str]:
     """``NAME=VALUE`` options to a dict (``--mask cells=cells.tif``)."""
     out: dict[str, str] = {}
@@ -118,7 +139,7 @@ def bundle_options(func: F) -> F:
         click.option("--stem", "--name", "stem", default=None,
                      help="Stem of <stem>.segmentations.ome.tiff (--name is the old spelling)."),
         click.option("--annotation-tool", default="In-house", show_default=True),
-        click.option("--objects-format", type=click.Choice(["tsv", "xlsx"]), default="tsv",
+        click.option("--objects-format", type=click.Choice(OBJECTS_FORMATS), default="tsv",
                      show_default=True),
         click.option("--compression", type=click.Choice(["zlib", "zstd"]), default="zlib",
                      show_default=True),
@@ -259,7 +280,7 @@ def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
     files = parse_pairs(masks, "--mask")
     combined = Segmentation(masks={})
     for name, file in files.items():
-        seg = read_labels(file, name=name)
+        seg = read_labels(file, mask_names=name)
         if len(seg.masks) != 1:
             raise OptionError(
                 f"{file} holds {len(seg.masks)} label arrays; give one mask per file, or use "
@@ -409,7 +430,7 @@ def convert_cellpose(inputs: tuple[Path, ...], **opts: Any) -> None:
     from .convert import read_cellpose
 
     names = _one_mask_names(inputs, opts, "cells")
-    _write_converted([read_cellpose(p, name=n) for p, n in zip(inputs, names, strict=True)],
+    _write_converted([read_cellpose(p, mask_name=n) for p, n in zip(inputs, names, strict=True)],
                      opts, rename=False)
 
 
@@ -423,7 +444,7 @@ def convert_stardist(inputs: tuple[Path, ...], **opts: Any) -> None:
 
     shape = _image_shape(opts)
     names = _one_mask_names(inputs, opts, "nuclei")
-    _write_converted([read_stardist(p, shape=shape, name=n)
+    _write_converted([read_stardist(p, shape=shape, mask_name=n)
                       for p, n in zip(inputs, names, strict=True)], opts, rename=False)
 
 
@@ -452,7 +473,7 @@ def convert_qupath(inputs: tuple[Path, ...], **opts: Any) -> None:
         raise OptionError("QuPath polygons need the image size: give --shape Y X or --parent")
     segs = [
         read_qupath(p, shape=shape,
-                    object_types=parse_pairs(opts["class_types"], "--class-type"),
+                    class_types=parse_pairs(opts["class_types"], "--class-type"),
                     annotations=parse_pairs(opts["annotations"], "--annotation"),
                     detection_mask=opts["detection_mask"],
                     measurements=not opts["no_measurements"],
@@ -507,10 +528,11 @@ def metadata_command(tsv: Path, datasets: tuple[Path, ...], parent_dataset_id: s
 
 @main.command("adjacency")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["centroid", "linkage"]),
+@click.option("--adjacency", "kinds", multiple=True, type=click.Choice(["centroid", "linkage"]),
               help="Which file(s); repeat for both (default: both).")
-@click.option("--mask", "masks", multiple=True, metavar="NAME",
-              help="Only this mask (channel); repeat for several (default: every mask).")
+@click.option("--kind", "old_kinds", multiple=True, type=click.Choice(["centroid", "linkage"]),
+              hidden=True)  # the old spelling of --adjacency
+@only_option("Only this mask (channel); repeat for several (default: every mask).")
 @click.option("--overwrite", is_flag=True, help="Replace existing adjacency files.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the CSVs when PATH is a label file.")
@@ -530,8 +552,8 @@ def metadata_command(tsv: Path, datasets: tuple[Path, ...], parent_dataset_id: s
 @click.option("--contact", is_flag=True, default=None,
               help="Add the contact length (2D) / area (3D) column to the linkage file.")
 @handle_errors
-def adjacency_command(path: Path, kinds: tuple[str, ...], masks: tuple[str, ...],
-                      overwrite: bool, output_dir: Path | None,
+def adjacency_command(path: Path, kinds: tuple[str, ...], old_kinds: tuple[str, ...],
+                      masks: tuple[str, ...], overwrite: bool, output_dir: Path | None,
                       physical_size: tuple[float, ...], mask_names: tuple[str, ...],
                       **options: Any) -> None:
     """Add centroid/linkage adjacency CSVs to the bundle directory PATH (each file checked
@@ -541,7 +563,7 @@ def adjacency_command(path: Path, kinds: tuple[str, ...], masks: tuple[str, ...]
 
     result = add_adjacency(
         path,
-        adjacency=kinds or ADJACENCY_KINDS,
+        adjacency=(kinds + old_kinds) or ADJACENCY_KINDS,
         adjacency_options=options,
         masks=list(masks) or None,
         overwrite=overwrite,
@@ -562,8 +584,7 @@ def adjacency_command(path: Path, kinds: tuple[str, ...], masks: tuple[str, ...]
 
 @main.command("mesh")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--mask", "masks", multiple=True, metavar="NAME",
-              help="Mesh only this mask (repeat); default every mask of the 3D bundle.")
+@only_option("Mesh only this mask (repeat); default every mask of the 3D bundle.")
 @click.option("--overwrite", is_flag=True, help="Replace existing <mask>-mesh.glb files.")
 @click.option("--max-error", type=float, default=None, metavar="UM",
               help="Simplification tolerance in micrometres "
@@ -638,8 +659,7 @@ def _export_help() -> str:
               help=f"Output format ({_export_help()}).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
               help="File or directory to write (refused when it exists, unless --overwrite).")
-@click.option("--mask", "masks", multiple=True, metavar="NAME",
-              help="Export only this mask (repeat; h5ad takes exactly one).")
+@only_option("Export only this mask (repeat; h5ad takes exactly one).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--no-validate", is_flag=True,
               help="Skip validating BUNDLE first (faster on whole-slide masks).")

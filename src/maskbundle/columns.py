@@ -28,6 +28,7 @@ from .rules import (
     OBO_ID_RE,
     REQUIREMENT_LEVELS,
     TEXT_TYPES,
+    check_ascii_text,
     check_text_cell,
 )
 
@@ -37,8 +38,7 @@ _BOOLEAN_VALUES = frozenset({"true", "false", "yes", "no", "1", "0"})
 
 
 def _check_text(value: str, where: str) -> None:
-    if not value.isascii():
-        raise TableFormatError(f"{where}: {value!r} is not ASCII; HuBMAP accepts ASCII text only")
+    check_ascii_text(value, where, TableFormatError)
     check_text_cell(value, where, TableFormatError)  # the one rule (maskbundle.rules)
 
 
@@ -127,48 +127,60 @@ def check_objects_table(
             # str() of the distinct cells only (not of every row): same values, less work
             values = list(dict.fromkeys(
                 str(v) for v in (uniq if uniq is not None else present.tolist())))
-            if spec.type == "boolean":
-                bad_bool = [v for v in values if v.strip().lower() not in _BOOLEAN_VALUES]
-                if bad_bool:
-                    raise TableFormatError(
-                        f"{where}: {bad_bool[0]!r} is not a boolean; use true/false, yes/no "
-                        "or 1/0"
-                    )
-            for v in values:
-                _check_text(v, where)
-                if spec.type == "doi" and not DOI_RE.fullmatch(v):
-                    raise TableFormatError(f"{where}: {v!r} is not a bare DOI (10.xxxx/...)")
-                if spec.type == "obo id" and not OBO_ID_RE.fullmatch(v):
-                    raise TableFormatError(
-                        f"{where}: {v!r} is not an OBO id like CL:0000000 (prefix, colon, 7 digits)"
-                    )
-            if spec.permissible_values:
-                allowed = {p.lower() for p in spec.permissible_values}
-                bad = [v for v in values if v.lower() not in allowed]
-                if bad:
-                    raise TableFormatError(
-                        f"{where}: {bad[0]!r} is not one of {list(spec.permissible_values)}"
-                    )
+            _check_text_column(spec, values, where)
         elif spec.type in ("integer", "float") and len(present):
-            if uniq is not None and any(isinstance(v, str | bool | np.bool_) for v in uniq):
-                raise TableFormatError(
-                    f"{where}: text or booleans in a {spec.type} column; give numbers"
-                )
-            if present.dtype.kind == "b":
-                raise TableFormatError(f"{where}: booleans in a {spec.type} column; give 0/1")
-            arr = pd.to_numeric(present, errors="coerce").to_numpy(dtype=float)
-            if np.isnan(arr).any() or not np.isfinite(arr).all():
-                raise TableFormatError(f"{where}: non-numeric or infinite values in a number column")
-            if spec.type == "integer" and (arr != np.round(arr)).any():
-                first = present.to_numpy()[int(np.argmax(arr != np.round(arr)))]
-                raise TableFormatError(
-                    f"{where}: fractional value {first!r} in an integer column; round it "
-                    "yourself or declare the column float"
-                )
-            if spec.type == "integer" and fmt == "xlsx" and (np.abs(arr) > EXCEL_EXACT_INT).any():
-                raise TableFormatError(
-                    f"{where}: integers of more than 15 digits lose digits in Excel; write "
-                    "the table as TSV (objects_format='tsv') or store them as text",
-                    cli=f"{where}: integers of more than 15 digits lose digits in Excel; use "
-                    "--objects-format tsv or store them as text",
-                )
+            _check_number_column(spec, present, uniq, where, fmt)
+
+
+def _check_text_column(spec: ColumnSpec, values: list[str], where: str) -> None:
+    """The distinct cells of a text, doi, obo id or boolean column."""
+    if spec.type == "boolean":
+        bad_bool = [v for v in values if v.strip().lower() not in _BOOLEAN_VALUES]
+        if bad_bool:
+            raise TableFormatError(
+                f"{where}: {bad_bool[0]!r} is not a boolean; use true/false, yes/no "
+                "or 1/0"
+            )
+    for v in values:
+        _check_text(v, where)
+        if spec.type == "doi" and not DOI_RE.fullmatch(v):
+            raise TableFormatError(f"{where}: {v!r} is not a bare DOI (10.xxxx/...)")
+        if spec.type == "obo id" and not OBO_ID_RE.fullmatch(v):
+            raise TableFormatError(
+                f"{where}: {v!r} is not an OBO id like CL:0000000 (prefix, colon, 7 digits)"
+            )
+    if spec.permissible_values:
+        allowed = {p.lower() for p in spec.permissible_values}
+        bad = [v for v in values if v.lower() not in allowed]
+        if bad:
+            raise TableFormatError(
+                f"{where}: {bad[0]!r} is not one of {list(spec.permissible_values)}"
+            )
+
+
+def _check_number_column(
+    spec: ColumnSpec, present: pd.Series, uniq: np.ndarray | None, where: str, fmt: str
+) -> None:
+    """The filled cells of an integer or float column (``uniq``: distinct object cells)."""
+    if uniq is not None and any(isinstance(v, str | bool | np.bool_) for v in uniq):
+        raise TableFormatError(
+            f"{where}: text or booleans in a {spec.type} column; give numbers"
+        )
+    if present.dtype.kind == "b":
+        raise TableFormatError(f"{where}: booleans in a {spec.type} column; give 0/1")
+    arr = pd.to_numeric(present, errors="coerce").to_numpy(dtype=float)
+    if np.isnan(arr).any() or not np.isfinite(arr).all():
+        raise TableFormatError(f"{where}: non-numeric or infinite values in a number column")
+    if spec.type == "integer" and (arr != np.round(arr)).any():
+        first = present.to_numpy()[int(np.argmax(arr != np.round(arr)))]
+        raise TableFormatError(
+            f"{where}: fractional value {first!r} in an integer column; round it "
+            "yourself or declare the column float"
+        )
+    if spec.type == "integer" and fmt == "xlsx" and (np.abs(arr) > EXCEL_EXACT_INT).any():
+        raise TableFormatError(
+            f"{where}: integers of more than 15 digits lose digits in Excel; write "
+            "the table as TSV (objects_format='tsv') or store them as text",
+            cli=f"{where}: integers of more than 15 digits lose digits in Excel; use "
+            "--objects-format tsv or store them as text",
+        )

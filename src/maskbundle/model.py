@@ -69,7 +69,16 @@ def _positive(value: Any, what: str) -> float:
 
 @dataclass(frozen=True)
 class PhysicalSize:
-    """Size of one pixel (voxel): x = column, y = row, z = plane; values in ``unit_*``."""
+    """Size of one pixel (voxel): x = column, y = row, z = plane; values in ``unit_*``.
+
+    Examples
+    --------
+    >>> from maskbundle import PhysicalSize
+    >>> PhysicalSize.coerce((0.5, 0.5, 2.0)).um_zyx()
+    (2.0, 0.5, 0.5)
+    >>> PhysicalSize(500.0, 500.0, unit_x="nm", unit_y="nm").um_zyx()
+    (1.0, 0.5, 0.5)
+    """
 
     x: float
     y: float
@@ -164,7 +173,18 @@ class PhysicalSize:
 
 @dataclass(frozen=True)
 class ParentImage:
-    """What the masks must agree with: the parent OME-TIFF's sizes and physical sizes."""
+    """What the masks must agree with: the parent OME-TIFF's sizes and physical sizes.
+
+    Examples
+    --------
+    Usually read from the parent OME-TIFF; the masks must have its sizes:
+
+    >>> from maskbundle import ParentImage, PhysicalSize
+    >>> parent = ParentImage("parent.ome.tiff", size_x=64, size_y=48, size_z=1,
+    ...                      physical_size=PhysicalSize(0.5, 0.5))
+    >>> (parent.size_y, parent.size_x)
+    (48, 64)
+    """
 
     path: str
     size_x: int
@@ -188,6 +208,15 @@ class Mask:
     with ``feature_specs`` giving their header cells by column name.
     ``source`` records where the mask came from (file, checksum, tool metadata) for
     provenance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from maskbundle import Mask
+    >>> mask = Mask(np.array([[0, 4], [9, 9]], np.uint16), mask_id="CL:0000000",
+    ...             object_types={9: "CL:0000084"})
+    >>> int(mask.labels.max()), mask.object_types[9]
+    (9, 'CL:0000084')
     """
 
     labels: np.ndarray
@@ -200,7 +229,19 @@ class Mask:
 
 @dataclass
 class Segmentation:
-    """Several masks on one image, as a reader returns them."""
+    """Several masks on one image, as a reader returns them.
+
+    Examples
+    --------
+    What the readers return, and what ``write_segmentation_bundle`` takes:
+
+    >>> import numpy as np
+    >>> from maskbundle import Mask, PhysicalSize, Segmentation
+    >>> seg = Segmentation(masks={"cells": Mask(np.eye(4, dtype=np.uint8))},
+    ...                    physical_size=PhysicalSize(0.5, 0.5))
+    >>> list(seg.masks), seg.physical_size.x
+    (['cells'], 0.5)
+    """
 
     masks: dict[str, Mask]
     physical_size: PhysicalSize | None = None
@@ -209,7 +250,16 @@ class Segmentation:
 
 @dataclass(frozen=True)
 class RelabelledMask:
-    """A checked mask numbered 1..N. ``original_ids[k - 1]`` is the input label of Object ID k."""
+    """A checked mask numbered 1..N. ``original_ids[k - 1]`` is the input label of Object ID k.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from maskbundle.labels.relabel import relabel_mask
+    >>> mask = relabel_mask("cells", np.array([[0, 7], [30, 30]], np.uint16))
+    >>> mask.labels.tolist(), mask.original_ids.tolist(), mask.n_objects, mask.changed
+    ([[0, 1], [2, 2]], [7, 30], 2, True)
+    """
 
     name: str
     labels: np.ndarray
@@ -230,6 +280,14 @@ class ColumnSpec:
     """The eight header cells of one objects-table column (SPEC section 5).
 
     Each cell takes only the published values (``maskbundle.rules``).
+
+    Examples
+    --------
+    >>> from maskbundle import ColumnSpec
+    >>> spec = ColumnSpec("Nucleus area", "float", "morphology", "Area of the nucleus",
+    ...                   unit="square micrometer")
+    >>> spec.header_cells()
+    ['float', 'square micrometer', 'morphology', 'Area of the nucleus', '', '', '', 'OPTIONAL']
     """
 
     name: str

@@ -16,14 +16,15 @@ SPEC section                  here
                               :data:`REQUIRED_COLUMNS` (each name also on its own:
                               :data:`OBJECT_ID`, :data:`MASK_ID`, ...,
                               :data:`POSITION_COLUMNS`), :data:`ANNOTATION_TOOLS`,
-                              :data:`XLSX_SHEET`
+                              :data:`XLSX_SHEET`, :data:`OBJECTS_FORMATS`
 5 header vocabularies         :data:`COLUMN_TYPES` (:data:`TEXT_TYPES`),
                               :data:`COLUMN_UNITS`, :data:`FEATURE_CLASSES`,
                               :data:`REQUIREMENT_LEVELS` (and their ``Literal`` types)
 5 HuBMAP's conversion         :data:`MODALITY_CLASSES`
 5 value rules                 :data:`DOI_RE` + :func:`normalise_doi`, :data:`OBO_ID_RE` +
                               :func:`check_obo_id`, the text-cell rule
-                              (:func:`text_cell_problem`, :func:`check_text_cell`)
+                              (:func:`text_cell_problem`, :func:`check_text_cell`), the
+                              ASCII rule (:func:`check_ascii_text`)
 5 spreadsheet limits          :data:`EXCEL_MAX_ROWS`, :data:`EXCEL_MAX_OBJECTS`,
                               :data:`EXCEL_EXACT_INT`
 6 adjacency files             :data:`ADJACENCY_COLUMNS`
@@ -60,15 +61,19 @@ from .errors import OptionError
 
 __all__ = [
     "ADJACENCY_COLUMNS",
+    "ALTERNATIVE_ID_ROW",
     "ANNOTATION_TOOL",
     "ANNOTATION_TOOLS",
     "COLUMN_TYPES",
     "COLUMN_UNITS",
+    "DESCRIPTION_ROW",
     "DOI_RE",
     "EXCEL_EXACT_INT",
     "EXCEL_MAX_OBJECTS",
     "EXCEL_MAX_ROWS",
     "FEATURE_CLASSES",
+    "FEATURE_CLASS_ROW",
+    "FEATURE_DOI_ROW",
     "FORMULA_PREFIXES",
     "HEADER_LABELS",
     "HEADER_ROWS",
@@ -78,26 +83,35 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_OBJECTS",
     "MODALITY_CLASSES",
+    "NOT_ASCII",
     "NUMBER_RE",
+    "OBJECTS_FORMATS",
     "OBJECT_ID",
     "OBJECT_TYPE",
     "OBO_ID_RE",
     "OME_NS",
+    "PERMISSIBLE_ROW",
     "PIXEL_TYPES",
     "POSITION_COLUMNS",
     "PROTOCOL_DOI",
     "REQUIRED_COLUMNS",
     "REQUIREMENT_LEVELS",
+    "REQUIREMENT_ROW",
     "SOURCE_FILE",
     "TEXT_TYPES",
     "TILE_SIZE",
+    "TYPE_ROW",
+    "UNIT_ROW",
     "XLSX_SHEET",
     "ColumnType",
     "ColumnUnit",
     "FeatureClass",
+    "ObjectsFormat",
     "RequirementLevel",
+    "check_ascii_text",
     "check_obo_id",
     "check_text_cell",
+    "is_ascii_text",
     "normalise_doi",
     "text_cell_problem",
 ]
@@ -120,17 +134,25 @@ TILE_SIZE = 512
 
 # ----------------------------------------------------------------- 5. the objects table
 
+TYPE_ROW = "Type"
+UNIT_ROW = "Unit"
+FEATURE_CLASS_ROW = "Feature class"
+DESCRIPTION_ROW = "Description"
+FEATURE_DOI_ROW = "Protocol used to derive this feature value (DOI)"
+ALTERNATIVE_ID_ROW = "Alternative ID"
+PERMISSIBLE_ROW = "Permissible values"
+REQUIREMENT_ROW = "Requirement level"
 HEADER_LABELS: tuple[str, ...] = (
-    "Type",
-    "Unit",
-    "Feature class",
-    "Description",
-    "Protocol used to derive this feature value (DOI)",
-    "Alternative ID",
-    "Permissible values",
-    "Requirement level",
+    TYPE_ROW,
+    UNIT_ROW,
+    FEATURE_CLASS_ROW,
+    DESCRIPTION_ROW,
+    FEATURE_DOI_ROW,
+    ALTERNATIVE_ID_ROW,
+    PERMISSIBLE_ROW,
+    REQUIREMENT_ROW,
 )
-"""Column A of rows 1-8."""
+"""Column A of rows 1-8 (each label also on its own: :data:`TYPE_ROW` ...)."""
 HEADER_ROWS = len(HEADER_LABELS) + 2
 """Rows before the first object: the eight header rows, the empty separator, the names."""
 OBJECT_ID = "Object ID"
@@ -156,6 +178,9 @@ MODALITY_CLASSES: tuple[str, ...] = ("antibody", "gene", "IMS")
 ``spatial`` to ``obsm["X_spatial"]``, any other class to its own obsm frame)."""
 XLSX_SHEET = "MAIN"
 """The one sheet of an ``.xlsx`` objects table."""
+ObjectsFormat = Literal["tsv", "xlsx"]
+OBJECTS_FORMATS: tuple[str, ...] = get_args(ObjectsFormat)
+"""File formats of an objects table (``<mask>-objects.tsv`` or ``.xlsx``)."""
 
 ColumnType = Literal["text", "integer", "float", "doi", "boolean", "obo id"]
 ColumnUnit = Literal["", "pixel", "intensity", "count", "square micrometer"]
@@ -171,6 +196,8 @@ FEATURE_CLASSES: tuple[str, ...] = get_args(FeatureClass)
 REQUIREMENT_LEVELS: tuple[str, ...] = get_args(RequirementLevel)
 TEXT_TYPES: tuple[str, ...] = ("text", "doi", "obo id", "boolean")
 """Types whose cells are text (an empty string is a blank cell)."""
+NOT_ASCII = "is not ASCII; HuBMAP accepts ASCII text only"
+"""Why a column name, mask name or text cell HuBMAP reads is refused when not ASCII."""
 
 DOI_RE = re.compile(r"10\.\d{4,9}/[-._;()/:a-zA-Z0-9]+")
 """A bare DOI (no ``https://doi.org/``)."""
@@ -254,6 +281,25 @@ def text_cell_problem(value: str) -> str | None:
             "rephrase it"
         )
     return None
+
+
+def is_ascii_text(value: str) -> bool:
+    """Whether HuBMAP can read ``value``: names and text cells are ASCII only."""
+    return value.isascii()
+
+
+def check_ascii_text(value: str, where: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming ``where`` when ``value`` is not ASCII (HuBMAP reads ASCII).
+
+    Examples
+    --------
+    >>> check_ascii_text("Area", "column 'Area'", ValueError)
+    >>> check_ascii_text("Typ\u00e9", "column 'Type'", ValueError)
+    Traceback (most recent call last):
+    ValueError: column 'Type': 'Typé' is not ASCII; HuBMAP accepts ASCII text only
+    """
+    if not is_ascii_text(value):
+        raise error(f"{where}: {value!r} {NOT_ASCII}")
 
 
 def check_text_cell(value: str, where: str, error: type[Exception]) -> None:

@@ -31,6 +31,8 @@ from ..rules import (
     REQUIRED_COLUMNS,
     REQUIREMENT_LEVELS,
     SOURCE_FILE,
+    ObjectsFormat,
+    is_ascii_text,
     text_cell_problem,
 )
 from ._pixels import LabelStats
@@ -137,7 +139,7 @@ def check_objects_rows(
     rows: list[list[str]],
     *,
     location: str,
-    fmt: Literal["tsv", "xlsx"],
+    fmt: ObjectsFormat,
     report: Report,
     truth: TableTruth | None,
 ) -> int | None:
@@ -423,7 +425,7 @@ def _not_obo(v: str) -> bool:
 
 
 def _not_ascii(v: str) -> bool:
-    return not v.isascii()
+    return not is_ascii_text(v)
 
 
 def _where(values: list[str], bad: Callable[[str], bool]) -> list[int]:

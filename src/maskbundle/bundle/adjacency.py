@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CorruptInputError, OptionError
-from ..io.adjacency_csv import write_adjacency_csv
+from ..io.adjacency_csv import adjacency_header_ok, judge_edge_rows, write_adjacency_csv
 from ..io.readers import read_csv_rows
 from ..measure.adjacency import centroid_adjacency, linkage_adjacency
 from ..model import PhysicalSize
 from ..names import check_mask_name
+from ..rules import ADJACENCY_COLUMNS
 from . import layout
 from .amend import (
     AmendFile,
@@ -39,7 +40,6 @@ from .amend import (
 from .result import BundleResult
 
 __all__ = [
-    "ADJACENCY_HEADER",
     "ADJACENCY_KINDS",
     "add_adjacency",
     "check_adjacency_file",
@@ -52,7 +52,6 @@ AdjacencyKind = Literal["centroid", "linkage"]
 ADJACENCY_KINDS: tuple[AdjacencyKind, ...] = ("centroid", "linkage")
 CENTROID_OPTIONS = ("method", "max_distance", "k", "radius")
 LINKAGE_OPTIONS = ("max_gap", "contact")
-ADJACENCY_HEADER = ("Object ID 1", "Object ID 2", "Distance (micrometer)")
 
 
 def check_adjacency_request(
@@ -219,24 +218,17 @@ def _jsonable(v: Any) -> Any:
 def check_adjacency_file(path: Path, n_objects: int) -> list[str]:
     """Problems of a written adjacency CSV against Object IDs 1..``n_objects``.
 
-    Reads the file back independently of the writer: the header, then every edge must
-    join two known Object IDs ``id1 < id2`` once, with a finite distance >= 0.
+    Reads the file back independently of the writer and applies the validator's own
+    rules (``adjacency.header``, ``adjacency.edges``, ``adjacency.duplicates``: one
+    function, :func:`~maskbundle.io.adjacency_csv.judge_edge_rows`), so a file staged
+    from a label file, which no bundle validation sees, is held to the same rule.
     """
     rows = read_csv_rows(path)
-    if not rows or rows[0][:3] != list(ADJACENCY_HEADER):
-        return [f"{path.name}: header does not start {','.join(ADJACENCY_HEADER)}"]
-    body = rows[1:]
-    try:
-        a = np.array([int(r[0]) for r in body], dtype=np.int64)
-        b = np.array([int(r[1]) for r in body], dtype=np.int64)
-        d = np.array([float(r[2]) for r in body], dtype=np.float64)
-    except (ValueError, IndexError) as exc:
-        return [f"{path.name}: an edge row is not 'id1,id2,distance' ({exc})"]
-    bad = ~((a >= 1) & (a < b) & (b <= n_objects) & np.isfinite(d) & (d >= 0))
-    problems = [f"{path.name}: line {int(i) + 2} is not id1 < id2 of known Object IDs with a "
-                "finite distance >= 0" for i in np.flatnonzero(bad)[:5]]
-    if body and np.unique(np.stack([a, b], axis=1), axis=0).shape[0] != len(body):
-        problems.append(f"{path.name}: an edge occurs twice")
+    if not adjacency_header_ok(rows):
+        return [f"{path.name}: header does not start {','.join(ADJACENCY_COLUMNS)}"]
+    edges = judge_edge_rows(rows[1:], np.arange(1, n_objects + 1, dtype=np.int64))
+    problems = [f"{path.name}: {reason}" for reason in edges.reasons(5)]
+    problems += [f"{path.name}: edge {dup} occurs more than once" for dup in edges.duplicates()]
     return problems
 
 
@@ -263,7 +255,7 @@ def _adjacency_sources(
         raise OptionError(f"{src} is a label file: give output_dir (-o DIR) for its adjacency CSVs")
     from ..convert.generic import read_labels  # convert/ is a sibling input adapter
 
-    seg = read_labels(src, name=list(mask_names) if mask_names is not None else None,
+    seg = read_labels(src, mask_names=list(mask_names) if mask_names is not None else None,
                       physical_size=physical_size)
     arrays = [m.labels for m in seg.masks.values()]
     return False, Path(output_dir), BundleMasks(

@@ -29,8 +29,9 @@ import pandas as pd
 from ..errors import OptionError
 from ..model import ColumnSpec, PhysicalSize, Segmentation
 from ..progress import stage_progress
+from ..rules import ObjectsFormat
 from .compute import compute_mask
-from .plan import DEFAULT_MASK_IDS, ObjectsFormat, array_checksum, normalise_doi, plan_bundle
+from .plan import DEFAULT_MASK_IDS, array_checksum, normalise_doi, plan_bundle
 from .result import BundleResult
 from .write import bundle_stage, write_bundle
 

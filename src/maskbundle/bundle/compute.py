@@ -33,6 +33,7 @@ from ..measure.centroids import object_centroids
 from ..measure.features import CENTROID_COLUMNS, FeatureTable, compute_features, user_columns
 from ..mesh.labels import ObjectMesh
 from ..model import ColumnSpec, Mask, RelabelledMask
+from ..rules import OBJECT_ID
 from .adjacency import AdjacencyKind, mask_adjacency
 from .meshes import mesh_objects
 from .objects import object_type_values, objects_frame, required_specs
@@ -133,7 +134,7 @@ def objects_stage(plan: BundlePlan, mp: MaskPlan, mask: RelabelledMask) -> Objec
         extra = [(spec, table.frame[name].to_numpy()) for name, spec in table.specs.items()]
     else:
         _, cents = object_centroids(mask.labels, mask.n_objects)
-    reserved = {"Object ID", *(s.name for s in required_specs(plan.annotation_tool))}
+    reserved = {OBJECT_ID, *(s.name for s in required_specs(plan.annotation_tool))}
     extra += _feature_columns(mp.source, mask, reserved)
     _check_extra_names(mask.name, [spec.name for spec, _ in extra], reserved)
     specs, frame = objects_frame(

@@ -9,11 +9,12 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import CorruptInputError, UnsafeOverwriteError
 from ..io.staging import is_stage_dir
 from ..names import check_mask_name
+from ..rules import ObjectsFormat
 
 __all__ = [
     "ALLOWED_PATTERNS",
@@ -124,7 +125,7 @@ def ome_tiff_path(stem: str) -> Path:
     return SEG_DIR / f"{stem}{OME_SUFFIX}"
 
 
-def objects_path(mask: str, fmt: Literal["tsv", "xlsx"]) -> Path:
+def objects_path(mask: str, fmt: ObjectsFormat) -> Path:
     return SEG_DIR / f"{check_mask_name(mask)}-objects.{fmt}"
 
 

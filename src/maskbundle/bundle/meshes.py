@@ -100,7 +100,7 @@ def select_mesh_masks(
     if chosen and not is_3d:
         raise OptionError(
             f"meshes requested for 2D masks {chosen}: meshes need 3D (Z, Y, X) masks; "
-            "drop meshes=... (or --mask) for a 2D bundle"
+            "drop meshes=... (or --only) for a 2D bundle"
         )
     return chosen
 

@@ -52,6 +52,22 @@ def write_upload_metadata(
     ``data_path`` are relative to the TSV's folder, and ``is_cell_type_annotation_included``
     is Yes when an objects table gives some object an ``Object type`` other than its
     ``Mask ID``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from maskbundle import write_segmentation_bundle
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
+    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> from maskbundle import write_upload_metadata
+    >>> tsv = write_upload_metadata(tmp / "upload-metadata.tsv", [ds],
+    ...                             parent_dataset_id="HBM386.ZGKG.235")
+    >>> header, row = tsv.read_text().splitlines()
+    >>> dict(zip(header.split("\\t"), row.split("\\t")))["data_path"]
+    './ds'
     """
     path = Path(path)
     if not path.name.endswith("metadata.tsv"):

@@ -32,7 +32,7 @@ from ..labels.checks import check_label_array
 from ..measure.features import STATISTICS
 from ..model import ColumnSpec, Mask, ParentImage, PhysicalSize, Segmentation
 from ..names import check_mask_names, safe_stem
-from ..rules import check_obo_id, normalise_doi
+from ..rules import OBJECTS_FORMATS, ObjectsFormat, check_obo_id, normalise_doi
 from . import layout
 from .adjacency import AdjacencyKind, check_adjacency_request
 from .contributors import contributor_rows
@@ -48,7 +48,6 @@ __all__ = [
     "plan_bundle",
 ]
 
-ObjectsFormat = Literal["tsv", "xlsx"]
 Compression = Literal["zlib", "zstd"]
 
 # Mask ids used when none is given for these common names (recorded in provenance).
@@ -440,7 +439,7 @@ def plan_bundle(path: str | os.PathLike[str], masks: Any, **options: Any) -> Bun
     _check_option_types({"path": path, **options})
     o = options
     target = Path(path)
-    if o["objects_format"] not in ("tsv", "xlsx"):
+    if o["objects_format"] not in OBJECTS_FORMATS:
         raise OptionError(f"objects_format must be 'tsv' or 'xlsx', got {o['objects_format']!r}")
     if o["compression"] not in ("zlib", "zstd"):
         raise OptionError(f"compression must be 'zlib' or 'zstd', got {o['compression']!r}")

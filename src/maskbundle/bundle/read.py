@@ -24,7 +24,7 @@ from ..io.ometiff import LabelPyramid, open_label_pyramid
 from ..io.readers import read_csv_rows, read_table_grid
 from ..io.tables import read_json
 from ..model import PhysicalSize
-from ..rules import HEADER_LABELS
+from ..rules import FEATURE_CLASS_ROW, HEADER_LABELS, HEADER_ROWS, OBJECT_ID, OBJECTS_FORMATS
 from . import layout
 from .validate import validate_bundle
 
@@ -35,8 +35,6 @@ __all__ = ["Bundle", "LabelArray", "objects_from_cells", "read_bundle"]
 
 AdjacencyKind = Literal["centroid", "linkage"]
 ADJACENCY_KINDS: tuple[AdjacencyKind, ...] = ("centroid", "linkage")
-_HEADER_ROWS = 10  # eight header rows, the empty separator, the column names
-_TEXT_TYPES = frozenset({"text", "obo id", "doi", "boolean"})
 
 
 class LabelArray(LazyArray):
@@ -46,6 +44,23 @@ class LabelArray(LazyArray):
     (integers, slices, ``...``) and ``np.asarray``; nothing is decoded before that. This
     is what napari and dask accept as a lazy array (``shape``, ``dtype``, ``ndim``,
     ``__getitem__``).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from maskbundle import write_segmentation_bundle
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
+    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> from maskbundle import read_bundle
+    >>> with read_bundle(ds) as bundle:
+    ...     level0 = bundle.masks["cells"]
+    ...     print(type(level0).__name__, level0.shape, level0.dtype)
+    ...     print(np.asarray(level0[8:12, 8:12]).tolist())
+    LabelArray (32, 32) uint16
+    [[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 0, 0], [0, 0, 0, 0]]
     """
 
     def __init__(self, array: Any, axes: str, channel: int, *, is_3d: bool) -> None:
@@ -82,11 +97,11 @@ def objects_from_cells(rows: Sequence[Sequence[str]]) -> tuple[pd.DataFrame, pd.
     ``Unit``, ``Feature class`` ...) as index and the same columns, holding the cells as
     written.
     """
-    if len(rows) < _HEADER_ROWS:
+    if len(rows) < HEADER_ROWS:
         raise CorruptInputError(f"objects table has {len(rows)} rows, fewer than its header block")
-    width = len(rows[_HEADER_ROWS - 1])
+    width = len(rows[HEADER_ROWS - 1])
     grid = [list(r[:width]) + [""] * (width - len(r)) if len(r) != width else r for r in rows]
-    names = list(grid[_HEADER_ROWS - 1][1:])
+    names = list(grid[HEADER_ROWS - 1][1:])
     header = pd.DataFrame(
         [list(g[1:]) for g in grid[: len(HEADER_LABELS)]],
         index=pd.Index(list(HEADER_LABELS), name="Header"),
@@ -94,7 +109,7 @@ def objects_from_cells(rows: Sequence[Sequence[str]]) -> tuple[pd.DataFrame, pd.
         dtype=object,
     )
     # one C-level construction, then column by column (positions: names may repeat)
-    cells = pd.DataFrame(grid[_HEADER_ROWS:], columns=range(width), dtype=object)
+    cells = pd.DataFrame(grid[HEADER_ROWS:], columns=range(width), dtype=object)
     ids = pd.to_numeric(cells[0], errors="coerce")
     if ids.isna().any() or not bool((ids == np.round(ids)).all()):
         raise CorruptInputError("objects table: Object IDs are not all whole numbers")
@@ -102,7 +117,7 @@ def objects_from_cells(rows: Sequence[Sequence[str]]) -> tuple[pd.DataFrame, pd.
         name: _typed(cells[j + 1], str(header.iat[0, j]).strip().lower())
         for j, name in enumerate(names)
     }
-    frame = pd.DataFrame(columns, index=pd.Index(ids.to_numpy(np.int64), name="Object ID"))
+    frame = pd.DataFrame(columns, index=pd.Index(ids.to_numpy(np.int64), name=OBJECT_ID))
     return frame, header
 
 
@@ -174,6 +189,22 @@ class Bundle:
     provenance : ``derived/extras/provenance.json`` ({} when absent).
     manifest : ``segmentation-masks.csv`` as a DataFrame (None when absent).
     report : the validator's report (None when read with ``validate=False``).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from maskbundle import write_segmentation_bundle
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
+    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> from maskbundle import read_bundle
+    >>> with read_bundle(ds) as bundle:
+    ...     print(bundle.is_3d, bundle.n_levels, bundle.um_zyx)
+    ...     print(bundle.feature_classes("cells")["Mask ID"])
+    False 1 (1.0, 0.5, 0.5)
+    mask
     """
 
     path: Path
@@ -228,7 +259,7 @@ class Bundle:
         """Column name -> its Feature class cell, for ``mask``'s objects table."""
         self._channel(mask)
         head = self.headers[mask]
-        return {str(c): str(head.at["Feature class", c]) for c in head.columns}
+        return {str(c): str(head.at[FEATURE_CLASS_ROW, c]) for c in head.columns}
 
     def adjacency_edges(self, mask: str, kind: AdjacencyKind = "linkage") -> pd.DataFrame:
         """The ``<mask>-<kind>-adjacency.csv`` rows; refused when the bundle has none."""
@@ -378,6 +409,23 @@ def read_bundle(path: str | Path, *, validate: bool = True) -> Bundle:
         The validator found errors; ``exc.report`` holds every finding.
     CorruptInputError
         With ``validate=False``: a file cannot be parsed at all.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from maskbundle import write_segmentation_bundle
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
+    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> from maskbundle import read_bundle
+    >>> with read_bundle(ds) as bundle:
+    ...     table = bundle.objects["cells"]
+    >>> bundle.mask_names
+    ('cells',)
+    >>> table.index.tolist(), table["Mask name"].tolist()
+    ([1, 2, 3], ['cells', 'cells', 'cells'])
     """
     root = Path(path)
     report = None
@@ -403,7 +451,7 @@ def read_bundle(path: str | Path, *, validate: bool = True) -> Bundle:
         meshes: dict[str, Path] = {}
         for name in names:
             table = next(
-                (seg / f"{name}-objects.{ext}" for ext in ("tsv", "xlsx")
+                (seg / f"{name}-objects.{ext}" for ext in OBJECTS_FORMATS
                  if (seg / f"{name}-objects.{ext}").is_file()),
                 None,
             )

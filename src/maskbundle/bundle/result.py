@@ -44,6 +44,22 @@ class BundleResult(os.PathLike[str]):
         provenance).
     report : Report or None
         Validation of what the call changed (amends), None when not validated.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from maskbundle import write_segmentation_bundle
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
+    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> ds == tmp / "ds", ds.name
+    (True, 'ds')
+    >>> sorted(p.name for p in ds.written)[:2]
+    ['cells-objects.tsv', 'contributors.tsv']
+    >>> ds.report is None  # a new bundle is validated by validate_bundle, not here
+    True
     """
 
     path: Path

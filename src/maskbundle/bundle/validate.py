@@ -49,6 +49,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import CorruptInputError, MaskBundleError, Report
+from ..io.adjacency_csv import adjacency_header_ok, judge_edge_rows
 from ..io.glb import read_glb_summary
 from ..io.ometiff import PHYSICAL_SIZE_KEYS, OmeMetadata, parse_ome_xml, read_ome_xml
 from ..io.readers import (
@@ -63,10 +64,12 @@ from ..rules import (
     ADJACENCY_COLUMNS,
     MASK_NAME_RE,
     MAX_NAME_LENGTH,
+    OBJECTS_FORMATS,
     OME_NS,
     PIXEL_TYPES,
     TILE_SIZE,
     XLSX_SHEET,
+    ObjectsFormat,
     text_cell_problem,
 )
 from . import layout
@@ -80,7 +83,6 @@ LOSSLESS = frozenset({"NONE", "ADOBE_DEFLATE", "DEFLATE", "LZW", "ZSTD"})
 # Directory schema 2.7 also allows anything under these two folders; we warn on such files.
 CATCH_ALL = (r"derived/.*", r"derived/segmentation_masks/.*")
 MANIFEST_COLUMNS = list(layout.MANIFEST_COLUMNS)
-ADJACENCY_HEADER = list(ADJACENCY_COLUMNS)
 
 
 @dataclass
@@ -158,6 +160,23 @@ def validate_bundle(
     Report
         Every finding; ``report.ok`` is false when any error was found. Problems with the
         bundle never raise.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from maskbundle import write_segmentation_bundle
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
+    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> from maskbundle import validate_bundle
+    >>> validate_bundle(ds).ok
+    True
+    >>> (ds / "derived/segmentation_masks/cells-objects.tsv").unlink()
+    >>> report = validate_bundle(ds)
+    >>> report.ok, sorted({f.code for f in report.errors})
+    (False, ['layout.required', 'objects.one-file'])
     """
     root = Path(path)
     run = _Run(root)
@@ -726,7 +745,7 @@ def _check_objects(run: _Run, seg: Path, tiff: _Tiff | None) -> dict[str, int]:
             continue
         found = [
             p
-            for ext in ("tsv", "xlsx")
+            for ext in OBJECTS_FORMATS
             if (p := seg / f"{name}-objects.{ext}").is_file() and run.inside(p)
         ]
         run.rule(
@@ -770,7 +789,7 @@ def _check_objects(run: _Run, seg: Path, tiff: _Tiff | None) -> dict[str, int]:
 
 def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | None:
     loc = run.rel(path)
-    fmt: Literal["tsv", "xlsx"] = "xlsx" if path.suffix == ".xlsx" else "tsv"
+    fmt: ObjectsFormat = "xlsx" if path.suffix == ".xlsx" else "tsv"
     try:
         grid = read_table_grid(path)
         rows = grid.rows
@@ -790,23 +809,6 @@ def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | N
 
 
 # -- adjacency ----------------------------------------------------------------------------
-
-
-def _parse_column(values: list[str], kind: type) -> tuple[np.ndarray, np.ndarray]:
-    """Values as int64 or float64, and a mask of the values that parse as ``kind``."""
-    dtype = np.int64 if kind is int else np.float64
-    try:
-        return np.array(values, dtype=object).astype(dtype), np.ones(len(values), bool)
-    except (ValueError, TypeError, OverflowError):
-        pass
-    out = np.zeros(len(values), dtype)
-    ok = np.ones(len(values), bool)
-    for i, v in enumerate(values):
-        try:
-            out[i] = kind(v)
-        except (ValueError, OverflowError):
-            ok[i] = False
-    return out, ok
 
 
 def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
@@ -829,8 +831,8 @@ def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
         if not run.rule(
             loc,
             "adjacency.header",
-            [] if rows and rows[0][:3] == ADJACENCY_HEADER else [rows[0] if rows else "empty file"],
-            f"header starts {','.join(ADJACENCY_HEADER)}",
+            [] if adjacency_header_ok(rows) else [rows[0] if rows else "empty file"],
+            f"header starts {','.join(ADJACENCY_COLUMNS)}",
         ):
             continue
         stats = tiff.stats.get(name)
@@ -842,53 +844,18 @@ def _check_adjacency(run: _Run, seg: Path, tiff: _Tiff) -> None:
         ):
             continue
         assert stats is not None
-        body = rows[1:]
-        short = [i for i, r in enumerate(body) if len(r) < 3]
-        cells = [r[:3] + [""] * (3 - len(r[:3])) for r in body]
-        a, ok_a = _parse_column([r[0] for r in cells], int)
-        b, ok_b = _parse_column([r[1] for r in cells], int)
-        d, ok_d = _parse_column([r[2] for r in cells], float)
-        parsed = ok_a & ok_b & ok_d
-        parsed[short] = False
-        known_a = np.isin(a, stats.ids)
-        known_b = np.isin(b, stats.ids)
-        with np.errstate(invalid="ignore"):
-            good = parsed & (a < b) & known_a & known_b & np.isfinite(d) & (d >= 0)
-        reasons = []
-        for i in np.flatnonzero(~good)[:SHOW]:
-            r = body[i]
-            why = (
-                "unparsable"
-                if not parsed[i]
-                else "self edge"
-                if a[i] == b[i]
-                else "id1 > id2"
-                if a[i] > b[i]
-                else "unknown id"
-                if not (known_a[i] and known_b[i])
-                else "bad distance"
-            )
-            reasons.append(f"line {i + 2} {','.join(r)!r} ({why})")
-        n_bad = int(np.count_nonzero(~good))
+        edges = judge_edge_rows(rows[1:], stats.ids)
+        a, b, d, parsed = edges.a, edges.b, edges.d, edges.parsed
+        known_a, known_b = edges.known_a, edges.known_b
+        n_bad = int(np.count_nonzero(~edges.good))
         run.rule(
             loc,
             "adjacency.edges",
-            reasons + ([f"({n_bad} in all)"] if n_bad > SHOW else []),
+            edges.reasons(SHOW) + ([f"({n_bad} in all)"] if n_bad > SHOW else []),
             "edges are 'id1 < id2', known Object IDs, finite distance >= 0",
         )
         keys = pair_keys(a[parsed], b[parsed]) if parsed.any() else np.zeros(0, np.uint64)
-        pairs = np.stack([a[parsed], b[parsed]], axis=1)
-        uniq, cnt = np.unique(pairs, axis=0, return_counts=True)
-        run.rule(
-            loc,
-            "adjacency.duplicates",
-            [
-                f"{p[0]},{p[1]} x{c}"
-                for p, c in zip(uniq.tolist(), cnt.tolist(), strict=True)
-                if c > 1
-            ],
-            "no duplicate edges",
-        )
+        run.rule(loc, "adjacency.duplicates", edges.duplicates(), "no duplicate edges")
         usable = parsed & known_a & known_b
         if kind == "centroid":
             _check_centroid_distances(run, loc, stats, a[usable], b[usable], d[usable], tiff)

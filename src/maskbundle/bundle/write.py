@@ -32,7 +32,7 @@ from ..io.ometiff import build_ome_xml, write_label_ome_tiff
 from ..io.staging import staged_path
 from ..io.tables import write_csv, write_json, write_objects_table, write_tsv
 from ..labels.relabel import label_dtype
-from ..rules import EXCEL_MAX_OBJECTS
+from ..rules import EXCEL_MAX_OBJECTS, OBJECT_ID, TILE_SIZE, ObjectsFormat
 from . import layout
 from .adjacency import provenance_entry
 from .compute import MaskResult
@@ -40,7 +40,7 @@ from .contributors import CONTRIBUTOR_COLUMNS
 from .hubmap import conversion_problem
 from .meshes import mesh_provenance, write_mesh_file
 from .objects import ontology_abbreviation
-from .plan import BundlePlan, ObjectsFormat
+from .plan import BundlePlan
 from .result import BundleResult
 
 __all__ = ["bundle_stage", "write_bundle", "write_label_image"]
@@ -107,7 +107,7 @@ def _write_mask_files(
     if r.mask.changed:
         write_csv(
             stage / layout.label_map_path(name),
-            ("Original label", "Object ID"),
+            ("Original label", OBJECT_ID),
             zip(r.mask.original_ids.tolist(), range(1, r.mask.n_objects + 1), strict=True),
         )
         written.append(layout.label_map_path(name))
@@ -200,7 +200,7 @@ def write_bundle(
     advance("OME-TIFF")
     dtype = label_dtype(max(r.mask.n_objects for r in results))
     provenance["ome_tiff"] = {"file": plan.source_file, "dtype": str(dtype), "levels": levels,
-                              "tile": 512, "downsampling": "stride: level[k] = "
+                              "tile": TILE_SIZE, "downsampling": "stride: level[k] = "
                               "level0[..., ::2**k, ::2**k]"}
     write_csv(stage / layout.MANIFEST, layout.MANIFEST_COLUMNS, manifest)
     write_tsv(stage / layout.CONTRIBUTORS, CONTRIBUTOR_COLUMNS, plan.contributors)

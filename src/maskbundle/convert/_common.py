@@ -9,6 +9,7 @@ import math
 import os
 import re
 import unicodedata
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "file_source",
     "image_shape",
     "jsonable",
+    "renamed_keywords",
 ]
 
 # Characters that do not survive ASCII-folding but have an obvious spelling.
@@ -135,3 +137,27 @@ def ascii_safe(text: str) -> str:
     while s and s[0] in lead:
         s = lead[s[0]] + s[1:].lstrip()
     return s
+
+
+def renamed_keywords(
+    function: str, given: dict[str, Any], renames: Mapping[str, tuple[str, Any, Any]]
+) -> dict[str, Any]:
+    """The values of old keyword spellings in ``given``, keyed by their new names.
+
+    ``renames`` maps each old keyword to ``(new keyword, its value, its default)``. Each
+    old keyword used warns (DeprecationWarning); giving both spellings (the new one not
+    at its default), or a keyword that was never a parameter, raises TypeError as Python
+    would.
+    """
+    out: dict[str, Any] = {}
+    for old, (new, new_value, default) in renames.items():
+        if old not in given:
+            continue
+        if new_value != default:
+            raise TypeError(f"{function}() got {new}= and its old spelling {old}=; give {new}=")
+        warnings.warn(f"{function}({old}=...) is deprecated; use {new}=", DeprecationWarning,
+                      stacklevel=3)
+        out[new] = given.pop(old)
+    if given:
+        raise TypeError(f"{function}() got an unexpected keyword argument {next(iter(given))!r}")
+    return out

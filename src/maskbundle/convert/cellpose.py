@@ -20,7 +20,7 @@ from ..errors import CorruptInputError
 from ..labels.checks import check_label_array
 from ..model import Mask, Segmentation
 from ..names import check_mask_name
-from ._common import file_source, jsonable
+from ._common import file_source, jsonable, renamed_keywords
 from ._safe_npy import load_npy_safely
 from .generic import read_label_arrays
 
@@ -66,7 +66,11 @@ def _seg_metadata(dat: dict[str, Any], masks: np.ndarray, what: str) -> dict[str
 
 
 def read_cellpose(
-    path: str | os.PathLike[str], *, name: str = "cells", mask_id: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    mask_name: str = "cells",
+    mask_id: str | None = None,
+    **deprecated: Any,
 ) -> Segmentation:
     """Read a Cellpose result as a one-mask :class:`~maskbundle.model.Segmentation`.
 
@@ -75,15 +79,16 @@ def read_cellpose(
     path : path-like
         ``*_seg.npy`` (the GUI / ``masks_flows_to_seg`` file), ``*_cp_masks.png`` or
         ``*_cp_masks.tif`` (any ``.npy``, ``.png`` or ``.tif`` label file is accepted).
-    name : str
-        Mask name (Cellpose segments cells or nuclei depending on the model).
+    mask_name : str
+        Mask name (Cellpose segments cells or nuclei depending on the model). ``name=``
+        is the deprecated spelling.
     mask_id : str, optional
         obo id of the mask's class, e.g. ``CL:0000000``.
 
     Returns
     -------
     Segmentation
-        ``masks[name].labels`` are Cellpose's labels unchanged, (Y, X) or (Z, Y, X).
+        ``masks[mask_name].labels`` are Cellpose's labels unchanged, (Y, X) or (Z, Y, X).
         ``source["tool_metadata"]`` holds ``filename``, ``diameter``, channels, thresholds
         and an outline summary from a ``_seg.npy``.
 
@@ -92,7 +97,22 @@ def read_cellpose(
     CorruptInputError
         Damaged file, a dict without ``masks``, or a pickle naming anything besides numpy
         arrays and builtin containers (it is refused without running it).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> import tifffile
+    >>> from maskbundle import read_cellpose
+    >>> tifffile.imwrite(tmp / "img_cp_masks.tif", labels)
+    >>> seg = read_cellpose(tmp / "img_cp_masks.tif")
+    >>> list(seg.masks), seg.source["tool"], int(seg.masks["cells"].labels.max())
+    (['cells'], 'cellpose', 3)
     """
+    name = renamed_keywords("read_cellpose", deprecated, {
+        "name": ("mask_name", mask_name, "cells")}).get("mask_name", mask_name)
     p = Path(path)
     check_mask_name(name)
     what = str(p)

@@ -21,7 +21,7 @@ from ..io.ometiff import OmeMetadata, ome_metadata
 from ..labels.checks import check_label_array
 from ..model import Mask, PhysicalSize, Segmentation
 from ..names import check_mask_name, check_mask_names, suggest_mask_name
-from ._common import file_source
+from ._common import file_source, renamed_keywords
 from ._safe_npy import load_npy_safely, load_npz_safely
 
 __all__ = ["LabelFile", "read_label_arrays", "read_labels"]
@@ -363,8 +363,9 @@ def _mask_names(lf: LabelFile, name: str | Sequence[str] | None, what: str) -> l
 def read_labels(
     path: str | os.PathLike[str],
     *,
-    name: str | Sequence[str] | None = None,
+    mask_names: str | Sequence[str] | None = None,
     physical_size: PhysicalSize | tuple[float, ...] | float | None = None,
+    **deprecated: Any,
 ) -> Segmentation:
     """Read a label image file as a :class:`~maskbundle.model.Segmentation`.
 
@@ -374,8 +375,8 @@ def read_labels(
         Label TIFF or OME-TIFF (level 0 of a pyramid; one mask per channel), PNG, NPY,
         NPZ (one mask per array, named by its key), zarr array or OME-Zarr labels (one mask
         per label group), or an existing bundle's ``*.segmentations.ome.tiff``.
-    name : str or sequence of str, optional
-        Mask name(s), one per array in file order. By default the channel / key / label
+    mask_names : str or sequence of str, optional
+        Mask name(s), one per array in file order (``name=`` is the deprecated spelling). By default the channel / key / label
         group names (made valid: ``Cells`` -> ``cells``), or ``cells`` for one unnamed
         array.
     physical_size : PhysicalSize or (x, y[, z]) in micrometres, optional
@@ -384,7 +385,7 @@ def read_labels(
     Returns
     -------
     Segmentation
-        ``masks[name].labels`` has the file's values unchanged, shape (Y, X) or (Z, Y, X).
+        ``masks[mask_name].labels`` has the file's values unchanged, shape (Y, X) or (Z, Y, X).
 
     Raises
     ------
@@ -392,7 +393,21 @@ def read_labels(
         Unreadable file or unsupported layout (RGB, time series, several plane axes).
     LabelError
         Negative, NaN or fractional labels.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> from maskbundle import read_labels
+    >>> np.save(tmp / "labels.npy", labels)
+    >>> seg = read_labels(tmp / "labels.npy", mask_names="nuclei")
+    >>> list(seg.masks), np.array_equal(seg.masks["nuclei"].labels, labels)
+    (['nuclei'], True)
     """
+    name = renamed_keywords("read_labels", deprecated, {
+        "name": ("mask_names", mask_names, None)}).get("mask_names", mask_names)
     p = Path(path)
     lf = read_label_arrays(p)
     names = _mask_names(lf, name, str(p))

@@ -68,6 +68,33 @@ def _remap_sorted(
             out[i] = new_ids[np.searchsorted(ids, v)]
 
 
+def _overlap_counts(
+    child_ids: np.ndarray, parent_ids: np.ndarray, cb: np.ndarray, qb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(child rank, parent rank, pixels) of every overlapping pair, from the pixels'
+    child labels ``cb`` and parent labels ``qb`` (both non-zero)."""
+    n_child = child_ids.size
+    pmax = int(parent_ids[-1]) if parent_ids.size else 0
+    cmax = int(child_ids[-1]) if n_child else 0
+    pc: np.ndarray
+    pp: np.ndarray
+    if (cmax + 1) * (pmax + 1) <= np.iinfo(np.uint64).max:
+        # pack the raw labels: no sort of the pixels beyond the one np.unique of the keys
+        base = np.uint64(pmax + 1)
+        keys = cb.astype(np.uint64) * base + qb.astype(np.uint64)
+        pair, count = np.unique(keys, return_counts=True)
+        pc = np.searchsorted(child_ids, (pair // base).astype(child_ids.dtype))
+        pp = np.searchsorted(parent_ids, (pair % base).astype(parent_ids.dtype))
+    else:  # labels near 2**64: pack ranks instead (n_child * n_parent < pixels**2)
+        base = np.uint64(max(parent_ids.size, 1))
+        keys = np.searchsorted(child_ids, cb).astype(np.uint64) * base + np.searchsorted(
+            parent_ids, qb
+        ).astype(np.uint64)
+        pair, count = np.unique(keys, return_counts=True)
+        pc, pp = pair // base, pair % base
+    return pc, pp, count
+
+
 def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float = 0.5) -> MatchResult:
     """Renumber ``child`` objects with the label of the ``parent`` object containing most of each.
 
@@ -85,6 +112,15 @@ def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float =
     -------
     MatchResult
         ``labels`` has unsigned type (uint32, or uint64 when the new ids need it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from maskbundle.convert import match_labels
+    >>> parent = np.array([[1, 1, 2, 2]], np.uint8)
+    >>> child = np.array([[0, 5, 6, 0]], np.uint8)
+    >>> match_labels(child, parent).labels.tolist()
+    [[0, 1, 2, 0]]
     """
     if child.shape != parent.shape:
         raise ShapeMismatchError(
@@ -105,25 +141,8 @@ def match_labels(child: np.ndarray, parent: np.ndarray, *, min_fraction: float =
     both = q != 0
     cb, qb = c[both], q[both]
     del c, q
-    pmax = int(parent_ids[-1]) if parent_ids.size else 0
-    cmax = int(child_ids[-1]) if n_child else 0
-    pc: np.ndarray
-    pp: np.ndarray
-    if (cmax + 1) * (pmax + 1) <= np.iinfo(np.uint64).max:
-        # pack the raw labels: no sort of the pixels beyond the one np.unique of the keys
-        base = np.uint64(pmax + 1)
-        keys = cb.astype(np.uint64) * base + qb.astype(np.uint64)
-        pair, count = np.unique(keys, return_counts=True)
-        pc = np.searchsorted(child_ids, (pair // base).astype(child_ids.dtype))
-        pp = np.searchsorted(parent_ids, (pair % base).astype(parent_ids.dtype))
-    else:  # labels near 2**64: pack ranks instead (n_child * n_parent < pixels**2)
-        base = np.uint64(max(parent_ids.size, 1))
-        keys = np.searchsorted(child_ids, cb).astype(np.uint64) * base + np.searchsorted(
-            parent_ids, qb
-        ).astype(np.uint64)
-        pair, count = np.unique(keys, return_counts=True)
-        pc, pp = pair // base, pair % base
-    del keys, cb, qb
+    pc, pp, count = _overlap_counts(child_ids, parent_ids, cb, qb)
+    del cb, qb
     pc = pc.astype(np.int64)
     pp = pp.astype(np.int64)
     # best parent per child: largest count, then smallest parent label
@@ -242,6 +261,19 @@ def match_masks(
         A copy with the child masks renumbered, their features re-indexed, an ``Object ID
         in <parent>`` integer column added and the match counts in each child's
         ``source["matched"]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from maskbundle import Mask, Segmentation, match_masks
+    >>> cells = np.zeros((8, 8), np.uint8)
+    >>> cells[:, :4], cells[:, 4:] = 1, 2
+    >>> nuclei = np.zeros((8, 8), np.uint8)
+    >>> nuclei[2:4, 5:7], nuclei[5:7, 1:3] = 1, 2  # nucleus 1 lies in cell 2, nucleus 2 in cell 1
+    >>> seg = Segmentation(masks={"cells": Mask(cells), "nuclei": Mask(nuclei)})
+    >>> matched = match_masks(seg, {"nuclei": "cells"})
+    >>> int(matched.masks["nuclei"].labels[2, 5]), int(matched.masks["nuclei"].labels[5, 1])
+    (2, 1)
     """
     masks = dict(segmentation.masks)
     for child, parent in pairs.items():

@@ -21,7 +21,7 @@ from ..io.limits import check_tiff_level0, check_tiff_structure
 from ..labels.checks import check_label_array
 from ..model import Mask, Segmentation
 from ..names import check_mask_names
-from ._common import file_source
+from ._common import file_source, renamed_keywords
 from ._safe_npy import load_npy_safely, load_npz_safely
 from .match import match_labels, rematch_mask
 
@@ -91,9 +91,10 @@ def _load(path: Path) -> np.ndarray:
 def read_mesmer(
     path: str | os.PathLike[str],
     *,
-    names: tuple[str, str] = ("cells", "nuclei"),
+    mask_names: tuple[str, str] = ("cells", "nuclei"),
     match: bool = True,
     min_fraction: float = 0.5,
+    **deprecated: Any,
 ) -> Segmentation:
     """Read Mesmer labels as ``cells`` (+ ``nuclei``) masks with matched ids.
 
@@ -101,8 +102,9 @@ def read_mesmer(
     ----------
     path : path-like
         ``.tif``, ``.npy`` or ``.npz`` holding (1, Y, X, 2), (Y, X, 2), (Y, X, 1) or (Y, X).
-    names : (str, str)
-        Names of the whole-cell and nuclear masks.
+    mask_names : (str, str)
+        Names of the whole-cell and nuclear masks (``names=`` is the deprecated
+        spelling).
     match : bool
         Renumber nuclei with the id of the cell containing most of each; unmatched nuclei
         get ids after the largest cell id (counted in ``source["tool_metadata"]``).
@@ -112,7 +114,23 @@ def read_mesmer(
     Returns
     -------
     Segmentation
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> from maskbundle import read_mesmer
+    >>> nuclei = np.zeros_like(labels)
+    >>> nuclei[4:8, 4:8], nuclei[24:28, 8:12] = 1, 2  # inside cells 1 and 3
+    >>> np.save(tmp / "mesmer.npy", np.stack([labels, nuclei], axis=-1)[np.newaxis])
+    >>> seg = read_mesmer(tmp / "mesmer.npy")
+    >>> list(seg.masks), np.unique(seg.masks["nuclei"].labels).tolist()
+    (['cells', 'nuclei'], [0, 1, 3])
     """
+    names = renamed_keywords("read_mesmer", deprecated, {
+        "names": ("mask_names", mask_names, ("cells", "nuclei"))}).get("mask_names", mask_names)
     p = Path(path)
     check_mask_names(names)
     if not p.exists():

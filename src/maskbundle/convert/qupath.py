@@ -34,7 +34,7 @@ from ..errors import CorruptInputError, EmptyResultError, OptionError
 from ..model import ColumnSpec, Mask, PhysicalSize, Segmentation
 from ..names import check_mask_name, check_mask_names
 from ..rules import REQUIRED_COLUMNS, check_obo_id
-from ._common import ascii_safe, file_source, image_shape
+from ._common import ascii_safe, file_source, image_shape, renamed_keywords
 from ._raster import PolygonSet, paint_polygons
 
 __all__ = ["measurement_spec", "read_qupath"]
@@ -319,16 +319,16 @@ def read_qupath(
     path: str | os.PathLike[str],
     *,
     shape: tuple[int, ...] | None,
-    object_types: Mapping[str, str] | None = None,
+    class_types: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
-    cell_mask: str = "cells",
-    nucleus_mask: str = "nuclei",
+    mask_names: tuple[str, str] = ("cells", "nuclei"),
     detection_mask: str = "cells",
     measurements: bool = True,
     physical_size: PhysicalSize | tuple[float, ...] | float | None = None,
     parent_image: str | os.PathLike[str] | None = None,
     clip: bool = False,
     allow_empty: bool = False,
+    **deprecated: Any,
 ) -> Segmentation:
     """Read a QuPath GeoJSON export as label masks.
 
@@ -339,7 +339,7 @@ def read_qupath(
     shape : (Y, X)
         Full-resolution shape of the image the objects were drawn on. May be ``None``
         when ``parent_image`` is given.
-    object_types : mapping of classification name to obo id, optional
+    class_types : mapping of classification name to obo id, optional
         ``{"Tumor": "CL:0001064", "Immune cells": "CL:0000738"}``: the ``Object type``
         of each classified object. Every class of a cell or detection must be mapped
         (unclassified objects stay blank); the id of an annotation class, when given,
@@ -347,7 +347,7 @@ def read_qupath(
     annotations : mapping of classification name to mask name, optional
         Annotations of these classes become tissue-unit masks, e.g.
         ``{"Glomerulus": "glomeruli"}``. Other annotations are skipped (and counted).
-    cell_mask, nucleus_mask : str
+    mask_names : (str, str)
         Masks of cell objects (``geometry``) and their nuclei (``nucleusGeometry``); a
         nucleus has the label of its cell.
     detection_mask : str
@@ -372,7 +372,33 @@ def read_qupath(
         Objects are numbered 1..N per mask in file order. Features hold ``QuPath object
         ID`` and ``QuPath classification`` (text) and the measurements (float), indexed
         by label; objects that cover no pixel of the image are left out and counted.
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> from maskbundle import read_qupath
+    >>> def square(x0, y0, x1, y1):
+    ...     return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1],
+    ...                                                 [x0, y0]]]}
+    >>> cell = {"type": "Feature", "geometry": square(2, 2, 12, 12),
+    ...         "nucleusGeometry": square(5, 5, 9, 9),
+    ...         "properties": {"objectType": "cell", "classification": {"name": "Tumor"}}}
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "cells.geojson"
+    >>> _ = path.write_text(json.dumps({"type": "FeatureCollection", "features": [cell]}))
+    >>> seg = read_qupath(path, shape=(16, 16), class_types={"Tumor": "CL:0001064"})
+    >>> list(seg.masks), seg.masks["cells"].object_types
+    (['cells', 'nuclei'], {1: 'CL:0001064'})
+    >>> int((seg.masks["cells"].labels == 1).sum()), int((seg.masks["nuclei"].labels == 1).sum())
+    (100, 16)
     """
+    renamed = renamed_keywords("read_qupath", deprecated, {
+        "object_types": ("class_types", class_types, None),
+        "cell_mask": ("mask_names[0]", mask_names, ("cells", "nuclei")),
+        "nucleus_mask": ("mask_names[1]", mask_names, ("cells", "nuclei")),
+    })
+    class_types = renamed.get("class_types", class_types)
+    cell_mask = renamed.get("mask_names[0]", mask_names[0])
+    nucleus_mask = renamed.get("mask_names[1]", mask_names[1])
     p = Path(path)
     dims, parent_size = image_shape(shape, parent_image, what=str(p))
     if len(dims) != 2:
@@ -380,15 +406,61 @@ def read_qupath(
     check_mask_names({cell_mask, nucleus_mask, detection_mask} | set((annotations or {}).values()))
     if cell_mask == nucleus_mask or detection_mask == nucleus_mask:
         raise OptionError("the nucleus mask needs its own name (e.g. 'nuclei')")
-    types = dict(object_types or {})
+    types = dict(class_types or {})
     for cls, obo in types.items():
-        check_obo_id(obo, what=f"object_types[{cls!r}]")
+        check_obo_id(obo, what=f"class_types[{cls!r}]")
     ann_masks = dict(annotations or {})
     for ann_name in ann_masks.values():
         check_mask_name(ann_name)
     features, duplicates = _load(p)
 
-    # collect objects per mask, in file order
+    per_mask, nuclei_of, counts = _sort_objects(features, p, measurements=measurements,
+                                                annotation_masks=ann_masks, cell_mask=cell_mask,
+                                                detection_mask=detection_mask)
+    if types:
+        _check_classes(per_mask, types, set(ann_masks.values()), p)
+    if not per_mask or not any(per_mask.values()):
+        if not allow_empty:
+            raise EmptyResultError(
+                f"{p}: no cell, detection or selected annotation among {len(features)} "
+                f"feature(s) ({counts['skipped_annotations']} unselected annotation(s)); "
+                "select annotations with annotations={'Class': 'mask'} or pass "
+                "allow_empty=True for an empty mask",
+                cli=f"{p}: no cell, detection or selected annotation among {len(features)} "
+                f"feature(s) ({counts['skipped_annotations']} unselected annotation(s)); "
+                "select them with --annotation CLASS=MASK or add --allow-empty",
+            )
+        per_mask.setdefault(cell_mask, [])
+    outside = _objects_outside(per_mask, dims, p)
+    counts["objects_beyond_shape"] = outside
+    if outside and not clip:
+        raise EmptyResultError(
+            f"{p}: {outside} object(s) reach beyond the image shape {tuple(dims)} (Y, X); "
+            "check shape (or parent_image), or pass clip=True to cut them at the edge",
+            cli=f"{p}: {outside} object(s) reach beyond the image shape {tuple(dims)} (Y, X); "
+            "check --shape (or --parent), or add --clip to cut them at the edge",
+        )
+
+    meta: dict[str, Any] = {"counts": counts, "duplicate_json_keys": duplicates,
+                            "shape": list(dims), "pixel_rule": "pixel centre inside or on outline"}
+    masks = _paint_masks(per_mask, nuclei_of, dims, p, meta, types=types, annotation_masks=ann_masks,
+                         cell_mask=cell_mask, nucleus_mask=nucleus_mask)
+    source = file_source(p, tool="qupath", fmt="geojson", metadata=meta)
+    for mask in masks.values():
+        mask.source = source
+    size = PhysicalSize.coerce(physical_size) if physical_size is not None else parent_size
+    return Segmentation(masks=masks, physical_size=size, source=source)
+
+
+def _sort_objects(
+    features: list[Any], p: Path, *, measurements: bool, annotation_masks: Mapping[str, str],
+    cell_mask: str, detection_mask: str,
+) -> tuple[dict[str, list[_Obj]], list[tuple[_Obj, int]], dict[str, int]]:
+    """The objects of each mask in file order, the cells with a nucleus, and the counts.
+
+    Returns ``(per_mask, nuclei_of, counts)``; ``nuclei_of`` holds (cell object, its label
+    in the cell mask).
+    """
     per_mask: dict[str, list[_Obj]] = {}
     nuclei_of: list[tuple[_Obj, int]] = []  # (cell object, index in cell mask list)
     counts = {"features": len(features), "cells": 0, "detections": 0, "annotations": 0,
@@ -413,7 +485,7 @@ def read_qupath(
             counts["skipped_other"] += 1
             continue
         if kind == "annotation":
-            target = ann_masks.get(obj.classification or "")
+            target = annotation_masks.get(obj.classification or "")
             if target is None:
                 counts["skipped_annotations"] += 1
                 continue
@@ -428,44 +500,33 @@ def read_qupath(
         lst.append(obj)
         if kind == "cell" and obj.nucleus is not None:
             nuclei_of.append((obj, len(lst)))
+    return per_mask, nuclei_of, counts
 
-    if types:
-        ann_names = set(ann_masks.values())
-        missing = sorted({o.classification for mname, objs in per_mask.items() for o in objs
-                          if mname not in ann_names or o.kind != "annotation"
-                          if o.classification and o.classification not in types})
-        if missing:
-            raise OptionError(
-                f"{p}: classes {missing} have no obo id in object_types; add them, e.g. "
-                f"object_types={{{missing[0]!r}: 'CL:0000000', ...}}",
-                cli=f"{p}: classes {missing} have no obo id; add --class-type "
-                f"'{missing[0]}=CL:0000000' (for example) per class",
-            )
-    if not per_mask or not any(per_mask.values()):
-        if not allow_empty:
-            raise EmptyResultError(
-                f"{p}: no cell, detection or selected annotation among {len(features)} "
-                f"feature(s) ({counts['skipped_annotations']} unselected annotation(s)); "
-                "select annotations with annotations={'Class': 'mask'} or pass "
-                "allow_empty=True for an empty mask",
-                cli=f"{p}: no cell, detection or selected annotation among {len(features)} "
-                f"feature(s) ({counts['skipped_annotations']} unselected annotation(s)); "
-                "select them with --annotation CLASS=MASK or add --allow-empty",
-            )
-        per_mask.setdefault(cell_mask, [])
-    outside = _objects_outside(per_mask, dims, p)
-    counts["objects_beyond_shape"] = outside
-    if outside and not clip:
-        raise EmptyResultError(
-            f"{p}: {outside} object(s) reach beyond the image shape {tuple(dims)} (Y, X); "
-            "check shape (or parent_image), or pass clip=True to cut them at the edge",
-            cli=f"{p}: {outside} object(s) reach beyond the image shape {tuple(dims)} (Y, X); "
-            "check --shape (or --parent), or add --clip to cut them at the edge",
+
+def _check_classes(
+    per_mask: Mapping[str, list[_Obj]], types: Mapping[str, str], ann_names: set[str], p: Path
+) -> None:
+    """Refuse classes of cells and detections (and annotations) without an obo id."""
+    missing = sorted({o.classification for mname, objs in per_mask.items() for o in objs
+                      if mname not in ann_names or o.kind != "annotation"
+                      if o.classification and o.classification not in types})
+    if missing:
+        raise OptionError(
+            f"{p}: classes {missing} have no obo id in class_types; add them, e.g. "
+            f"class_types={{{missing[0]!r}: 'CL:0000000', ...}}",
+            cli=f"{p}: classes {missing} have no obo id; add --class-type "
+            f"'{missing[0]}=CL:0000000' (for example) per class",
         )
 
+
+def _paint_masks(
+    per_mask: Mapping[str, list[_Obj]], nuclei_of: list[tuple[_Obj, int]], dims: tuple[int, ...],
+    p: Path, meta: dict[str, Any], *, types: Mapping[str, str],
+    annotation_masks: Mapping[str, str], cell_mask: str, nucleus_mask: str,
+) -> dict[str, Mask]:
+    """Paint every mask's polygons (nuclei take their cell's label); per-mask counts go
+    into ``meta["masks"]``."""
     masks: dict[str, Mask] = {}
-    meta: dict[str, Any] = {"counts": counts, "duplicate_json_keys": duplicates,
-                            "shape": list(dims), "pixel_rule": "pixel centre inside or on outline"}
     cell_keep: np.ndarray | None = None
     for mname, objs in per_mask.items():
         polys = PolygonSet()
@@ -482,7 +543,7 @@ def read_qupath(
             "overlap_pixels_later_object_wins": overwritten,
         }
         masks[mname] = _mask(objs, list(range(1, len(objs) + 1)), keep, labels, types,
-                             ann_masks, mname, None)
+                             annotation_masks, mname, None)
     if nuclei_of:
         polys = PolygonSet()
         for o, lab in nuclei_of:
@@ -500,13 +561,9 @@ def read_qupath(
             "nuclei_whose_cell_has_no_pixels": int(np.count_nonzero(keep[labs] & ~cells_kept[labs])),
             "ids": "nucleus label = label of its cell",
         }
-        masks[nucleus_mask] = _mask(objs, labs.tolist(), keep, labels, types, ann_masks,
+        masks[nucleus_mask] = _mask(objs, labs.tolist(), keep, labels, types, annotation_masks,
                                     nucleus_mask, "nucleus")
-    source = file_source(p, tool="qupath", fmt="geojson", metadata=meta)
-    for mask in masks.values():
-        mask.source = source
-    size = PhysicalSize.coerce(physical_size) if physical_size is not None else parent_size
-    return Segmentation(masks=masks, physical_size=size, source=source)
+    return masks
 
 
 def _objects_outside(per_mask: Mapping[str, list[_Obj]], dims: tuple[int, ...], p: Path) -> int:

@@ -27,7 +27,7 @@ from ..io.limits import check_zip_member
 from ..labels.checks import check_label_array
 from ..model import ColumnSpec, Mask, Segmentation
 from ..names import check_mask_name
-from ._common import ascii_safe, file_source, image_shape
+from ._common import ascii_safe, file_source, image_shape, renamed_keywords
 from ._raster import PolygonSet, paint_polygons
 from ._safe_npy import load_npz_safely
 from .generic import read_label_arrays
@@ -156,9 +156,10 @@ def read_stardist(
     path: str | os.PathLike[str],
     *,
     shape: tuple[int, ...] | None = None,
-    name: str = "nuclei",
+    mask_name: str = "nuclei",
     mask_id: str | None = None,
     parent_image: str | os.PathLike[str] | None = None,
+    **deprecated: Any,
 ) -> Segmentation:
     """Read a StarDist result as a one-mask :class:`~maskbundle.model.Segmentation`.
 
@@ -171,8 +172,9 @@ def read_stardist(
     shape : (Y, X) or (Z, Y, X), optional
         Full-resolution image shape; required for polygons (``.npz``, ROIs) unless
         ``parent_image`` is given.
-    name : str
-        Mask name (StarDist's published models segment nuclei).
+    mask_name : str
+        Mask name (StarDist's published models segment nuclei). ``name=`` is the
+        deprecated spelling.
     mask_id : str, optional
         obo id of the mask's class.
     parent_image : path, optional
@@ -183,7 +185,22 @@ def read_stardist(
     Segmentation
         For polygons, label ``i + 1`` is polygon ``i`` (row ``i`` of ``coord``, or the i-th
         ROI); ROI names become a ``ROI name`` text column.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> import tifffile
+    >>> from maskbundle import read_stardist
+    >>> tifffile.imwrite(tmp / "nuclei.tif", labels.astype(np.int32))
+    >>> seg = read_stardist(tmp / "nuclei.tif")
+    >>> list(seg.masks), seg.masks["nuclei"].labels.dtype
+    (['nuclei'], dtype('int32'))
     """
+    name = renamed_keywords("read_stardist", deprecated, {
+        "name": ("mask_name", mask_name, "nuclei")}).get("mask_name", mask_name)
     p = Path(path)
     check_mask_name(name)
     if not p.exists():

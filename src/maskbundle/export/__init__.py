@@ -27,6 +27,12 @@ class Exporter:
 
     ``write(bundle, path, masks)`` creates the file or directory ``path`` (a staging path;
     it is moved into place afterwards). ``masks`` is None for every mask.
+
+    Examples
+    --------
+    >>> from maskbundle.export import EXPORTERS
+    >>> EXPORTERS["h5ad"].one_mask, EXPORTERS["h5mu"].one_mask
+    (True, False)
     """
 
     name: str
@@ -39,7 +45,20 @@ EXPORTERS: dict[str, Exporter] = {}
 
 
 def register(exporter: Exporter) -> Exporter:
-    """Add a format (its name must be new)."""
+    """Add a format (its name must be new).
+
+    Examples
+    --------
+    A new format registers itself and ``maskbundle export --to`` offers it:
+
+    >>> from maskbundle.export import EXPORTERS, Exporter, register
+    >>> def write_ids(bundle, path, masks):
+    ...     path.write_text(" ".join(bundle.mask_names))
+    >>> _ = register(Exporter("mask-list", "the mask names, one a line", write_ids))
+    >>> "mask-list" in EXPORTERS
+    True
+    >>> del EXPORTERS["mask-list"]
+    """
     if exporter.name in EXPORTERS:
         raise OptionError(f"export format {exporter.name!r} is registered twice")
     EXPORTERS[exporter.name] = exporter
@@ -90,6 +109,23 @@ def export_bundle(
     Raises OutputExistsError when ``out`` exists and ``overwrite`` is false, OptionError
     for an unknown format or mask, MissingDependencyError when the format's extra is not
     installed.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from maskbundle import write_segmentation_bundle
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
+    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> import anndata
+    >>> from maskbundle import read_bundle
+    >>> from maskbundle.export import export_bundle
+    >>> with read_bundle(ds) as bundle:
+    ...     out = export_bundle(bundle, tmp / "cells.h5ad", to="h5ad")
+    >>> anndata.read_h5ad(out).obs_names.tolist()
+    ['cells-1', 'cells-2', 'cells-3']
     """
     exporter = EXPORTERS.get(to)
     if exporter is None:
@@ -101,7 +137,7 @@ def export_bundle(
     if exporter.one_mask and len(chosen or bundle.mask_names) != 1:
         raise OptionError(
             f"--to {to} holds one mask; {bundle.path} has {list(bundle.mask_names)}: "
-            "name one with --mask (or export all with --to h5mu)"
+            "name one with masks= / --only (or export all with --to h5mu)"
         )
     target = Path(out)
     with staged_path(target, overwrite=overwrite) as stage:

@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..rules import MODALITY_CLASSES
+from ..rules import (
+    ALTERNATIVE_ID_ROW,
+    DESCRIPTION_ROW,
+    FEATURE_CLASS_ROW,
+    FEATURE_DOI_ROW,
+    MODALITY_CLASSES,
+)
 
 __all__ = [
     "MODALITIES",
@@ -43,9 +49,9 @@ __all__ = [
 MODALITIES: dict[str, str] = {c.casefold(): c for c in MODALITY_CLASSES}
 DEFAULT_MODALITY = "default"
 VAR_COLUMNS = {
-    "alternative_id": "Alternative ID",
-    "description": "Description",
-    "protocol_doi": "Protocol used to derive this feature value (DOI)",
+    "alternative_id": ALTERNATIVE_ID_ROW,
+    "description": DESCRIPTION_ROW,
+    "protocol_doi": FEATURE_DOI_ROW,
 }
 
 
@@ -79,7 +85,7 @@ def mask_parts(mask: str, objects: pd.DataFrame, header: pd.DataFrame) -> MaskPa
     index = pd.Index([f"{mask}-{int(i)}" for i in objects.index], name="Object")
     frame = objects.set_axis(index, axis=0)
     classes = {
-        str(c): str(header.at["Feature class", c]).strip().casefold() for c in header.columns
+        str(c): str(header.at[FEATURE_CLASS_ROW, c]).strip().casefold() for c in header.columns
     }
     by_class: dict[str, list[str]] = {}
     for col in frame.columns:

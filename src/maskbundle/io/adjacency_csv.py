@@ -10,6 +10,7 @@ line ends, and byte-identical for the same table.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numba
@@ -17,8 +18,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TableFormatError
+from ..rules import ADJACENCY_COLUMNS
 
-__all__ = ["DECIMALS", "format_adjacency_csv", "write_adjacency_csv"]
+__all__ = [
+    "DECIMALS",
+    "EdgeRows",
+    "adjacency_header_ok",
+    "format_adjacency_csv",
+    "judge_edge_rows",
+    "write_adjacency_csv",
+]
 
 DECIMALS = 6
 _SCALE = 10**DECIMALS
@@ -139,3 +148,98 @@ def format_adjacency_csv(frame: pd.DataFrame, *, n_id_columns: int = 2) -> bytes
 def write_adjacency_csv(path: Path | str, frame: pd.DataFrame) -> None:
     """Write an adjacency table to ``path`` (callers stage the path; see io.staging)."""
     Path(path).write_bytes(format_adjacency_csv(frame))
+
+
+# -- reading back: the rules of SPEC section 6 that the validator and the amend check share
+
+
+def adjacency_header_ok(rows: Sequence[Sequence[str]]) -> bool:
+    """Whether the first row of a CSV starts with :data:`~maskbundle.rules.ADJACENCY_COLUMNS`."""
+    return bool(rows) and list(rows[0][:3]) == list(ADJACENCY_COLUMNS)
+
+
+def _parse_column(values: list[str], kind: type) -> tuple[np.ndarray, np.ndarray]:
+    """Values as int64 or float64, and a mask of the values that parse as ``kind``."""
+    dtype = np.int64 if kind is int else np.float64
+    try:
+        return np.array(values, dtype=object).astype(dtype), np.ones(len(values), bool)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    out = np.zeros(len(values), dtype)
+    ok = np.ones(len(values), bool)
+    for i, v in enumerate(values):
+        try:
+            out[i] = kind(v)
+        except (ValueError, OverflowError):
+            ok[i] = False
+    return out, ok
+
+
+@dataclass(frozen=True)
+class EdgeRows:
+    """The edge rows (after the header) of an adjacency CSV, parsed and judged.
+
+    ``a``, ``b``, ``d`` are the parsed columns (0 where a cell does not parse);
+    ``parsed`` marks rows whose three cells parse, ``known_a``/``known_b`` rows whose ids
+    are Object IDs of the mask, ``good`` rows that keep the edge rule: ``id1 < id2``, both
+    known, a finite distance >= 0.
+    """
+
+    body: list[list[str]]
+    a: np.ndarray
+    b: np.ndarray
+    d: np.ndarray
+    parsed: np.ndarray
+    known_a: np.ndarray
+    known_b: np.ndarray
+    good: np.ndarray
+
+    def reasons(self, show: int) -> list[str]:
+        """One line for each of the first ``show`` rows that break the edge rule."""
+        out = []
+        for i in np.flatnonzero(~self.good)[:show]:
+            why = (
+                "unparsable"
+                if not self.parsed[i]
+                else "self edge"
+                if self.a[i] == self.b[i]
+                else "id1 > id2"
+                if self.a[i] > self.b[i]
+                else "unknown id"
+                if not (self.known_a[i] and self.known_b[i])
+                else "bad distance"
+            )
+            out.append(f"line {i + 2} {','.join(self.body[i])!r} ({why})")
+        return out
+
+    def duplicates(self) -> list[str]:
+        """``"id1,id2 xN"`` for every parsed edge that occurs more than once."""
+        pairs = np.stack([self.a[self.parsed], self.b[self.parsed]], axis=1)
+        uniq, cnt = np.unique(pairs, axis=0, return_counts=True)
+        return [
+            f"{p[0]},{p[1]} x{c}"
+            for p, c in zip(uniq.tolist(), cnt.tolist(), strict=True)
+            if c > 1
+        ]
+
+
+def judge_edge_rows(body: Sequence[Sequence[str]], ids: np.ndarray) -> EdgeRows:
+    """Parse the rows after the header and judge each against the edge rule of SPEC 6.
+
+    ``ids`` are the mask's Object IDs (sorted). Used by the validator
+    (``adjacency.edges``, ``adjacency.duplicates``) and by ``add_adjacency``'s check of
+    the file it stages, so the rule is written once.
+    """
+    rows = [list(r) for r in body]
+    short = [i for i, r in enumerate(rows) if len(r) < 3]
+    cells = [r[:3] + [""] * (3 - len(r[:3])) for r in rows]
+    a, ok_a = _parse_column([r[0] for r in cells], int)
+    b, ok_b = _parse_column([r[1] for r in cells], int)
+    d, ok_d = _parse_column([r[2] for r in cells], float)
+    parsed = ok_a & ok_b & ok_d
+    parsed[short] = False
+    known_a = np.isin(a, ids)
+    known_b = np.isin(b, ids)
+    with np.errstate(invalid="ignore"):
+        good = parsed & (a < b) & known_a & known_b & np.isfinite(d) & (d >= 0)
+    return EdgeRows(rows, a, b, d, parsed, known_a, known_b, good)

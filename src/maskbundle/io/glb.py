@@ -135,6 +135,32 @@ def _index_bytes(n_faces: int, short: bool) -> int:
     return (6 * n_faces + 3) // 4 * 4 if short else 12 * n_faces
 
 
+def _object_accessors(
+    nv: int, nf: int, bounds: tuple[list[float], list[float]], voff: int, foff: int, short: bool
+) -> list[dict[str, Any]]:
+    """Positions, normals and indices of one object (accessors 3k, 3k + 1, 3k + 2)."""
+    return [
+        {"bufferView": 0, "byteOffset": voff, "componentType": _FLOAT, "count": nv,
+         "type": "VEC3", "min": bounds[0], "max": bounds[1]},
+        {"bufferView": 1, "byteOffset": voff, "componentType": _FLOAT, "count": nv,
+         "type": "VEC3"},
+        {"bufferView": 2, "byteOffset": foff, "componentType": _USHORT if short else _UINT,
+         "count": 3 * nf, "type": "SCALAR"},
+    ]
+
+
+def _buffer_views(pos_len: int, idx_len: int) -> list[dict[str, Any]]:
+    """The three views of the BIN chunk: positions, normals (stride 12), then indices."""
+    return [
+        {"buffer": 0, "byteOffset": 0, "byteLength": pos_len, "byteStride": 12,
+         "target": _ARRAY_BUFFER},
+        {"buffer": 0, "byteOffset": pos_len, "byteLength": pos_len, "byteStride": 12,
+         "target": _ARRAY_BUFFER},
+        {"buffer": 0, "byteOffset": 2 * pos_len, "byteLength": idx_len,
+         "target": _ELEMENT_ARRAY_BUFFER},
+    ]
+
+
 def glb_document(meshes: Sequence[MeshLike], *, mask: str) -> tuple[dict[str, Any], int]:
     """The glTF JSON document for ``meshes`` and the length of its binary buffer.
 
@@ -167,56 +193,15 @@ def glb_document(meshes: Sequence[MeshLike], *, mask: str) -> tuple[dict[str, An
     voff = 0
     foff = 0
     for k, m in enumerate(meshes):
-        nv, nf = n_vert[k], n_face[k]
-        accessors.append(
-            {
-                "bufferView": 0,
-                "byteOffset": voff,
-                "componentType": _FLOAT,
-                "count": nv,
-                "type": "VEC3",
-                "min": bounds[k][0],
-                "max": bounds[k][1],
-            }
-        )
-        accessors.append(
-            {
-                "bufferView": 1,
-                "byteOffset": voff,
-                "componentType": _FLOAT,
-                "count": nv,
-                "type": "VEC3",
-            }
-        )
-        accessors.append(
-            {
-                "bufferView": 2,
-                "byteOffset": foff,
-                "componentType": _USHORT if short[k] else _UINT,
-                "count": 3 * nf,
-                "type": "SCALAR",
-            }
-        )
-        gl_meshes.append(
-            {
-                "name": str(m.object_id),
-                "primitives": [
-                    {
-                        "attributes": {"POSITION": 3 * k, "NORMAL": 3 * k + 1},
-                        "indices": 3 * k + 2,
-                        "mode": _TRIANGLES,
-                    }
-                ],
-            }
-        )
-        nodes.append(
-            {
-                "name": str(m.object_id),
-                "mesh": k,
-                "extras": {"object_id": int(m.object_id), "mask": mask},
-            }
-        )
-        voff += 12 * nv
+        accessors += _object_accessors(n_vert[k], n_face[k], bounds[k], voff, foff, short[k])
+        gl_meshes.append({
+            "name": str(m.object_id),
+            "primitives": [{"attributes": {"POSITION": 3 * k, "NORMAL": 3 * k + 1},
+                            "indices": 3 * k + 2, "mode": _TRIANGLES}],
+        })
+        nodes.append({"name": str(m.object_id), "mesh": k,
+                      "extras": {"object_id": int(m.object_id), "mask": mask}})
+        voff += 12 * n_vert[k]
         foff += idx_bytes[k]
     doc: dict[str, Any] = {
         "asset": {"version": "2.0", "generator": f"maskbundle {__version__}"},
@@ -225,28 +210,7 @@ def glb_document(meshes: Sequence[MeshLike], *, mask: str) -> tuple[dict[str, An
         "nodes": nodes,
         "meshes": gl_meshes,
         "accessors": accessors,
-        "bufferViews": [
-            {
-                "buffer": 0,
-                "byteOffset": 0,
-                "byteLength": pos_len,
-                "byteStride": 12,
-                "target": _ARRAY_BUFFER,
-            },
-            {
-                "buffer": 0,
-                "byteOffset": pos_len,
-                "byteLength": pos_len,
-                "byteStride": 12,
-                "target": _ARRAY_BUFFER,
-            },
-            {
-                "buffer": 0,
-                "byteOffset": 2 * pos_len,
-                "byteLength": idx_len,
-                "target": _ELEMENT_ARRAY_BUFFER,
-            },
-        ],
+        "bufferViews": _buffer_views(pos_len, idx_len),
         "buffers": [{"byteLength": 2 * pos_len + idx_len}],
     }
     if not meshes:  # a valid, empty asset: no views over an empty buffer

@@ -25,6 +25,7 @@ from ome_types.model import OME, Channel, Image, Pixels, Pixels_DimensionOrder, 
 from ..errors import CorruptInputError, LabelError, MaskBundleError
 from ..labels.pyramid import pyramid_level, pyramid_level_count
 from ..model import ParentImage, PhysicalSize
+from ..rules import TILE_SIZE
 from .limits import MAX_OME_XML, check_tiff_level0, check_tiff_structure
 from .sources import BandChecksum
 from .staging import remove_path, write_error
@@ -48,7 +49,6 @@ __all__ = [
     "write_label_ome_tiff_streaming",
 ]
 
-TILE = 512
 # the OME Pixels attributes copied verbatim from a parent image (HuBMAP compares them exactly)
 PHYSICAL_SIZE_KEYS = (
     "physical_size_x",
@@ -131,7 +131,7 @@ def write_label_ome_tiff(
     up front, and classic TIFF offsets stop at 4 GiB).
     """
     h, w = labels_czyx.shape[-2:]
-    n_levels = pyramid_level_count(h, w, TILE)
+    n_levels = pyramid_level_count(h, w, TILE_SIZE)
     bigtiff = labels_czyx.nbytes * 4 // 3 > 2**31
     options = _tiff_options(compression, workers)
     with tifffile.TiffWriter(path, bigtiff=bigtiff, ome=False) as tif:
@@ -144,7 +144,7 @@ def write_label_ome_tiff(
 def _tiff_options(compression: Compression, workers: int) -> dict[str, Any]:
     options: dict[str, Any] = {
         "photometric": "minisblack",
-        "tile": (TILE, TILE),
+        "tile": (TILE_SIZE, TILE_SIZE),
         "compression": compression,
         "maxworkers": workers,
         "metadata": None,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptInputError, MissingDependencyError, TableFormatError
+from ..rules import EXCEL_MAX_ROWS
 from .limits import check_tiff_pages, check_tiff_structure, check_zip_member
 
 __all__ = [
@@ -450,7 +451,6 @@ def _read_xlsx_formulas(path: Path) -> XlsxGrid:
 
 
 # Excel's own sheet limits, and a cap on parsed XML that bounds the time a sheet can take
-XLSX_MAX_ROWS = 1_048_576
 XLSX_MAX_COLUMNS = 16_384
 XLSX_MAX_CELLS = 100_000_000
 XLSX_MAX_MEMBER = 1 << 30
@@ -474,10 +474,10 @@ def _check_xlsx_extent(rows: int, cols: int, path: Path) -> None:
     """A sheet whose extent is beyond Excel's (or 100 million cells) is refused: the
     readers pad every row to the sheet's width, so one far cell in a tiny file would
     mean billions of empty cells."""
-    if rows > XLSX_MAX_ROWS or cols > XLSX_MAX_COLUMNS or rows * cols > XLSX_MAX_CELLS:
+    if rows > EXCEL_MAX_ROWS or cols > XLSX_MAX_COLUMNS or rows * cols > XLSX_MAX_CELLS:
         raise CorruptInputError(
             f"{path.name}: the sheet spans {rows} rows x {cols} columns, beyond "
-            f"{XLSX_MAX_CELLS} cells (Excel stops at {XLSX_MAX_ROWS} x {XLSX_MAX_COLUMNS}); "
+            f"{XLSX_MAX_CELLS} cells (Excel stops at {EXCEL_MAX_ROWS} x {XLSX_MAX_COLUMNS}); "
             "write large tables as .tsv"
         )
 

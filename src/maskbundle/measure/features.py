@@ -35,7 +35,7 @@ from ..columns import check_objects_table, check_spec
 from ..errors import LabelError, OptionError, ShapeMismatchError, TableFormatError
 from ..labels.checks import check_label_array
 from ..model import ColumnSpec, PhysicalSize
-from ..rules import MAX_OBJECTS, OBJECT_ID, check_text_cell
+from ..rules import MAX_OBJECTS, OBJECT_ID, check_ascii_text, check_text_cell
 from ._accumulate import (
     Accumulator,
     accumulate,
@@ -97,6 +97,15 @@ class FeatureTable:
         feature.
     specs : dict of str to ColumnSpec
         The header cells of every column of ``frame``, in the same order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from maskbundle import ColumnSpec, FeatureTable
+    >>> frame = pd.DataFrame({"Score": [0.5, 0.9]}, index=pd.Index([1, 2], name="Object ID"))
+    >>> table = FeatureTable(frame, {"Score": ColumnSpec("Score", "float", "mask", "Classifier score")})
+    >>> table.specs["Score"].header_cells()[:3]
+    ['float', '', 'mask']
     """
 
     frame: pd.DataFrame
@@ -172,8 +181,7 @@ def _check_intensity(
 def _check_text(value: str, what: str, *, error: type[Exception] = OptionError) -> str:
     if not isinstance(value, str) or not value.strip():
         raise error(f"{what} must be a non-empty string, got {value!r}")
-    if not value.isascii():
-        raise error(f"{what} {value!r} must be ASCII")
+    check_ascii_text(value, what, error)  # the one ASCII rule (maskbundle.rules)
     check_text_cell(value, what, error)  # the one text-cell rule (maskbundle.rules)
     return value
 
@@ -499,6 +507,22 @@ def compute_features(
     foreground pixels of one marker. NaN intensities propagate into mean, std, sum and
     median; min and max skip them. The per-block accumulation and its merge are in
     :mod:`maskbundle.measure._accumulate` (blocks need a 2-pixel halo).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> labels = np.zeros((32, 32), np.uint16)
+    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> from maskbundle import compute_features
+    >>> table = compute_features(labels, physical_size=0.5)
+    >>> table.frame.index.tolist()
+    [1, 2, 3]
+    >>> table.frame["Area (square micrometer)"].tolist()  # 64, 64, 100 pixels of 0.25 um^2
+    [16.0, 16.0, 25.0]
+    >>> spec = table.specs["Area (square micrometer)"]
+    >>> spec.type, spec.unit, spec.feature_class
+    ('float', 'square micrometer', 'morphology')
     """
     lab, n = _check_labels(labels)
     is3d = np.ndim(labels) == 3

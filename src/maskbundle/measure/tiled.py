@@ -67,6 +67,7 @@ import pandas as pd
 from ..errors import LabelError, OptionError, ShapeMismatchError
 from ..labels.relabel import label_dtype
 from ..model import PhysicalSize
+from ..rules import TILE_SIZE
 from ._accumulate import (
     Accumulator,
     accumulate,
@@ -107,7 +108,7 @@ __all__ = [
     "tile_tasks",
 ]
 
-OME_TILE = 512
+OME_TILE = TILE_SIZE
 """Tile edges are multiples of the OME-TIFF tile, so pass 2 can write whole tiles."""
 
 #: Halo for the accumulation kernels (perimeter weights look at neighbours' neighbours).

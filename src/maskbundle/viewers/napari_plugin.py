@@ -36,6 +36,7 @@ from ..errors import MaskBundleError, MaskNameError, OptionError
 from ..io.lazy import LazyArray
 from ..model import PhysicalSize
 from ..names import check_mask_name
+from ..rules import MASK_ID, OBJECT_ID, PROTOCOL_DOI
 
 if TYPE_CHECKING:
     from ..bundle.read import Bundle
@@ -99,7 +100,7 @@ def _first_text(table: pd.DataFrame, column: str) -> str | None:
 def _features(table: pd.DataFrame) -> pd.DataFrame:
     """The objects table as napari Labels features: column ``index`` = the label value."""
     frame = table.reset_index()
-    frame.insert(0, "index", frame["Object ID"].to_numpy())
+    frame.insert(0, "index", frame[OBJECT_ID].to_numpy())
     return frame
 
 
@@ -127,8 +128,7 @@ def _mask_layer(bundle: Bundle, mask: str, owner: _Owner) -> LayerData:
     table = bundle.objects[mask]
     scale = _scale(bundle)
     meta: dict[str, Any] = {"bundle": str(bundle.path), "mask": mask}
-    for key, column in (("protocol_doi", "Protocol for mask creation (DOI)"),
-                        ("mask_id", "Mask ID")):
+    for key, column in (("protocol_doi", PROTOCOL_DOI), ("mask_id", MASK_ID)):
         value = _first_text(table, column)
         if value:
             meta[key] = value

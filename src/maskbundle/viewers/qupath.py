@@ -37,7 +37,7 @@ from ..errors import OptionError
 from ..io.geojson import QuPathType, outline_geometry, qupath_feature, write_geojson
 from ..io.staging import refuse_existing
 from ..labels.outlines import ObjectOutline, label_outlines
-from ..rules import OBJECT_ID, OBJECT_TYPE, POSITION_COLUMNS
+from ..rules import OBJECT_ID, OBJECT_TYPE, POSITION_COLUMNS, TYPE_ROW
 
 if TYPE_CHECKING:
     from ..bundle.read import Bundle
@@ -53,7 +53,7 @@ def _measurement_columns(header: pd.DataFrame) -> list[str]:
     """Integer and float columns of an objects table, in table order."""
     out = []
     for col in header.columns:
-        kind = str(header.at["Type", col]).strip().lower()
+        kind = str(header.at[TYPE_ROW, col]).strip().lower()
         if kind in ("integer", "float") and str(col).strip().lower() not in _NOT_MEASURED:
             out.append(str(col))
     return out
@@ -197,7 +197,7 @@ def export_geojson(
     Returns
     -------
     Path
-        The file written. ``read_qupath(path, shape=..., cell_mask=..., nucleus_mask=...)``
+        The file written. ``read_qupath(path, shape=..., mask_names=(cells, nuclei))``
         gives back the same pixels (a single detection mask with ``detection_mask=``).
     """
     from ..bundle.read import read_bundle
