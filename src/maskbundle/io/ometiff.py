@@ -183,10 +183,10 @@ def _band_rows(source: Any, width: int, itemsize: int, band_bytes: int) -> int:
     """Rows read at once: whole tile rows, covering the source's stored chunk height (so
     each stored chunk is decoded once), within ``band_bytes`` when the chunks allow it."""
     chunks = getattr(source, "chunks", None)
-    chunk_rows = int(chunks[-2]) if chunks else TILE
-    rows = TILE * max(1, -(-chunk_rows // TILE))
-    while rows > TILE and rows * width * itemsize > band_bytes and rows - TILE >= chunk_rows:
-        rows -= TILE
+    chunk_rows = int(chunks[-2]) if chunks else TILE_SIZE
+    rows = TILE_SIZE * max(1, -(-chunk_rows // TILE_SIZE))
+    while rows > TILE_SIZE and rows * width * itemsize > band_bytes and rows - TILE_SIZE >= chunk_rows:
+        rows -= TILE_SIZE
     return rows
 
 
@@ -231,9 +231,9 @@ def _level0_tiles(
                     part = lab[(-y0) % f :: f, ::f]
                     if part.size:
                         fh.write(np.ascontiguousarray(part).data)
-                for ty in range(0, y1 - y0, TILE):
-                    for tx in range(0, w, TILE):
-                        yield lab[ty : ty + TILE, tx : tx + TILE]
+                for ty in range(0, y1 - y0, TILE_SIZE):
+                    for tx in range(0, w, TILE_SIZE):
+                        yield lab[ty : ty + TILE_SIZE, tx : tx + TILE_SIZE]
                 del raw
                 if progress is not None:
                     progress((y1 - y0) * w)
@@ -245,14 +245,14 @@ def _spilled_tiles(
     """Tiles of one reduced level, read back band by band from its spill file."""
     fh.seek(0)
     for _ in range(planes):
-        for y0 in range(0, h, TILE):
-            rows = min(TILE, h - y0)
+        for y0 in range(0, h, TILE_SIZE):
+            rows = min(TILE_SIZE, h - y0)
             band = np.fromfile(fh, dtype=dtype, count=rows * w)
             if band.size != rows * w:
                 raise OSError(errno.EIO, "a pyramid spill file is shorter than written")
             band = band.reshape(rows, w)
-            for tx in range(0, w, TILE):
-                yield band[:, tx : tx + TILE]
+            for tx in range(0, w, TILE_SIZE):
+                yield band[:, tx : tx + TILE_SIZE]
 
 
 def write_label_ome_tiff_streaming(
@@ -294,7 +294,7 @@ def write_label_ome_tiff_streaming(
     n_z, h, w = shape if len(shape) == 3 else (1, *shape)
     zyx = (n_z, h, w)
     n_c = len(channels)
-    n_levels = pyramid_level_count(h, w, TILE)
+    n_levels = pyramid_level_count(h, w, TILE_SIZE)
     # the same rule as write_label_ome_tiff, from the shape instead of an array
     bigtiff = n_c * math.prod(zyx) * dtype.itemsize * 4 // 3 > 2**31
     options = _tiff_options(compression, workers)
