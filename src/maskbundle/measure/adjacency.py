@@ -331,7 +331,8 @@ def _edge_frame(ids: np.ndarray, pairs: np.ndarray, dist: np.ndarray) -> pd.Data
             ID1: lo[order].astype(np.int64),
             ID2: hi[order].astype(np.int64),
             DISTANCE: np.asarray(dist, np.float64)[order],
-        }
+        },
+        copy=False,
     )
 
 
@@ -976,7 +977,7 @@ def _linkage_frame(
     a, b = _unpack(keys)
     sz, sy, sx = p.spacing_zyx
     dist = np.where(faces.sum(axis=1) > 0, 0.0, gap).astype(np.float64)
-    frame = pd.DataFrame({ID1: a, ID2: b, DISTANCE: dist})
+    frame = pd.DataFrame({ID1: a, ID2: b, DISTANCE: dist}, copy=False)
     params: dict[str, Any] = {
         "kind": "linkage",
         "connectivity": "faces (6-connected)" if p.ndim == 3 else "faces (4-connected)",
