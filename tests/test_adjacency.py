@@ -841,3 +841,20 @@ def test_planar_delaunay_collinear_points_form_a_chain() -> None:
     got = _edge_set(_delaunay_index_pairs(pts))
     order = np.argsort(t)
     assert got == {(min(a, b), max(a, b)) for a, b in itertools.pairwise(order)}
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_linkage_parts_on_threads_give_the_same_table(
+    parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maskbundle.measure import adjacency as adj
+
+    cells, _ = synthetic_tissue((160, 150))
+    vol = synthetic_nuclei_3d((6, 40, 40))
+    cases = [(cells, 0.5, 0.0), (cells, (0.5, 0.7), 1.3), (vol, (0.5, 0.5, 1.0), 1.1)]
+    two = [linkage_adjacency(a, physical_size=ps, max_gap=g, contact=True) for a, ps, g in cases]
+    monkeypatch.setattr(adj, "_LINKAGE_PARTS", parts)
+    for (a, ps, g), ref in zip(cases, two, strict=True):
+        got = linkage_adjacency(a, physical_size=ps, max_gap=g, contact=True)
+        pd.testing.assert_frame_equal(got, ref)
+        assert got.attrs == ref.attrs

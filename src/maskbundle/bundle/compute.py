@@ -22,6 +22,7 @@ go through its own seam.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,20 +171,28 @@ def mesh_stage(plan: BundlePlan, mask: RelabelledMask) -> list[ObjectMesh] | Non
 
 
 def compute_mask(plan: BundlePlan, mp: MaskPlan, advance: Advance) -> MaskResult:
-    """Every per-mask stage, in order; ``advance`` ticks the progress bar after each."""
-    relabelled = relabel_stage(mp)
-    mask = relabelled.mask
-    table = objects_stage(plan, mp, mask)
-    advance(f"{mask.name} table")
-    adjacency = adjacency_stage(plan, mask, table.centroids_zyx)
-    for kind in adjacency:
-        advance(f"{mask.name} {kind} adjacency")
-    meshes = mesh_stage(plan, mask)
-    if meshes is not None:
-        advance(f"{mask.name} meshes")
+    """Every per-mask stage, in order; ``advance`` ticks the progress bar after each.
+
+    The input's checksum (a full pass over the pixels; hashlib releases the GIL) runs on
+    a thread beside the stages: what :func:`relabel_stage` returns, without the wait.
+    """
+    raw = np.asarray(mp.labels)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(array_checksum, raw)
+        mask = relabel_mask(mp.name, raw)
+        table = objects_stage(plan, mp, mask)
+        advance(f"{mask.name} table")
+        adjacency = adjacency_stage(plan, mask, table.centroids_zyx)
+        for kind in adjacency:
+            advance(f"{mask.name} {kind} adjacency")
+        meshes = mesh_stage(plan, mask)
+        if meshes is not None:
+            advance(f"{mask.name} meshes")
+        relabelled = Relabelled(mask, digest.result(), str(raw.dtype))
     return MaskResult(
         plan=mp, relabelled=relabelled, table=table,
-        entire_image_masked=bool(mask.labels.size) and bool(np.all(mask.labels != 0)),
+        # labels are 0..N: no zero pixel exactly when the smallest is not 0 (no bool copy)
+        entire_image_masked=bool(mask.labels.size) and int(mask.labels.min()) != 0,
         adjacency=adjacency, meshes=meshes,
     )
 

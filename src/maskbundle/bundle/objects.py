@@ -124,7 +124,8 @@ def objects_frame(
     for spec, values in extra:
         data[spec.name] = values
         specs.append(spec)
-    return specs, pd.DataFrame(data)
+    # copy=False: the columns as given, not consolidated into one copied block per dtype
+    return specs, pd.DataFrame(data, copy=False)
 
 
 def ontology_abbreviation(obo_id: str) -> str:

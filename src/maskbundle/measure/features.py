@@ -659,7 +659,9 @@ def table_from_accumulator(
                     name, "float", "antibody", _STAT_DESCRIPTION[st].format(m=marker),
                     "intensity", alternative_id=alt_id or marker))
     index = pd.RangeIndex(1, n + 1, name=INDEX_NAME)
-    frame = pd.DataFrame(values, index=index)
+    # copy=False: one block per column, no consolidation copy of every column (0.5 s at
+    # 650,000 objects x 27 columns); the arrays are fresh and owned by the frame
+    frame = pd.DataFrame(values, index=index, copy=False)
     return FeatureTable(frame, specs)
 
 
