@@ -61,6 +61,7 @@ from ..model import UM_PER_UNIT
 from ..progress import stage_progress
 from ..rules import (
     ADJACENCY_COLUMNS,
+    HEADER_ROWS,
     MASK_NAME_RE,
     MAX_NAME_LENGTH,
     OME_NS,
@@ -71,7 +72,14 @@ from ..rules import (
 )
 from . import layout
 from ._pixels import LabelStats, compare_level, contact_pairs, label_stats, pair_keys
-from ._tables import SHOW, TableTruth, check_objects_rows, first_items, record_rule
+from ._tables import (
+    SHOW,
+    TableTruth,
+    check_objects_rows,
+    check_objects_table,
+    first_items,
+    record_rule,
+)
 
 __all__ = ["validate_bundle"]
 
@@ -772,7 +780,7 @@ def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | N
     loc = run.rel(path)
     fmt: Literal["tsv", "xlsx"] = "xlsx" if path.suffix == ".xlsx" else "tsv"
     try:
-        grid = read_table_grid(path)
+        grid = read_table_grid(path, typed_body_after=HEADER_ROWS)
         rows = grid.rows
         if grid.sheet_names is not None:
             run.rule(
@@ -786,6 +794,9 @@ def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | N
         run.fail(loc, "objects.readable", str(exc))
         return None
     run.report.passed(loc, "objects.readable", f"{fmt} table readable")
+    if grid.columns is not None:  # an .xlsx read with its numbers as numbers
+        return check_objects_table(rows, grid.columns, grid.n_body, location=loc, fmt=fmt,
+                                   report=run.report, truth=truth)
     return check_objects_rows(rows, location=loc, fmt=fmt, report=run.report, truth=truth)
 
 
