@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +54,7 @@ from ..io.glb import read_glb_summary
 from ..io.ometiff import PHYSICAL_SIZE_KEYS, OmeMetadata, parse_ome_xml, read_ome_xml
 from ..io.readers import (
     LabelTiffReader,
+    TableGrid,
     list_tree,
     read_csv_rows,
     read_table_grid,
@@ -112,6 +114,8 @@ class _Run:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.report = Report(str(root))
+        # objects tables being read on a second thread (see _prefetch_tables)
+        self.tables: dict[Path, Future[TableGrid]] = {}
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -189,11 +193,19 @@ def validate_bundle(
         "exactly one OME-TIFF holds all masks as channels",
     )
     parent = Path(parent_image) if parent_image is not None else None
-    with stage_progress(5, enabled=progress, desc=f"validating {root.name}") as advance:
-        tiff = _check_tiff(run, tiffs[0], parent) if tiffs else None
-        advance("OME-TIFF")
-        counts = _check_objects(run, seg, tiff)
-        advance("objects tables")
+    with (
+        stage_progress(5, enabled=progress, desc=f"validating {root.name}") as advance,
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="maskbundle-tables") as pool,
+    ):
+        _prefetch_tables(run, seg, pool)
+        try:
+            tiff = _check_tiff(run, tiffs[0], parent) if tiffs else None
+            advance("OME-TIFF")
+            counts = _check_objects(run, seg, tiff)
+            advance("objects tables")
+        finally:  # tables no channel asked for: drop what has not started
+            pool.shutdown(wait=True, cancel_futures=True)
+            run.tables.clear()
         _check_manifest(run, seg, tiff, counts)
         advance("manifest")
         if tiff is not None:
@@ -776,11 +788,31 @@ def _check_objects(run: _Run, seg: Path, tiff: _Tiff | None) -> dict[str, int]:
     return counts
 
 
+def _prefetch_tables(run: _Run, seg: Path, pool: ThreadPoolExecutor) -> None:
+    """Start reading the .xlsx objects tables on two worker threads while the main one
+    checks the OME-TIFF: calamine's parse (the largest single cost) and zlib release the
+    GIL, and so do most of the pixel checks, so the work spreads over the cores.
+
+    Only files a channel could ask for are read (a valid mask name, inside the dataset);
+    the findings come out in the same order, as :func:`_check_one_table` takes the result.
+    """
+    if not seg.is_dir():
+        return
+    for p in sorted(seg.glob("*-objects.xlsx")):
+        if _is_mask_name(p.name.rsplit("-objects.", 1)[0]) and p.is_file() and run.inside(p):
+            run.tables[p] = pool.submit(_read_objects_table, p)
+
+
+def _read_objects_table(path: Path) -> TableGrid:
+    return read_table_grid(path, typed_body_after=HEADER_ROWS)
+
+
 def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | None:
     loc = run.rel(path)
     fmt: Literal["tsv", "xlsx"] = "xlsx" if path.suffix == ".xlsx" else "tsv"
     try:
-        grid = read_table_grid(path, typed_body_after=HEADER_ROWS)
+        pending = run.tables.pop(path, None)
+        grid = pending.result() if pending is not None else _read_objects_table(path)
         rows = grid.rows
         if grid.sheet_names is not None:
             run.rule(
