@@ -81,6 +81,7 @@ def label_stats(labels: np.ndarray) -> LabelStats:
     rows_per_block = max(1, _BLOCK_PIXELS // max(nx, 1))
     n_rows = nz * ny
     cols = np.arange(nx, dtype=np.float64)
+    col_block = np.tile(cols, min(rows_per_block, nz * ny))  # column weights, built once
     for r0 in range(0, n_rows, rows_per_block):
         r1 = min(n_rows, r0 + rows_per_block)
         block = flat[r0 * nx : r1 * nx]
@@ -90,11 +91,13 @@ def label_stats(labels: np.ndarray) -> LabelStats:
             idx = block.astype(np.int64) - offset
         rows = np.arange(r0, r1)
         counts += np.bincount(idx, minlength=k)
-        plane_w = np.repeat((rows // ny).astype(np.float64), nx)
+        if nz > 1:  # in 2D every plane index is 0: the sums stay 0 without a pass
+            plane_w = np.repeat((rows // ny).astype(np.float64), nx)
+            sums[0] += np.bincount(idx, weights=plane_w, minlength=k)
         row_w = np.repeat((rows % ny).astype(np.float64), nx)
-        sums[0] += np.bincount(idx, weights=plane_w, minlength=k)
         sums[1] += np.bincount(idx, weights=row_w, minlength=k)
-        sums[2] += np.bincount(idx, weights=np.tile(cols, r1 - r0), minlength=k)
+        col_w = col_block if r1 - r0 == rows_per_block else np.tile(cols, r1 - r0)
+        sums[2] += np.bincount(idx, weights=col_w, minlength=k)
     keep = uniq != 0
     ids = uniq[keep].astype(np.int64)
     cnt = counts[keep]

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import Report
+from ..io.readers import BodyColumn, cell_texts
 from ..rules import (
     COLUMN_TYPES,
     COLUMN_UNITS,
@@ -42,6 +43,7 @@ __all__ = [
     "SHOW",
     "TableTruth",
     "check_objects_rows",
+    "check_objects_table",
     "first_items",
     "record_rule",
 ]
@@ -135,6 +137,17 @@ def _is_integral(x: np.ndarray) -> np.ndarray:
         return np.asarray(np.isfinite(x) & (x == np.floor(x)))
 
 
+@dataclass(frozen=True)
+class _Head:
+    """The header block as the body checks need it."""
+
+    width: int
+    cols: list[str]  # the column names, Object ID first
+    head: dict[str, list[str]]  # header label -> its cells of columns 2.. (by name)
+    types: list[str]
+    levels: list[str]
+
+
 def check_objects_rows(
     rows: list[list[str]],
     *,
@@ -151,6 +164,102 @@ def check_objects_rows(
     Returns ``None`` when the table is too short to have a header block.
     """
     chk = _Checker(report, location)
+    h = _check_head(chk, rows)
+    if h is None:
+        return None
+    width = h.width
+    # rows of the full width (nearly all) are kept as they are, not copied
+    data = [r if len(r) >= width else r + [""] * (width - len(r)) for r in rows[HEADER_ROWS:]]
+    n_rows = len(data)
+    chk.rule(
+        "objects.blank-rows",
+        [f"row {i + HEADER_ROWS + 1}" for i, r in enumerate(data) if not any(c.strip() for c in r)],
+        "no blank data rows",
+    )
+    chk.rule(
+        "objects.row-width",
+        [
+            f"row {i + HEADER_ROWS + 1}: {len(r)} cells"
+            for i, r in enumerate(data)
+            if len(r) > width and any(c.strip() for c in r[width:])
+        ],
+        f"no cells beyond the {width} named columns",
+        severity="warning",
+    )
+    # every row has at least ``width`` cells: one transposition serves all column checks
+    raw: list[BodyColumn] = (
+        [list(col) for col in itertools.islice(zip(*data, strict=False), width)]
+        if data
+        else [[] for _ in range(width)]
+    )
+    _check_body(chk, h, raw, n_rows, fmt, truth)
+    return n_rows
+
+
+def check_objects_table(
+    head_rows: list[list[str]],
+    columns: Sequence[BodyColumn],
+    n_rows: int,
+    *,
+    location: str,
+    fmt: Literal["tsv", "xlsx"],
+    report: Report,
+    truth: TableTruth | None,
+) -> int | None:
+    """:func:`check_objects_rows` on a typed table (``read_table_grid(...,
+    typed_body_after=HEADER_ROWS)``): the header block as rows of text, the ``n_rows``
+    data rows as columns, float64 (NaN for blank) or text. The findings are the same as
+    for the rows of text the same cells give; numeric columns skip the text round trip.
+    """
+    chk = _Checker(report, location)
+    h = _check_head(chk, head_rows)
+    if h is None:
+        return None
+    width = h.width
+    cols = list(columns) + [[""] * n_rows for _ in range(width - len(columns))]
+    filled = np.zeros(n_rows, bool)  # some cell of the row holds more than whitespace
+    beyond = np.zeros(n_rows, bool)  # ... beyond the named columns
+    for j, c in enumerate(cols):
+        if isinstance(c, np.ndarray):
+            has = ~np.isnan(c)
+        else:  # judged once per distinct value: most text columns repeat one value
+            blanks = {v for v in set(c) if not v.strip()}
+            has = (
+                np.fromiter((v not in blanks for v in c), bool, n_rows)
+                if blanks
+                else np.ones(n_rows, bool)
+            )
+        filled |= has
+        if j >= width:
+            beyond |= has
+    chk.rule(
+        "objects.blank-rows",
+        [f"row {i + HEADER_ROWS + 1}" for i in np.flatnonzero(~filled).tolist()],
+        "no blank data rows",
+    )
+
+    def row_length(i: int) -> int:  # cells up to the last non-empty one (as read_xlsx_grid)
+        for j in range(len(cols) - 1, -1, -1):
+            c = cols[j]
+            if (not np.isnan(c[i])) if isinstance(c, np.ndarray) else c[i] != "":
+                return j + 1
+        return 0
+
+    chk.rule(
+        "objects.row-width",
+        [
+            f"row {i + HEADER_ROWS + 1}: {row_length(i)} cells"
+            for i in np.flatnonzero(beyond).tolist()
+        ],
+        f"no cells beyond the {width} named columns",
+        severity="warning",
+    )
+    _check_body(chk, h, cols[:width], n_rows, fmt, truth)
+    return n_rows
+
+
+def _check_head(chk: _Checker, rows: list[list[str]]) -> _Head | None:
+    """The header-block rules; None when there is no header block."""
     if not chk.rule(
         "objects.header-block",
         [f"{len(rows)} rows"] if len(rows) < HEADER_ROWS else [],
@@ -159,8 +268,7 @@ def check_objects_rows(
     ):
         return None
     width = len(rows[HEADER_ROWS - 1])
-    # rows of the full width (nearly all) are kept as they are, not copied
-    grid = [r if len(r) >= width else r + [""] * (width - len(r)) for r in rows]
+    grid = [r if len(r) >= width else r + [""] * (width - len(r)) for r in rows[:HEADER_ROWS]]
     labels = [r[0] if r else "" for r in grid[:8]]
     chk.rule(
         "objects.header-labels",
@@ -257,43 +365,40 @@ def check_objects_rows(
         [repr(names[j]) for j, d in enumerate(head["Description"]) if not d.strip()],
         "every column has a Description",
     )
+    return _Head(width, cols, head, types, levels)
 
-    data = grid[HEADER_ROWS:]
-    n_rows = len(data)
-    chk.rule(
-        "objects.blank-rows",
-        [f"row {i + HEADER_ROWS + 1}" for i, r in enumerate(data) if not any(c.strip() for c in r)],
-        "no blank data rows",
-    )
-    chk.rule(
-        "objects.row-width",
-        [
-            f"row {i + HEADER_ROWS + 1}: {len(r)} cells"
-            for i, r in enumerate(data)
-            if len(r) > width and any(c.strip() for c in r[width:])
-        ],
-        f"no cells beyond the {width} named columns",
-        severity="warning",
-    )
+
+def _check_body(
+    chk: _Checker,
+    h: _Head,
+    raw: list[BodyColumn],
+    n_rows: int,
+    fmt: Literal["tsv", "xlsx"],
+    truth: TableTruth | None,
+) -> None:
+    """The rules on the data rows, given as ``h.width`` columns of raw cells."""
+    width, cols, head, types, levels = h.width, h.cols, h.head, h.types, h.levels
+    names = cols[1:]
     if fmt == "xlsx":
         chk.rule(
             "objects.row-limit",
-            [len(rows)] if len(rows) > EXCEL_MAX_ROWS else [],
+            [n_rows + HEADER_ROWS] if n_rows + HEADER_ROWS > EXCEL_MAX_ROWS else [],
             f"at most {EXCEL_MAX_ROWS:,} rows (Excel's limit); use .tsv for larger tables",
         )
     else:
         chk.not_applicable("objects.row-limit", "Excel's row limit applies to .xlsx only")
 
-    # every row has at least ``width`` cells: one transposition serves all column checks
-    raw = (
-        [list(col) for col in itertools.islice(zip(*data, strict=False), width)]
-        if data
-        else [[] for _ in range(width)]
-    )
-    columns = [list(map(str.strip, col)) for col in raw]
+    columns: list[BodyColumn] = [
+        c if isinstance(c, np.ndarray) else list(map(str.strip, c)) for c in raw
+    ]
     _check_cells(chk, names, columns[1:], types, levels, head["Permissible values"], n_rows)
     if OBJECT_TYPE in cols:
-        blank = sum(1 for v in columns[cols.index(OBJECT_TYPE)] if not v)
+        kept = columns[cols.index(OBJECT_TYPE)]
+        blank = (
+            int(np.isnan(kept).sum())
+            if isinstance(kept, np.ndarray)
+            else sum(1 for v in kept if not v)
+        )
         chk.rule(
             "objects.object-type-filled",
             [f"{blank} of {n_rows} rows blank"] if blank else [],
@@ -314,7 +419,20 @@ def check_objects_rows(
         _check_against_pixels(chk, cols, raw, ids, truth)
         units = {c: u.strip() for c, u in zip(names, head["Unit"], strict=False)}
         _check_sizes(chk, cols, raw, ids, truth, units)
-    return n_rows
+
+
+def _texts(col: BodyColumn) -> list[str]:
+    """The cells of a column as text (a typed column's numbers as the reader's text)."""
+    return cell_texts(col) if isinstance(col, np.ndarray) else col
+
+
+def _floats(col: BodyColumn) -> np.ndarray:
+    """The float value of each cell (NaN where blank or unparsable)."""
+    return col if isinstance(col, np.ndarray) else _parse_floats(col)[0]
+
+
+def _stripped_floats(col: BodyColumn) -> np.ndarray:
+    return col if isinstance(col, np.ndarray) else _parse_floats([v.strip() for v in col])[0]
 
 
 def _row(i: int) -> int:
@@ -324,7 +442,7 @@ def _row(i: int) -> int:
 def _check_cells(
     chk: _Checker,
     names: list[str],
-    columns: list[list[str]],
+    columns: list[BodyColumn],
     types: list[str],
     levels: list[str],
     permissible: list[str],
@@ -348,8 +466,13 @@ def _check_cells(
     def add(kind: str, col: str, where: Sequence[int], vals: Callable[[int], str]) -> None:
         found[kind].extend(f"row {_row(i)} {col!r}: {vals(i)!r}" for i in where[:SHOW])
 
-    for j, (col, values) in enumerate(zip(names, columns, strict=True)):
+    for j, (col, column) in enumerate(zip(names, columns, strict=True)):
         typ = types[j]
+        perm = {p.strip().lower() for p in permissible[j].split("|") if p.strip()}
+        if isinstance(column, np.ndarray) and typ in ("integer", "float") and not perm:
+            _check_number_column(add, col, column, typ, levels[j])
+            continue
+        values = _texts(column)
         full = all(values)  # the common case: no blank cell, no index lists needed
         blank = [] if full else [i for i, v in enumerate(values) if not v]
         if blank and levels[j] == "REQUIRED":
@@ -385,7 +508,6 @@ def _check_cells(
         # the one text-cell rule, on every cell: a formula cell of an xlsx (read as its
         # formula text) fails here whatever its column's type
         add("formula", col, [filled[i] for i in _text_problems(vals, nums)], at)
-        perm = {p.strip().lower() for p in permissible[j].split("|") if p.strip()}
         if perm:
 
             def not_permitted(v: str, _perm: set[str] = perm) -> bool:
@@ -414,6 +536,36 @@ def _check_cells(
         return
     for kind, (what, fix) in rules.items():
         chk.rule(f"objects.{kind}", found[kind], what, fix=fix)
+
+
+def _check_number_column(
+    add: Callable[[str, str, Sequence[int], Callable[[int], str]], None],
+    col: str,
+    x: np.ndarray,
+    typ: str,
+    level: str,
+) -> None:
+    """:func:`_check_cells` for an integer or float column read as numbers (NaN = blank).
+
+    The same findings as on the cells' text: every filled cell parses (it is a number),
+    the text rule can only fail on the non-finite ones (``inf``, ``-inf``), which are
+    judged on their text, as are the cells quoted in a finding.
+    """
+    has = ~np.isnan(x)
+    full = bool(has.all())
+    blank: list[int] = [] if full else np.flatnonzero(~has).tolist()
+    if blank and level == "REQUIRED":
+        add("required-blank", col, blank, lambda i: "")
+    if blank and typ == "integer":
+        add("integer-blank", col, blank, lambda i: "")
+
+    def at(i: int) -> str:
+        return cell_texts(x[i : i + 1])[0]
+
+    if typ == "integer":
+        add("integer", col, np.flatnonzero(has & ~_is_integral(x)).tolist(), at)
+    odd = np.flatnonzero(has & ~np.isfinite(x)).tolist()
+    add("formula", col, [i for i in odd if text_cell_problem(at(i)) is not None], at)
 
 
 def _not_doi(v: str) -> bool:
@@ -455,18 +607,21 @@ def _text_problems(values: list[str], nums: np.ndarray | None) -> list[int]:
     return [i for i in odd if text_cell_problem(values[i]) is not None]
 
 
-def _check_object_ids(chk: _Checker, values: list[str]) -> np.ndarray:
+def _check_object_ids(chk: _Checker, values: BodyColumn) -> np.ndarray:
     """Object IDs as int64 (-1 where not a positive whole number)."""
-    nums, _bad = _parse_floats(values)
-    ok = _is_integral(nums) & (nums >= 1)
+    nums = _floats(values)
+    with np.errstate(invalid="ignore"):
+        ok = _is_integral(nums) & (nums >= 1)
     ids = np.where(ok, nums, -1).astype(np.int64)
-    bad = [f"row {_row(int(i))}: {values[i]!r}" for i in np.flatnonzero(~ok)]
+
+    def quoted(rows: np.ndarray) -> list[str]:
+        texts = _texts(values[rows]) if isinstance(values, np.ndarray) else [values[i] for i in rows]
+        return [f"row {_row(int(i))}: {t!r}" for i, t in zip(rows.tolist(), texts, strict=True)]
+
+    bad = quoted(np.flatnonzero(~ok))
     _, first, counts = np.unique(ids, return_index=True, return_counts=True)
-    dup = [
-        f"row {_row(int(first[i]))}: {values[first[i]]!r}"
-        for i in np.flatnonzero(counts > 1)
-        if ids[first[i]] >= 1
-    ]
+    dup = quoted(np.array([first[i] for i in np.flatnonzero(counts > 1) if ids[first[i]] >= 1],
+                          dtype=np.intp))
     chk.rule("objects.object-ids", bad + dup, "Object IDs are unique positive whole numbers")
     return ids
 
@@ -476,7 +631,7 @@ def _xyz(v: np.ndarray) -> str:
 
 
 def _check_against_pixels(
-    chk: _Checker, cols: list[str], columns: list[list[str]], ids: np.ndarray, truth: TableTruth
+    chk: _Checker, cols: list[str], columns: list[BodyColumn], ids: np.ndarray, truth: TableTruth
 ) -> None:
     stats = truth.stats
     index = {c: j for j, c in reversed(list(enumerate(cols)))}
@@ -501,7 +656,7 @@ def _check_against_pixels(
         if col not in index:
             chk.not_applicable(f"objects.{col.lower().replace(' ', '-')}", f"no {col!r} column")
             continue
-        vals = columns[index[col]]
+        vals = _texts(columns[index[col]])
         chk.rule(
             f"objects.{col.lower().replace(' ', '-')}",
             [f"row {_row(i)}: {v!r}" for i, v in enumerate(vals) if v != want_value],
@@ -510,9 +665,7 @@ def _check_against_pixels(
     if stats is None or not all(c in index for c in POSITION_COLUMNS):
         chk.not_applicable("objects.centroids", "no pixels or no X/Y/Z columns to compare")
         return
-    xyz = np.stack(
-        [_parse_floats([v.strip() for v in columns[index[c]]])[0] for c in POSITION_COLUMNS], axis=1
-    )
+    xyz = np.stack([_stripped_floats(columns[index[c]]) for c in POSITION_COLUMNS], axis=1)
     pos = np.searchsorted(stats.ids, ids)
     pos = np.clip(pos, 0, max(stats.n - 1, 0))
     known = (stats.n > 0) & (stats.ids[pos] == ids) if stats.n else np.zeros(ids.size, bool)
@@ -538,7 +691,7 @@ SIZE_RTOL = 1e-6
 def _check_sizes(
     chk: _Checker,
     cols: list[str],
-    columns: list[list[str]],
+    columns: list[BodyColumn],
     ids: np.ndarray,
     truth: TableTruth,
     units: dict[str, str],
@@ -572,7 +725,7 @@ def _check_sizes(
             scale = um[0] * um[1] * um[2]
         else:
             continue
-        got = _parse_floats(columns[j])[0]
+        got = _floats(columns[j])
         want = stats.counts[pos].astype(np.float64) * scale
         with np.errstate(invalid="ignore"):
             off = known & ~(np.abs(got - want) <= SIZE_RTOL * np.abs(want) + 1e-12)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +55,7 @@ from ..io.glb import read_glb_summary
 from ..io.ometiff import PHYSICAL_SIZE_KEYS, OmeMetadata, parse_ome_xml, read_ome_xml
 from ..io.readers import (
     LabelTiffReader,
+    TableGrid,
     list_tree,
     read_csv_rows,
     read_table_grid,
@@ -62,6 +64,7 @@ from ..model import UM_PER_UNIT
 from ..progress import stage_progress
 from ..rules import (
     ADJACENCY_COLUMNS,
+    HEADER_ROWS,
     MASK_NAME_RE,
     MAX_NAME_LENGTH,
     OBJECTS_FORMATS,
@@ -74,7 +77,14 @@ from ..rules import (
 )
 from . import layout
 from ._pixels import LabelStats, compare_level, contact_pairs, label_stats, pair_keys
-from ._tables import SHOW, TableTruth, check_objects_rows, first_items, record_rule
+from ._tables import (
+    SHOW,
+    TableTruth,
+    check_objects_rows,
+    check_objects_table,
+    first_items,
+    record_rule,
+)
 
 __all__ = ["validate_bundle"]
 
@@ -106,6 +116,8 @@ class _Run:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.report = Report(str(root))
+        # objects tables being read on a second thread (see _prefetch_tables)
+        self.tables: dict[Path, Future[TableGrid]] = {}
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -200,11 +212,19 @@ def validate_bundle(
         "exactly one OME-TIFF holds all masks as channels",
     )
     parent = Path(parent_image) if parent_image is not None else None
-    with stage_progress(5, enabled=progress, desc=f"validating {root.name}") as advance:
-        tiff = _check_tiff(run, tiffs[0], parent) if tiffs else None
-        advance("OME-TIFF")
-        counts = _check_objects(run, seg, tiff)
-        advance("objects tables")
+    with (
+        stage_progress(5, enabled=progress, desc=f"validating {root.name}") as advance,
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="maskbundle-tables") as pool,
+    ):
+        _prefetch_tables(run, seg, pool)
+        try:
+            tiff = _check_tiff(run, tiffs[0], parent) if tiffs else None
+            advance("OME-TIFF")
+            counts = _check_objects(run, seg, tiff)
+            advance("objects tables")
+        finally:  # tables no channel asked for: drop what has not started
+            pool.shutdown(wait=True, cancel_futures=True)
+            run.tables.clear()
         _check_manifest(run, seg, tiff, counts)
         advance("manifest")
         if tiff is not None:
@@ -787,11 +807,31 @@ def _check_objects(run: _Run, seg: Path, tiff: _Tiff | None) -> dict[str, int]:
     return counts
 
 
+def _prefetch_tables(run: _Run, seg: Path, pool: ThreadPoolExecutor) -> None:
+    """Start reading the .xlsx objects tables on two worker threads while the main one
+    checks the OME-TIFF: calamine's parse (the largest single cost) and zlib release the
+    GIL, and so do most of the pixel checks, so the work spreads over the cores.
+
+    Only files a channel could ask for are read (a valid mask name, inside the dataset);
+    the findings come out in the same order, as :func:`_check_one_table` takes the result.
+    """
+    if not seg.is_dir():
+        return
+    for p in sorted(seg.glob("*-objects.xlsx")):
+        if _is_mask_name(p.name.rsplit("-objects.", 1)[0]) and p.is_file() and run.inside(p):
+            run.tables[p] = pool.submit(_read_objects_table, p)
+
+
+def _read_objects_table(path: Path) -> TableGrid:
+    return read_table_grid(path, typed_body_after=HEADER_ROWS)
+
+
 def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | None:
     loc = run.rel(path)
     fmt: ObjectsFormat = "xlsx" if path.suffix == ".xlsx" else "tsv"
     try:
-        grid = read_table_grid(path)
+        pending = run.tables.pop(path, None)
+        grid = pending.result() if pending is not None else _read_objects_table(path)
         rows = grid.rows
         if grid.sheet_names is not None:
             run.rule(
@@ -805,6 +845,9 @@ def _check_one_table(run: _Run, path: Path, truth: TableTruth | None) -> int | N
         run.fail(loc, "objects.readable", str(exc))
         return None
     run.report.passed(loc, "objects.readable", f"{fmt} table readable")
+    if grid.columns is not None:  # an .xlsx read with its numbers as numbers
+        return check_objects_table(rows, grid.columns, grid.n_body, location=loc, fmt=fmt,
+                                   report=run.report, truth=truth)
     return check_objects_rows(rows, location=loc, fmt=fmt, report=run.report, truth=truth)
 
 

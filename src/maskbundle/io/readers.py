@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -25,9 +25,11 @@ from ..rules import EXCEL_MAX_ROWS
 from .limits import check_tiff_pages, check_tiff_structure, check_zip_member
 
 __all__ = [
+    "BodyColumn",
     "LabelTiffReader",
     "TableGrid",
     "XlsxGrid",
+    "cell_texts",
     "list_tree",
     "read_csv_rows",
     "read_table_grid",
@@ -208,6 +210,8 @@ class LabelTiffReader:
                     f"{arr.shape}, not one plane"
                 )
             planes.append(arr.reshape(arr.shape[-2:]))
+        if len(planes) == 1:  # a 2D mask: a view, not a copy of the channel
+            return planes[0][np.newaxis]
         try:
             return np.stack(planes)
         except ValueError as exc:  # planes of different shapes
@@ -493,17 +497,9 @@ def _checked_scan(path: Path) -> _SheetScan:
     return scan
 
 
-def read_xlsx_grid(path: Path) -> XlsxGrid:
-    """Cells of the first sheet of an ``.xlsx`` as strings (blank cells are ``''``).
-
-    Read with calamine (Rust): about ten times faster than openpyxl on large tables.
-    Calamine gives a formula's cached value (or nothing), so a workbook holding formulas
-    is read again with their text (``=WEBSERVICE(...)``), which the rules then refuse.
-    """
-    _check_xlsx_members(path)
-    scan = _checked_scan(path)
-    if scan.has_formulas:
-        return _read_xlsx_formulas(path)
+def _read_calamine(path: Path) -> tuple[list[str], list[list[Any]]]:
+    """Sheet names and the first sheet's cell values as calamine gives them (every row
+    padded to the sheet's width; numbers as floats, blank cells as ``''``)."""
     try:
         from python_calamine import CalamineWorkbook
     except ImportError as exc:  # pragma: no cover - a dependency
@@ -521,31 +517,102 @@ def read_xlsx_grid(path: Path) -> XlsxGrid:
         try:
             sheet = wb.get_sheet_by_index(0)
             _check_xlsx_extent(sheet.height, sheet.width, path)
-            rows = sheet.to_python(skip_empty_area=False)
+            rows: list[list[Any]] = sheet.to_python(skip_empty_area=False)
         except CorruptInputError:
             raise
         except Exception as exc:  # a damaged sheet part
             raise CorruptInputError(f"{path.name}: the first sheet cannot be read ({exc})") from exc
     finally:
         wb.close()
-    # calamine pads every row to the sheet's width; trailing blanks are not cells
-    grid = _xlsx_text(rows)
+    return names, rows
+
+
+def _trimmed(grid: list[list[str]]) -> list[list[str]]:
+    """Rows without their trailing blanks (calamine pads every row; those are no cells)."""
     for r in grid:
         while r and r[-1] == "":
             r.pop()
-    return XlsxGrid(names, grid)
+    return grid
+
+
+def read_xlsx_grid(path: Path) -> XlsxGrid:
+    """Cells of the first sheet of an ``.xlsx`` as strings (blank cells are ``''``).
+
+    Read with calamine (Rust): about ten times faster than openpyxl on large tables.
+    Calamine gives a formula's cached value (or nothing), so a workbook holding formulas
+    is read again with their text (``=WEBSERVICE(...)``), which the rules then refuse.
+    """
+    _check_xlsx_members(path)
+    scan = _checked_scan(path)
+    if scan.has_formulas:
+        return _read_xlsx_formulas(path)
+    names, rows = _read_calamine(path)
+    return XlsxGrid(names, _trimmed(_xlsx_text(rows)))
+
+
+# a column of a typed table body: float64 (NaN for blank) or the cells' text
+BodyColumn: TypeAlias = np.ndarray | list[str]
+
+
+def _body_columns(rows: list[list[Any]]) -> list[BodyColumn]:
+    """Calamine's rows below the header as columns: float64 where every cell of the column
+    is a number or blank (NaN stands for blank), else each cell's text as
+    :func:`_xlsx_text` gives it.
+
+    The numeric columns never go through text: :func:`_float_texts` of a cell gives the
+    text on demand (the validator quotes only offending cells).
+    """
+    if not rows:
+        return []
+    width = max(map(len, rows))
+    n = len(rows)
+    if any(len(r) != width for r in rows):  # calamine pads; keep any reader's rows safe
+        rows = [[*r, *[""] * (width - len(r))] for r in rows]
+    flat = list(itertools.chain.from_iterable(rows))
+    cells = np.empty(len(flat), dtype=object)
+    cells[:] = flat
+    grid = cells.reshape(n, width)
+    kinds = np.fromiter(map(type, flat), object, len(flat)).reshape(n, width)
+    is_float = kinds == float  # noqa: E721 - elementwise over an object array
+    out: list[BodyColumn] = []
+    for j in range(width):
+        take = is_float[:, j]
+        # the other cells must all be blank ('' or None): short-circuits on a text column
+        if take.all() or all(v == "" or v is None for v in grid[~take, j].tolist()):
+            col = np.full(n, np.nan)
+            col[take] = grid[take, j].astype(np.float64)
+            out.append(col)
+        else:
+            out.append(_xlsx_text([grid[:, j].tolist()])[0])
+    return out
 
 
 @dataclass(frozen=True)
 class TableGrid:
     """A table as rows of cell strings; ``sheet_names`` lists a workbook's sheets (the
-    rows are the first sheet's) and is None for a TSV."""
+    rows are the first sheet's) and is None for a TSV.
+
+    ``columns`` is set only when the caller asked for a typed body
+    (``read_table_grid(..., typed_body_after=k)``) and the table is an ``.xlsx`` read by
+    calamine with at least ``k`` rows: then ``rows`` holds the first ``k`` rows only and
+    ``columns`` the cells below them, one entry per sheet column (float64 with NaN for
+    blank where every cell is a number or blank, else the cells' text), ``n_body`` rows.
+    """
 
     rows: list[list[str]]
     sheet_names: list[str] | None = None
+    columns: list[BodyColumn] | None = None
+    n_body: int = 0
 
 
-def read_table_grid(path: Path | str, *, strict: bool = True) -> TableGrid:
+def cell_texts(values: np.ndarray) -> list[str]:
+    """The text the validator sees for each number of a typed body column (NaN is '')."""
+    return _float_texts(np.asarray(values, dtype=np.float64))
+
+
+def read_table_grid(
+    path: Path | str, *, strict: bool = True, typed_body_after: int | None = None
+) -> TableGrid:
     """The one reader of table grids (objects tables, contributors, metadata TSVs).
 
     ``strict`` (the validator, ``read_bundle``): a TSV must follow SPEC section 5
@@ -556,6 +623,8 @@ def read_table_grid(path: Path | str, *, strict: bool = True) -> TableGrid:
     empty cell, bytes that are not UTF-8 raise :class:`UnicodeDecodeError`, and an
     ``.xlsx`` is read with openpyxl (the number text as stored, formulas as their text).
     Either way an ``.xlsx`` passes the zip-bomb and sheet-extent checks first.
+    ``typed_body_after`` (strict only): keep the numbers of an ``.xlsx`` below that many
+    rows as float64 columns (see :class:`TableGrid`) instead of turning them into text.
 
     Examples
     --------
@@ -567,7 +636,18 @@ def read_table_grid(path: Path | str, *, strict: bool = True) -> TableGrid:
     """
     path = Path(path)
     if path.suffix == ".xlsx":
-        if strict:
+        if strict and typed_body_after is not None:
+            _check_xlsx_members(path)
+            if not _checked_scan(path).has_formulas:
+                names, cells = _read_calamine(path)
+                k = typed_body_after
+                if len(cells) >= k:
+                    head = _trimmed(_xlsx_text(cells[:k]))
+                    body = cells[k:]
+                    return TableGrid(head, names, _body_columns(body), len(body))
+                return TableGrid(_trimmed(_xlsx_text(cells)), names)
+            grid = _read_xlsx_formulas(path)
+        elif strict:
             grid = read_xlsx_grid(path)
         else:
             _check_xlsx_members(path)
