@@ -216,3 +216,38 @@ def test_dask_client_gives_the_same_bytes(tmp_path, tissue):
         _write(tmp_path / "two", {"cells": cells}, streaming=True, tile=256, adjacency="linkage",
                client=client)
     _same_bundle(tmp_path / "one", tmp_path / "two")
+
+
+def test_cli_streams_zarr_dirs_and_files_above_the_limit(tmp_path, tissue):
+    from click.testing import CliRunner
+
+    from maskbundle.cli import main
+
+    cells = tissue[0].astype(np.uint32)
+    _write(tmp_path / "mem", {"cells": cells}, adjacency=("centroid", "linkage"))
+    zdir = tmp_path / "in" / "cells.zarr"
+    zdir.parent.mkdir()
+    zarr.create_array(str(zdir), shape=cells.shape, chunks=(256, 256), dtype=cells.dtype)[:] = cells
+    tif = tmp_path / "in" / "cells.tif"
+    tifffile.imwrite(tif, cells, tile=(256, 256))
+    common = ["--physical-size", "0.5", "--physical-size", "0.5", "--protocol-doi", DOI, "--stem", "ds",
+              "--adjacency", "centroid", "--adjacency", "linkage"]
+    for out, mask, extra in (("z", f"cells={zdir}", []),
+                             ("t", f"cells={tif}", ["--streaming", "--memory-limit", "64MiB"])):
+        result = CliRunner().invoke(main, ["bundle", str(tmp_path / out), "--mask", mask,
+                                           *common, *extra])
+        assert result.exit_code == 0, result.output
+        a, b = _sums(tmp_path / "mem"), _sums(tmp_path / out)
+        # provenance names the input file on the CLI; every other file is the same
+        assert sorted(a) == sorted(b)
+        assert [k for k in a if a[k] != b[k]] == ["derived/extras/provenance.json"]
+        import json
+
+        prov = json.loads((tmp_path / out / "derived/extras/provenance.json").read_text())
+        assert prov["masks"]["cells"]["source"]["file"] == Path(mask.split("=")[1]).name
+        assert prov["masks"]["cells"]["input_sha256"] == \
+            json.loads((tmp_path / "mem/derived/extras/provenance.json").read_text()
+                       )["masks"]["cells"]["input_sha256"]
+    bad = CliRunner().invoke(main, ["bundle", str(tmp_path / "bad"), "--mask", f"cells={tif}",
+                                    *common, "--memory-limit", "lots"])
+    assert bad.exit_code == 2 and "--memory-limit" in bad.output

@@ -41,6 +41,7 @@ from .meshes import resolve_mesh_options, select_mesh_masks
 
 __all__ = [
     "DEFAULT_MASK_IDS",
+    "IN_MEMORY_FACTOR",
     "BundlePlan",
     "FeaturePlan",
     "MaskPlan",
