@@ -10,13 +10,9 @@ returns one :class:`MaskResult`:
 3. :func:`adjacency_stage` -- the adjacency tables, from the centroid array;
 4. :func:`mesh_stage` -- the object meshes of a 3D mask (in memory).
 
-Seam for whole-slide input: :func:`compute_mask` is the only place that reads a
-mask's labels (``MaskPlan.labels``), once, in :func:`relabel_stage`. A tile-wise pass
-replaces it by a function of the same signature that returns a MaskResult whose
-``relabelled`` holds the merged relabel map (``original_ids``, ``n_objects``) and
-whose tables/centroids/adjacency come from merged per-tile accumulations; the write
-stage (:mod:`.write`) needs nothing else from it except the OME-TIFF pixels, which
-go through its own seam.
+Whole-slide input: :mod:`.tiles` (:func:`~.tiles.compute_mask_tiled`) returns the same
+MaskResult from tile passes; it shares :func:`assemble_table` / :func:`features_table`
+(the O(objects) part of the objects stage) with this module.
 """
 
 from __future__ import annotations

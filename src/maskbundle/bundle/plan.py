@@ -7,9 +7,10 @@ columns, label source). Only array *shapes* are looked at here; the labels thems
 are first read by :mod:`.compute`. Input files named by options (parent OME-TIFF,
 intensity image) are opened here because their sizes decide what is valid.
 
-Seam for whole-slide input: ``MaskPlan.labels`` is the label *source*. In memory it
-is a numpy array; a lazy source (dask/zarr/tiled TIFF) only needs ``shape`` and
-``dtype`` here, so a streaming path can keep it unread until its tile passes.
+Whole-slide input: ``MaskPlan.labels`` is the label *source*. In memory it is a numpy
+array; paths and dask/zarr arrays are opened as a lazy
+:class:`~maskbundle.io.sources.LabelSource` (only ``shape`` and ``dtype`` read here).
+``BundlePlan.streaming`` says whether :mod:`.tiles` runs instead of :mod:`.compute`.
 """
 
 from __future__ import annotations
@@ -316,12 +317,18 @@ IN_MEMORY_FACTOR = 4
 
 
 def _choose_streaming(streaming: Any, masks: Sequence[MaskPlan], memory_limit: int | None,
-                      shape: tuple[int, ...]) -> bool:
-    """Stream when asked, when a mask is lazy, or when the in-memory path would need more
-    than ``memory_limit`` (IN_MEMORY_FACTOR x the label bytes of every mask)."""
+                      shape: tuple[int, ...], client: Any = None) -> bool:
+    """Stream when asked, when a mask is lazy, with a Dask client, or when the in-memory
+    path would need more than ``memory_limit`` (IN_MEMORY_FACTOR x the label bytes of
+    every mask)."""
     if streaming is not None and not isinstance(streaming, bool | np.bool_):
         raise OptionError(f"streaming={streaming!r}: give True, False or None (automatic)")
     lazy = [m.name for m in masks if isinstance(m.labels, LabelSource)]
+    if streaming is False and client is not None:
+        raise OptionError("client= runs the tile passes on a cluster; drop streaming=False",
+                          cli="--scheduler runs the tile passes; drop --no-streaming")
+    if client is not None:
+        return True
     if streaming is False:
         if lazy:
             raise OptionError(
@@ -543,10 +550,19 @@ def plan_bundle(path: str | os.PathLike[str], masks: Any, **options: Any) -> Bun
     _feature_plan(o["features"])  # unknown feature names before the masks' own checks
     seg_source = _without_paths(dict(seg.source) if seg is not None else {}, inputs)
     try:
-        mask_plans = _mask_plans(given, o, inputs)
+        return _finish_plan(target, given, seg, seg_source, parent, rows, doi, adj_kinds,
+                            adj_opts, inputs, o)
     except BaseException:
         _close_sources(given)
         raise
+
+
+def _finish_plan(target: Path, given: dict[str, Mask], seg: Segmentation | None,
+                 seg_source: Any, parent: ParentImage | None, rows: list[Any], doi: str,
+                 adj_kinds: tuple[AdjacencyKind, ...], adj_opts: dict[str, Any],
+                 inputs: list[str], o: Mapping[str, Any]) -> BundlePlan:
+    """plan_bundle once the masks are known (their lazy sources closed on any error)."""
+    mask_plans = _mask_plans(given, o, inputs)
     inputs += [str(x) for x in (o["parent_image"], o["intensity_image"])
                if isinstance(x, str | Path)]
     shape = _check_shapes({m.name: tuple(m.labels.shape) for m in mask_plans}, parent)
@@ -557,7 +573,8 @@ def plan_bundle(path: str | os.PathLike[str], masks: Any, **options: Any) -> Bun
     if o["mesh_options"] is not None and not mesh_names:
         raise OptionError("mesh_options given but no meshes requested: pass meshes=True as well")
     memory_limit = parse_memory_limit(o.get("memory_limit"))
-    streaming = _choose_streaming(o.get("streaming"), mask_plans, memory_limit, shape)
+    streaming = _choose_streaming(o.get("streaming"), mask_plans, memory_limit, shape,
+                                  o.get("client"))
     if streaming:
         _check_streamable(o.get("tile"))
     return BundlePlan(

@@ -9,9 +9,10 @@ provenance, and returns the :class:`~.result.BundleResult`.
 Seam for whole-slide output: the OME-TIFF pixels go through one function,
 :func:`write_label_image` ``(path, plan, results) -> levels``. It gets, per mask, the
 label *source* (``results[c].plan.labels``) and the relabel map
-(``results[c].mask.original_ids``) as well as, on the in-memory path, the relabelled
-array (``results[c].mask.labels``), which is all it uses here. A streaming writer with
-the same signature relabels the source tile by tile instead. Everything else written
+(``results[c].mask.original_ids``). In memory it stacks the relabelled arrays
+(``results[c].mask.labels``); on the streaming path (``plan.streaming``) it relabels the
+source band by band (``write_label_ome_tiff_streaming``) and returns the input checksums
+hashed on the way, which replace the empty ones in provenance. Everything else written
 here is O(objects), not O(pixels).
 """
 
@@ -37,7 +38,7 @@ from ..io.ometiff import (
 from ..io.staging import staged_path
 from ..io.tables import write_csv, write_json, write_objects_table, write_tsv
 from ..labels.relabel import TileRelabel, label_dtype
-from ..progress import tile_progress
+from ..progress import pixel_progress
 from ..rules import EXCEL_MAX_OBJECTS
 from . import layout
 from .adjacency import provenance_entry
@@ -93,16 +94,10 @@ def write_label_image(
         channels = [StreamChannel(label_source(r.plan), TileRelabel(
             r.mask.original_ids, dtype, name=r.mask.name)) for r in results]
         total = len(results) * int(np.prod(plan.zyx))
-        with tile_progress(total, enabled=plan.progress, desc="OME-TIFF") as done:
-            seen = [0]
-
-            def band_done(pixels: int) -> None:
-                seen[0] += pixels
-                done(seen[0], total, pixels)
-
+        with pixel_progress(total, enabled=plan.progress, desc="OME-TIFF") as done:
             streamed = write_label_ome_tiff_streaming(
                 path, channels, ome_xml=xml, dtype=dtype, compression=plan.compression,
-                progress=band_done)
+                progress=done)
         return streamed.levels, streamed.input_sha256
     stack = np.empty((len(results), *plan.zyx), dtype=dtype)
     for c, r in enumerate(results):
