@@ -235,11 +235,17 @@ def _lazy_mask(name: str, file: str, opts: dict[str, Any]) -> Any:
     if opts.get("streaming") is False or not (
             path.is_dir() or lower.endswith((".tif", ".tiff", ".npy", ".zarr"))):
         return None
-    src = open_label_source(path, name=name)
+    forced = bool(opts.get("streaming"))
+    try:
+        src = open_label_source(path, name=name)
+    except MaskBundleError:
+        if forced:
+            raise
+        return None  # not one label image (channels, label groups): read_labels decides
     limit = parse_memory_limit(opts.get("memory_limit"))
     big = src.nbytes * IN_MEMORY_FACTOR > limit if limit is not None \
         else src.nbytes > _STREAM_FILE_BYTES
-    if path.is_dir() or opts.get("streaming") or big:
+    if forced or big or path.is_dir():
         return Mask(labels=src, source=dict(src.provenance))  # type: ignore[arg-type]
     src.close()
     return None
