@@ -251,3 +251,20 @@ def test_cli_streams_zarr_dirs_and_files_above_the_limit(tmp_path, tissue):
     bad = CliRunner().invoke(main, ["bundle", str(tmp_path / "bad"), "--mask", f"cells={tif}",
                                     *common, "--memory-limit", "lots"])
     assert bad.exit_code == 2 and "--memory-limit" in bad.output
+
+
+def test_file_sources_pickle_by_reopening(tmp_path, tissue):
+    """Dask workers in other processes get a path source by reopening it (no file handles)."""
+    import pickle
+
+    from maskbundle.io.sources import open_label_source
+
+    cells = tissue[0].astype(np.uint32)
+    tif = tmp_path / "cells.tif"
+    tifffile.imwrite(tif, cells, tile=(256, 256), compression="zlib")
+    with open_label_source(tif, name="cells") as src:
+        again = pickle.loads(pickle.dumps(src))
+        window = (slice(100, 400), slice(250, 600))
+        assert again.name == "cells" and again.shape == cells.shape
+        np.testing.assert_array_equal(again.read(window), cells[window])
+        again.close()
