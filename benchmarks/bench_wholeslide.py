@@ -1,7 +1,19 @@
-"""Whole-slide masks from disk: the streaming label OME-TIFF writer against the in-memory one.
+"""Whole-slide masks from disk: the full bundle by tiles against the in-memory path.
 
     python benchmarks/bench_wholeslide.py [--sizes 8192 16384] [--formats tiff zarr]
-        [--in-memory-max 16384] [--workdir DIR] [--compression zlib]
+        [--what bundle|tiff] [--memory-limit 2GiB] [--in-memory-max 16384]
+        [--workdir DIR] [--compression zlib]
+
+``--what bundle`` (default): ``write_segmentation_bundle(out, {"cells": PATH})`` with
+features (morphology) and both adjacencies, streamed from the file on disk
+(``memory_limit``), against reading the whole mask into numpy and writing the same
+bundle in memory; every file of the two bundles is compared by sha256.
+``--what tiff``: only the label OME-TIFF, as below.
+
+65536^2 (16 GiB of uint32 labels, ~10 million cells) is
+``python benchmarks/bench_wholeslide.py --sizes 65536 --formats zarr --in-memory-max 0``
+(the in-memory path cannot run on 24 GiB; the zarr input takes ~20 GiB of disk less
+compression, the bundle's OME-TIFF ~2 GiB).
 
 1. Input: the deterministic synthetic tissue (``iter_synthetic_tissue``, cell spacing 20:
    ~40,000 cells per 4096^2) generated tile by tile and written to disk without holding
@@ -80,6 +92,42 @@ def _xml(shape, dtype):
                          physical_size=PhysicalSize(0.5, 0.5), image_name="bench")
 
 
+COMMON = {"physical_size": (0.5, 0.5), "protocol_doi": "10.17504/protocols.io.example",
+          "stem": "bench", "features": True, "adjacency": ("centroid", "linkage")}
+
+
+def measure_bundle(kind: str, src_path: Path, out: Path, compression: str,
+                   memory_limit: str) -> dict[str, object]:
+    """One full-bundle run in this process: by tiles from disk, or in memory."""
+    import warnings
+
+    from _memory import peak_rss_mib, reset_peak_rss
+
+    from maskbundle import write_segmentation_bundle
+
+    warnings.simplefilter("ignore")
+    base = reset_peak_rss()
+    t0 = time.perf_counter()
+    result: dict[str, object] = {}
+    if kind == "bundle-stream":
+        res = write_segmentation_bundle(out, {"cells": src_path}, compression=compression,
+                                        memory_limit=memory_limit, **COMMON)  # type: ignore[arg-type]
+    else:
+        import tifffile
+        import zarr
+
+        if src_path.suffix == ".zarr":
+            data = zarr.open_array(str(src_path), mode="r")[:]
+        else:
+            data = tifffile.imread(src_path)
+        result["read_s"] = time.perf_counter() - t0
+        res = write_segmentation_bundle(out, {"cells": data}, compression=compression,
+                                        **COMMON)  # type: ignore[arg-type]
+    result.update(total_s=time.perf_counter() - t0, peak_rss_mib=peak_rss_mib(),
+                  base_rss_mib=base, objects=res.provenance["masks"]["cells"]["objects"])
+    return result
+
+
 def measure(kind: str, src_path: Path, out: Path, compression: str) -> dict[str, object]:
     """One measurement in this process (run as a subprocess by main)."""
     import fastremap
@@ -134,8 +182,10 @@ def measure(kind: str, src_path: Path, out: Path, compression: str) -> dict[str,
     return result
 
 
-def _sub(kind: str, src: Path, out: Path, compression: str) -> dict[str, object]:
-    cmd = [sys.executable, __file__, "--_measure", kind, str(src), str(out), compression]
+def _sub(kind: str, src: Path, out: Path, compression: str,
+         memory_limit: str = "2GiB") -> dict[str, object]:
+    cmd = [sys.executable, __file__, "--_measure", kind, str(src), str(out), compression,
+           memory_limit]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False,
                           cwd=Path(__file__).parent)
     if done.returncode:
@@ -159,11 +209,17 @@ def main() -> None:
                     help="largest size also written by the in-memory writer")
     ap.add_argument("--compression", default="zlib", choices=["zlib", "zstd"])
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--_measure", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--what", default="bundle", choices=["bundle", "tiff"])
+    ap.add_argument("--memory-limit", default="2GiB",
+                    help="memory_limit of the streamed bundle (tile working set)")
+    ap.add_argument("--_measure", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._measure:
-        kind, src, out, comp = args._measure
-        print(json.dumps(measure(kind, Path(src), Path(out), comp)))
+        kind, src, out, comp, limit = args._measure
+        if kind.startswith("bundle"):
+            print(json.dumps(measure_bundle(kind, Path(src), Path(out), comp, limit)))
+        else:
+            print(json.dumps(measure(kind, Path(src), Path(out), comp)))
         return
     work = Path(tempfile.mkdtemp(prefix="bench-wholeslide-", dir=args.workdir))
     rows = []
@@ -174,6 +230,10 @@ def main() -> None:
                 t = time.perf_counter()
                 info = generate(src, size, fmt)
                 gen_s = time.perf_counter() - t
+                if args.what == "bundle":
+                    rows.append(_bundle_row(work, src, size, fmt, gen_s, info, args))
+                    shutil.rmtree(src) if src.is_dir() else src.unlink()
+                    continue
                 stream = _sub("stream", src, work / "stream.ome.tif", args.compression)
                 row = {"size": size, "format": fmt, "generate_s": round(gen_s, 1), **info,
                        "stream": stream}
@@ -189,6 +249,35 @@ def main() -> None:
                 _report(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _tree_sums(root: Path) -> dict[str, str]:
+    return {str(f.relative_to(root)): _sha(f) for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def _bundle_row(work: Path, src: Path, size: int, fmt: str, gen_s: float, info: dict,
+                args: argparse.Namespace) -> dict[str, object]:
+    mpx = size**2 / 1e6
+    st = _sub("bundle-stream", src, work / "b-stream", args.compression, args.memory_limit)
+    row: dict[str, object] = {"size": size, "format": fmt, "generate_s": round(gen_s, 1),
+                              **info, "stream": st}
+    line = (f"{size:>6}^2 {fmt:<4} objects {st['objects']:>9,}  bundle by tiles "
+            f"(memory_limit {args.memory_limit}): {st['total_s']:6.1f} s = "
+            f"{mpx / st['total_s']:5.1f} Mpx/s, peak RSS {st['peak_rss_mib']:7.0f} MiB "
+            f"(imports {st['base_rss_mib']:.0f})")
+    if size <= args.in_memory_max:
+        mem = _sub("bundle-memory", src, work / "b-memory", args.compression)
+        row["memory"] = mem
+        row["identical_bytes"] = _tree_sums(work / "b-stream") == _tree_sums(work / "b-memory")
+        line += (f" | in memory: {mem['total_s']:6.1f} s = {mpx / mem['total_s']:5.1f} Mpx/s,"
+                 f" peak RSS {mem['peak_rss_mib']:7.0f} MiB; time ratio "
+                 f"{st['total_s'] / mem['total_s']:.2f}, RSS ratio "
+                 f"{st['peak_rss_mib'] / mem['peak_rss_mib']:.2f}; same bytes: "
+                 f"{row['identical_bytes']}")
+        shutil.rmtree(work / "b-memory")
+    shutil.rmtree(work / "b-stream")
+    print(line, flush=True)
+    return row
 
 
 def _report(row: dict) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -166,6 +167,16 @@ def bundle_options(func: F) -> F:
                      exists=True, dir_okay=False, path_type=Path),
                      help="contributors.tsv to copy into extras/ (HuBMAP columns, checked)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
+        click.option("--memory-limit", "memory_limit", default=None, metavar="SIZE",
+                     help="Bytes for the pixel working set, e.g. 4GiB: masks needing more "
+                     "in memory are streamed by tiles sized to it (about 1 KiB per object "
+                     "comes on top)."),
+        click.option("--streaming/--no-streaming", "streaming", default=None,
+                     help="Force the tile path (or the in-memory path) [default: automatic: "
+                     "zarr directories and masks above --memory-limit stream]."),
+        click.option("--scheduler", "scheduler", default=None, metavar="ADDRESS",
+                     help="dask.distributed scheduler (tcp://host:8786): run the per-tile "
+                     "passes on its workers (inputs and output on a shared filesystem)."),
     ]
     for deco in reversed(decorators):
         func = deco(func)
@@ -196,7 +207,69 @@ def bundle_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
         else None,
         "overwrite": opts["overwrite"],
         "progress": sys.stderr.isatty(),
+        "memory_limit": opts.get("memory_limit"),
+        "streaming": opts.get("streaming"),
     }
+
+
+@contextmanager
+def scheduler_client(address: str | None) -> Iterator[Any]:
+    """A ``dask.distributed`` Client of ``--scheduler`` (None without it), closed after."""
+    if address is None:
+        yield None
+        return
+    try:
+        from distributed import Client  # type: ignore[import-untyped,unused-ignore]
+    except ImportError as exc:
+        raise OptionError("--scheduler needs dask.distributed: pip install 'maskbundle[dask]'"
+                          ) from exc
+    try:
+        client = Client(address, timeout="20s")  # type: ignore[no-untyped-call,unused-ignore]
+    except (OSError, TimeoutError) as exc:
+        raise OptionError(f"--scheduler {address}: cannot connect ({exc}); start the "
+                          "scheduler or check the address") from exc
+    try:
+        yield client
+    finally:
+        client.close()  # type: ignore[no-untyped-call,unused-ignore]
+
+
+def _write_bundle(out: Path, masks: Any, opts: dict[str, Any]) -> Any:
+    from .bundle.build import write_segmentation_bundle
+
+    with scheduler_client(opts.get("scheduler")) as client:
+        return write_segmentation_bundle(out, masks, **bundle_kwargs(opts), client=client)
+
+
+# label files read by tiles when they are this big (4 x this in memory otherwise)
+_STREAM_FILE_BYTES = 1 << 30
+
+
+def _lazy_mask(name: str, file: str, opts: dict[str, Any]) -> Any:
+    """The mask as a lazily opened source when it should stream, else None (read it)."""
+    from .bundle.plan import IN_MEMORY_FACTOR, parse_memory_limit
+    from .io.sources import open_label_source
+    from .model import Mask
+
+    path = Path(file)
+    lower = path.name.lower()
+    if opts.get("streaming") is False or not (
+            path.is_dir() or lower.endswith((".tif", ".tiff", ".npy", ".zarr"))):
+        return None
+    forced = bool(opts.get("streaming"))
+    try:
+        src = open_label_source(path, name=name)
+    except MaskBundleError:
+        if forced:
+            raise
+        return None  # not one label image (channels, label groups): read_labels decides
+    limit = parse_memory_limit(opts.get("memory_limit"))
+    big = src.nbytes * IN_MEMORY_FACTOR > limit if limit is not None \
+        else src.nbytes > _STREAM_FILE_BYTES
+    if forced or big or path.is_dir():
+        return Mask(labels=src, source=dict(src.provenance))  # type: ignore[arg-type]
+    src.close()
+    return None
 
 
 def read_contributors(path: Path) -> list[dict[str, str]]:
@@ -268,18 +341,27 @@ def main() -> None:
 @main.command("bundle")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--mask", "masks", multiple=True, required=True, metavar="NAME=FILE",
-              help="A mask and its label file (TIFF/OME-TIFF, NPY, NPZ, PNG); repeat per mask.")
+              help="A mask and its label file (TIFF/OME-TIFF, NPY, NPZ, PNG, zarr/OME-Zarr "
+              "directory); repeat per mask. Zarr directories and big files stream by tiles.")
 @bundle_options
 @handle_errors
 def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
     """Build a bundle in OUT from label files (one mask per file)."""
-    from .bundle.build import write_segmentation_bundle
     from .convert import read_labels
+    from .io.ometiff import read_ome_metadata
     from .model import Segmentation
 
     files = parse_pairs(masks, "--mask")
     combined = Segmentation(masks={})
     for name, file in files.items():
+        lazy = _lazy_mask(name, file, opts)
+        if lazy is not None:  # read by tiles; the pixel size from OME metadata if any
+            combined.masks[name] = lazy
+            meta = read_ome_metadata(file) if Path(file).is_file() and \
+                Path(file).name.lower().endswith((".tif", ".tiff")) else None
+            if combined.physical_size is None and meta is not None:
+                combined.physical_size = meta.physical_size
+            continue
         seg = read_labels(file, mask_names=name)
         if len(seg.masks) != 1:
             raise OptionError(
@@ -289,7 +371,7 @@ def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
         combined.masks[name] = next(iter(seg.masks.values()))
         if combined.physical_size is None:
             combined.physical_size = seg.physical_size
-    written = write_segmentation_bundle(out, combined, **bundle_kwargs(opts))
+    written = _write_bundle(out, combined, opts)
     click.echo(f"wrote {written}")
 
 
@@ -380,7 +462,6 @@ def _one_mask_names(inputs: Sequence[Path], opts: dict[str, Any], default: str) 
 
 
 def _write_converted(segs: list[Any], opts: dict[str, Any], *, rename: bool = True) -> None:
-    from .bundle.build import write_segmentation_bundle
     from .convert import match_masks
     from .convert.combine import combine_segmentations, rename_masks
 
@@ -401,7 +482,7 @@ def _write_converted(segs: list[Any], opts: dict[str, Any], *, rename: bool = Tr
     pairs = parse_pairs(opts["match"], "--match")
     if pairs:
         seg = match_masks(seg, pairs)
-    path = write_segmentation_bundle(opts["out"], seg, **bundle_kwargs(opts))
+    path = _write_bundle(opts["out"], seg, opts)
     for name, mask in seg.masks.items():
         click.echo(f"  {name}: from {mask.source.get('file', '?')} ({mask.source.get('tool', '?')})"
                    f"{_dropped(mask.source, name)}")

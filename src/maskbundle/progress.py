@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Protocol
 
 from tqdm import tqdm
 
-__all__ = ["Advance", "TileDone", "stage_progress", "tile_progress"]
+__all__ = ["Advance", "TileDone", "pixel_progress", "stage_progress", "tile_progress"]
 
 
 class Advance(Protocol):
@@ -55,5 +55,17 @@ def tile_progress(
 
     try:
         yield done
+    finally:
+        bar.close()
+
+
+@contextmanager
+def pixel_progress(total_pixels: int, *, enabled: bool, desc: str) -> Iterator[Callable[[int], None]]:
+    """Yield ``done(pixels)`` for work that advances by bands of pixels (the streaming
+    OME-TIFF writer's ``progress=``): a bar with the pixel rate and time left."""
+    bar = tqdm(total=total_pixels, desc=desc, unit="px", unit_scale=True, file=sys.stderr,
+               disable=not enabled, leave=False, dynamic_ncols=True, mininterval=0.5)
+    try:
+        yield bar.update
     finally:
         bar.close()

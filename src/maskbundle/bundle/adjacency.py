@@ -42,6 +42,7 @@ from .result import BundleResult
 __all__ = [
     "ADJACENCY_KINDS",
     "add_adjacency",
+    "centroid_frame",
     "check_adjacency_file",
     "check_adjacency_request",
     "mask_adjacency",
@@ -165,7 +166,7 @@ def mask_adjacency(
             out["linkage"] = linkage_adjacency(labels, physical_size=physical_size, **lopts)
     try:
         if "centroid" in kinds:
-            out["centroid"] = _centroid_frame(labels, physical_size, opts, centroids_px)
+            out["centroid"] = centroid_frame(labels, physical_size, opts, centroids_px)
     finally:
         if linkage_job is not None and pool is not None:
             try:
@@ -175,7 +176,7 @@ def mask_adjacency(
     return {k: out[k] for k in ADJACENCY_KINDS if k in out}
 
 
-def _centroid_frame(
+def centroid_frame(
     labels: np.ndarray,
     physical_size: PhysicalSize | tuple[float, ...] | float,
     opts: Mapping[str, Any],

@@ -27,12 +27,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import OptionError
+from ..io.sources import LabelSource
 from ..model import ColumnSpec, PhysicalSize, Segmentation
-from ..progress import stage_progress
+from ..progress import stage_progress, tile_progress
 from ..rules import ObjectsFormat
 from .compute import compute_mask
 from .plan import DEFAULT_MASK_IDS, array_checksum, normalise_doi, plan_bundle
 from .result import BundleResult
+from .tiles import compute_mask_tiled
 from .write import bundle_stage, write_bundle
 
 __all__ = [
@@ -70,6 +72,10 @@ def write_segmentation_bundle(
     overwrite: bool = False,
     progress: bool = False,
     name: str | None = None,
+    memory_limit: int | str | None = None,
+    streaming: bool | None = None,
+    tile: int | None = None,
+    client: Any = None,
 ) -> BundleResult:
     """Write a HuBMAP Segmentation Mask dataset directory and return its path.
 
@@ -146,7 +152,27 @@ def write_segmentation_bundle(
         the working directory or a parent of it (:class:`UnsafeOverwriteError`). The swap
         is atomic on Linux; elsewhere a run killed during it is finished by the next one.
     progress : bool
-        Show a progress bar of the stages on stderr (the CLI turns it on at a terminal).
+        Show a progress bar of the stages on stderr (the CLI turns it on at a terminal);
+        on the streaming path also one per tile of pass 1 and per band of the OME-TIFF.
+    memory_limit : int or str, optional
+        Bytes (or text: ``"4GiB"``, ``"512MB"``) for the pixel working set. Numpy masks
+        whose in-memory run would need more (``IN_MEMORY_FACTOR`` = 4 x their label bytes)
+        are streamed; on the streaming path it sets the tile size
+        (:func:`maskbundle.measure.tiled.plan_tiles`, default 1 GiB). Per-object state
+        comes on top: :func:`maskbundle.measure.tiled.bytes_per_object` (about 1 KiB per
+        object plus 64 B per intensity column).
+    streaming : bool, optional
+        None (default): stream when a mask is lazy (a path to a TIFF/OME-TIFF, zarr /
+        OME-Zarr directory or ``.npy``; a dask or zarr array) or too big for
+        ``memory_limit``. True forces the tile passes, False the in-memory path. The
+        bundle is byte-identical either way; 3D meshes on the streaming path read the
+        whole mask, so it must fit ``memory_limit`` (4 x its label bytes, else
+        ``OptionError``).
+    tile : int, optional
+        Force the tile edge of the streaming path (pixels, a multiple of 512).
+    client : dask.distributed.Client, optional
+        Run the per-tile tasks of pass 1 on its workers (a lazy input must be readable
+        there); merging, pass 2 and the final move run here. Same bytes.
 
     Returns
     -------
@@ -187,8 +213,20 @@ def write_segmentation_bundle(
                       "OME-TIFF's file-name stem)", DeprecationWarning, stacklevel=2)
         options["stem"] = name
     plan = plan_bundle(path, masks, **options)
-    with bundle_stage(plan) as stage, stage_progress(
-        plan.n_stages, enabled=plan.progress, desc=f"writing {plan.target.name}"
-    ) as advance:
-        results = [compute_mask(plan, mp, advance) for mp in plan.masks]
-        return write_bundle(stage, plan, results, advance)
+    try:
+        with bundle_stage(plan) as stage, stage_progress(
+            plan.n_stages, enabled=plan.progress, desc=f"writing {plan.target.name}"
+        ) as advance:
+            results = []
+            for mp in plan.masks:
+                if not plan.streaming:
+                    results.append(compute_mask(plan, mp, advance))
+                    continue
+                with tile_progress(int(np.prod(plan.shape)), enabled=plan.progress,
+                                   desc=f"{mp.name} tiles") as tile_done:
+                    results.append(compute_mask_tiled(plan, mp, advance, tile_done))
+            return write_bundle(stage, plan, results, advance)
+    finally:
+        for mp in plan.masks:
+            if isinstance(mp.labels, LabelSource):
+                mp.labels.close()

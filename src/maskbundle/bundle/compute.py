@@ -10,13 +10,9 @@ returns one :class:`MaskResult`:
 3. :func:`adjacency_stage` -- the adjacency tables, from the centroid array;
 4. :func:`mesh_stage` -- the object meshes of a 3D mask (in memory).
 
-Seam for whole-slide input: :func:`compute_mask` is the only place that reads a
-mask's labels (``MaskPlan.labels``), once, in :func:`relabel_stage`. A tile-wise pass
-replaces it by a function of the same signature that returns a MaskResult whose
-``relabelled`` holds the merged relabel map (``original_ids``, ``n_objects``) and
-whose tables/centroids/adjacency come from merged per-tile accumulations; the write
-stage (:mod:`.write`) needs nothing else from it except the OME-TIFF pixels, which
-go through its own seam.
+Whole-slide input: :mod:`.tiles` (:func:`~.tiles.compute_mask_tiled`) returns the same
+MaskResult from tile passes; it shares :func:`assemble_table` / :func:`features_table`
+(the O(objects) part of the objects stage) with this module.
 """
 
 from __future__ import annotations
@@ -43,7 +39,9 @@ from .plan import BundlePlan, MaskPlan, array_checksum
 __all__ = [
     "MaskResult",
     "adjacency_stage",
+    "assemble_table",
     "compute_mask",
+    "features_table",
     "mesh_stage",
     "objects_stage",
     "relabel_stage",
@@ -93,10 +91,10 @@ def relabel_stage(mp: MaskPlan) -> Relabelled:
     return Relabelled(mask, array_checksum(raw), str(raw.dtype))
 
 
-def _computed_features(plan: BundlePlan, mp: MaskPlan, mask: RelabelledMask) -> FeatureTable:
-    """Computed features, then the ``extra_columns`` of this mask, indexed by Object ID."""
+def _computed_features(plan: BundlePlan, mask: RelabelledMask) -> FeatureTable:
+    """The computed features of one relabelled mask."""
     f = plan.features
-    table = compute_features(
+    return compute_features(
         mask.labels,
         physical_size=plan.physical_size,
         intensity_image=f.intensity if f.statistics else None,
@@ -105,6 +103,10 @@ def _computed_features(plan: BundlePlan, mp: MaskPlan, mask: RelabelledMask) -> 
         statistics=f.statistics or ("mean",),
         morphology=f.morphology,
     )
+
+
+def _with_extra_columns(mp: MaskPlan, mask: RelabelledMask, table: FeatureTable) -> FeatureTable:
+    """``table`` then the ``extra_columns`` of this mask, indexed by Object ID."""
     if mp.extra_columns is not None:
         frame, specs = mp.extra_columns
         table = table.join(user_columns(frame, specs, mask.original_ids))
@@ -128,13 +130,30 @@ def _centroid_array(table: FeatureTable) -> np.ndarray:
 
 def objects_stage(plan: BundlePlan, mp: MaskPlan, mask: RelabelledMask) -> ObjectsTable:
     """Specs and rows of one mask's objects table, and the exact (z, y, x) centroids."""
-    extra: list[tuple[ColumnSpec, np.ndarray]] = []
     if plan.features.with_features:
-        table = _computed_features(plan, mp, mask)
-        cents = _centroid_array(table)
+        return features_table(plan, mp, mask, _computed_features(plan, mask))
+    _, cents = object_centroids(mask.labels, mask.n_objects)
+    return assemble_table(plan, mp, mask, None, cents)
+
+
+def features_table(
+    plan: BundlePlan, mp: MaskPlan, mask: RelabelledMask, table: FeatureTable
+) -> ObjectsTable:
+    """The objects table from computed features (in memory or merged from tiles): the
+    ``extra_columns`` joined, centroids taken from the table's own columns."""
+    table = _with_extra_columns(mp, mask, table)
+    return assemble_table(plan, mp, mask, table, _centroid_array(table))
+
+
+def assemble_table(
+    plan: BundlePlan, mp: MaskPlan, mask: RelabelledMask, table: FeatureTable | None,
+    cents: np.ndarray,
+) -> ObjectsTable:
+    """The objects table from a feature table (or None) and the (N, 3) centroids: the
+    part of :func:`objects_stage` shared with the tile passes (O(objects), no pixels)."""
+    extra: list[tuple[ColumnSpec, np.ndarray]] = []
+    if table is not None:
         extra = [(spec, table.frame[name].to_numpy()) for name, spec in table.specs.items()]
-    else:
-        _, cents = object_centroids(mask.labels, mask.n_objects)
     reserved = {OBJECT_ID, *(s.name for s in required_specs(plan.annotation_tool))}
     extra += _feature_columns(mp.source, mask, reserved)
     _check_extra_names(mask.name, [spec.name for spec, _ in extra], reserved)

@@ -9,9 +9,10 @@ provenance, and returns the :class:`~.result.BundleResult`.
 Seam for whole-slide output: the OME-TIFF pixels go through one function,
 :func:`write_label_image` ``(path, plan, results) -> levels``. It gets, per mask, the
 label *source* (``results[c].plan.labels``) and the relabel map
-(``results[c].mask.original_ids``) as well as, on the in-memory path, the relabelled
-array (``results[c].mask.labels``), which is all it uses here. A streaming writer with
-the same signature relabels the source tile by tile instead. Everything else written
+(``results[c].mask.original_ids``). In memory it stacks the relabelled arrays
+(``results[c].mask.labels``); on the streaming path (``plan.streaming``) it relabels the
+source band by band (``write_label_ome_tiff_streaming``) and returns the input checksums
+hashed on the way, which replace the empty ones in provenance. Everything else written
 here is O(objects), not O(pixels).
 """
 
@@ -28,10 +29,16 @@ import numpy as np
 from .._version import __version__
 from ..errors import HubmapConversionWarning
 from ..io.adjacency_csv import write_adjacency_csv
-from ..io.ometiff import build_ome_xml, write_label_ome_tiff
+from ..io.ometiff import (
+    StreamChannel,
+    build_ome_xml,
+    write_label_ome_tiff,
+    write_label_ome_tiff_streaming,
+)
 from ..io.staging import staged_path
 from ..io.tables import write_csv, write_json, write_objects_table, write_tsv
-from ..labels.relabel import label_dtype
+from ..labels.relabel import TileRelabel, label_dtype
+from ..progress import pixel_progress
 from ..rules import EXCEL_MAX_OBJECTS, OBJECT_ID, TILE_SIZE, ObjectsFormat
 from . import layout
 from .adjacency import provenance_entry
@@ -42,6 +49,7 @@ from .meshes import mesh_provenance, write_mesh_file
 from .objects import ontology_abbreviation
 from .plan import BundlePlan
 from .result import BundleResult
+from .tiles import label_source
 
 __all__ = ["bundle_stage", "write_bundle", "write_label_image"]
 
@@ -74,14 +82,31 @@ def objects_formats(plan: BundlePlan, results: Sequence[MaskResult]) -> dict[str
             for r in results}
 
 
-def write_label_image(path: Path, plan: BundlePlan, results: Sequence[MaskResult]) -> int:
+def write_label_image(
+    path: Path, plan: BundlePlan, results: Sequence[MaskResult]
+) -> tuple[int, list[str] | None]:
     """The OME-TIFF of every mask's relabelled labels (one channel each); returns the
-    number of pyramid levels. The seam a streaming writer replaces (module docstring)."""
+    number of pyramid levels and, on the streaming path, each mask's input checksum
+    (hashed from the pixels read for the write), else None."""
     dtype = label_dtype(max(r.mask.n_objects for r in results))
+    xml = _ome_xml(plan, results, dtype)
+    if plan.streaming:
+        channels = [StreamChannel(label_source(r.plan), TileRelabel(
+            r.mask.original_ids, dtype, name=r.mask.name)) for r in results]
+        total = len(results) * int(np.prod(plan.zyx))
+        with pixel_progress(total, enabled=plan.progress, desc="OME-TIFF") as done:
+            streamed = write_label_ome_tiff_streaming(
+                path, channels, ome_xml=xml, dtype=dtype, compression=plan.compression,
+                progress=done)
+        return streamed.levels, streamed.input_sha256
     stack = np.empty((len(results), *plan.zyx), dtype=dtype)
     for c, r in enumerate(results):
         stack[c] = r.mask.labels.reshape(plan.zyx)
-    xml = build_ome_xml(
+    return write_label_ome_tiff(path, stack, ome_xml=xml, compression=plan.compression), None
+
+
+def _ome_xml(plan: BundlePlan, results: Sequence[MaskResult], dtype: np.dtype[Any]) -> bytes:
+    return build_ome_xml(
         channel_names=[r.mask.name for r in results],
         shape_zyx=plan.zyx,
         dtype=dtype,
@@ -89,7 +114,6 @@ def write_label_image(path: Path, plan: BundlePlan, results: Sequence[MaskResult
         image_name=plan.stem,
         parent=plan.parent,
     )
-    return write_label_ome_tiff(path, stack, ome_xml=xml, compression=plan.compression)
 
 
 def _write_mask_files(
@@ -195,7 +219,9 @@ def write_bundle(
                 meshes[r.mask.name] = plan.target / rel if r.meshes else None
                 written += [rel] if r.meshes else []
         provenance["meshes"] = mesh_provenance(plan.mesh_options, entries)
-    levels = write_label_image(stage / plan.tiff_rel, plan, results)
+    levels, input_sums = write_label_image(stage / plan.tiff_rel, plan, results)
+    for r, sha in zip(results, input_sums or (), strict=False):
+        provenance["masks"][r.mask.name]["input_sha256"] = sha  # same key, same place
     written.append(plan.tiff_rel)
     advance("OME-TIFF")
     dtype = label_dtype(max(r.mask.n_objects for r in results))

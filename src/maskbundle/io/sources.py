@@ -72,6 +72,9 @@ class LabelSource:
     # set when the pixels served differ from the input's own bytes (an in-memory float or
     # big-endian array converted by the checker): array_checksum of the input as given
     input_sha256: str | None = None
+    # the path it was opened from: pickling (a Dask task on another process) reopens it
+    # there instead of copying open file handles
+    origin: str | None = None
 
     @property
     def ndim(self) -> int:
@@ -140,6 +143,11 @@ class LabelSource:
 
     def _order_bounds(self, bounds: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
         return [bounds[self._order.index(i)] for i in sorted(self._order)]
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if self.origin is not None:
+            return (_reopen, (self.origin, self.name))
+        return super().__reduce__()
 
     def close(self) -> None:
         if self._close is not None:
@@ -408,6 +416,10 @@ def _open_npy(name: str, path: Path) -> LabelSource:
     return _source(name, arr, None, chunks, _file_record(path, "npy"))
 
 
+def _reopen(origin: str, name: str) -> LabelSource:
+    return open_label_source(origin, name=name)
+
+
 def open_label_source(x: Any, *, name: str = "mask") -> LabelSource:
     """Open a label image without reading its pixels.
 
@@ -421,12 +433,16 @@ def open_label_source(x: Any, *, name: str = "mask") -> LabelSource:
         if not path.exists():
             raise CorruptInputError(f"mask {name!r}: {path} does not exist")
         suffix = path.name.lower()
+        opened = None
         if path.is_dir() or suffix.endswith((".zarr", ".zarr/")):
-            return _open_zarr(name, path)
-        if suffix.endswith((".tif", ".tiff", ".btf", ".tf8", ".tf2")):
-            return _open_tiff(name, path)
-        if suffix.endswith(".npy"):
-            return _open_npy(name, path)
+            opened = _open_zarr(name, path)
+        elif suffix.endswith((".tif", ".tiff", ".btf", ".tf8", ".tf2")):
+            opened = _open_tiff(name, path)
+        elif suffix.endswith(".npy"):
+            opened = _open_npy(name, path)
+        if opened is not None:
+            opened.origin = str(path.resolve())
+            return opened
         raise CorruptInputError(
             f"mask {name!r}: {path.name} is not a TIFF, zarr directory or .npy file"
         )

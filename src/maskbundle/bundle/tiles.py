@@ -1,0 +1,146 @@
+"""Stage 2 of the writer by tiles: the streaming twin of :func:`.compute.compute_mask`.
+
+:func:`compute_mask_tiled` returns the same :class:`~.compute.MaskResult` as the
+in-memory stage, bitwise, without holding the mask: pass 1 is
+:func:`maskbundle.measure.tiled.measure_tiled` (relabel map, feature table, centroids,
+linkage), the objects table is assembled from its feature table and centroids by
+:func:`.compute.assemble_table`, the centroid graph comes from its centroids and the
+linkage table from its merged frame. Pass 2 (relabel tile by tile into the OME-TIFF) is
+:func:`.write.write_label_image`'s streaming branch.
+
+The result's ``mask.labels`` is an empty placeholder of the mask's dimensionality:
+everything downstream that needs pixels reads ``plan.labels`` (the source) instead.
+
+Meshes (3D): zmesh needs each object whole, so the relabelled mask is read into memory
+when ``MESH_FACTOR`` x its label bytes fit ``memory_limit`` (default 1 GiB), and refused
+with :class:`~maskbundle.errors.OptionError` otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import OptionError
+from ..io.sources import LabelSource, open_label_source
+from ..labels.relabel import TileRelabel, label_dtype
+from ..measure.tiled import TiledMeasurement, measure_tiled
+from ..mesh.labels import ObjectMesh
+from ..model import RelabelledMask
+from .adjacency import ADJACENCY_KINDS, AdjacencyKind, centroid_frame
+from .compute import (
+    MaskResult,
+    Relabelled,
+    assemble_table,
+    features_table,
+)
+from .meshes import mesh_objects
+from .plan import BundlePlan, MaskPlan
+
+__all__ = ["MESH_FACTOR", "compute_mask_tiled", "label_source"]
+
+Advance = Callable[[str], None]
+TileDone = Callable[[int, int, int], None]
+
+#: Bytes held while meshing a whole mask, per label byte (the source block, its relabelled
+#: copy and zmesh's working set).
+MESH_FACTOR = 4
+_DEFAULT_MEMORY = 1 << 30
+
+
+def label_source(mp: MaskPlan) -> LabelSource:
+    """The mask's labels as a window reader (a numpy array is wrapped, not copied)."""
+    if isinstance(mp.labels, LabelSource):
+        return mp.labels
+    return open_label_source(mp.labels, name=mp.name)
+
+
+def _measure(plan: BundlePlan, src: LabelSource, tile_done: TileDone | None) -> TiledMeasurement:
+    f = plan.features
+    opts = plan.adjacency_options
+    return measure_tiled(
+        src,
+        physical_size=plan.physical_size,
+        intensity=f.intensity if f.statistics else None,
+        marker_names=f.marker_names if f.statistics else None,
+        alternative_ids=(dict(f.alternative_ids) if isinstance(f.alternative_ids, Mapping)
+                         else f.alternative_ids) if f.statistics else None,
+        statistics=f.statistics or ("mean",),
+        features=f.with_features,
+        morphology=f.morphology,
+        linkage="linkage" in plan.adjacency,
+        # linkage_adjacency's defaults when the option is not given
+        max_gap=float(opts.get("max_gap", 0.0) or 0.0),
+        contact=bool(opts.get("contact", False)),
+        memory_limit=plan.memory_limit,
+        tile=plan.tile,
+        client=plan.client,
+        progress=tile_done,
+    )
+
+
+def _adjacency(plan: BundlePlan, tm: TiledMeasurement, cents: np.ndarray
+               ) -> dict[AdjacencyKind, pd.DataFrame]:
+    out: dict[AdjacencyKind, pd.DataFrame] = {}
+    if "centroid" in plan.adjacency:
+        # the centroids are given, so the labels only say 2D or 3D
+        shape_only = np.zeros((1,) * tm.ndim, np.uint8)
+        out["centroid"] = centroid_frame(shape_only, plan.physical_size,
+                                          plan.adjacency_options, cents)
+    if "linkage" in plan.adjacency:
+        assert tm.linkage is not None
+        out["linkage"] = tm.linkage
+    return {k: out[k] for k in ADJACENCY_KINDS if k in out}
+
+
+def _meshes(plan: BundlePlan, src: LabelSource, mask: RelabelledMask) -> list[ObjectMesh] | None:
+    if mask.name not in plan.meshes:
+        return None
+    limit = plan.memory_limit if plan.memory_limit is not None else _DEFAULT_MEMORY
+    need = math.prod(src.shape) * max(src.dtype.itemsize, 4) * MESH_FACTOR
+    if need > limit:
+        raise OptionError(
+            f"mask {mask.name!r}: meshes need the whole mask in memory (about {need} bytes), "
+            f"above memory_limit={limit}; raise memory_limit or mesh a cropped mask "
+            "(maskbundle mesh)",
+            cli=f"mask {mask.name!r}: meshes need about {need} bytes, above --memory-limit; "
+                "raise it or drop --meshes")
+    relabel = TileRelabel(mask.original_ids, label_dtype(mask.n_objects), name=mask.name)
+    labels = relabel(src.read(tuple(slice(0, n) for n in src.shape)))
+    return mesh_objects(labels, plan.physical_size, plan.mesh_options)
+
+
+def compute_mask_tiled(
+    plan: BundlePlan, mp: MaskPlan, advance: Advance, tile_done: TileDone | None = None
+) -> MaskResult:
+    """:func:`.compute.compute_mask` by tiles (same result; ``input_sha256`` is filled by
+    the OME-TIFF pass, which reads every pixel anyway: see :mod:`.write`)."""
+    src = label_source(mp)
+    tm = _measure(plan, src, tile_done)
+    n = int(tm.original_ids.size)
+    mask = RelabelledMask(mp.name, np.zeros((0,) * tm.ndim, label_dtype(n)), tm.original_ids)
+    given: Any = mp.labels
+    # input_sha256 "": the OME-TIFF pass hashes the pixels as it reads them (write stage)
+    relabelled = Relabelled(mask, "", str(given.dtype if isinstance(given, np.ndarray)
+                                          else src.dtype))
+    if tm.features is not None:
+        objects = features_table(plan, mp, mask, tm.features)
+    else:
+        objects = assemble_table(plan, mp, mask, None, tm.centroids)
+    advance(f"{mask.name} table")
+    adjacency = _adjacency(plan, tm, objects.centroids_zyx)
+    for kind in adjacency:
+        advance(f"{mask.name} {kind} adjacency")
+    meshes = _meshes(plan, src, mask)
+    if meshes is not None:
+        advance(f"{mask.name} meshes")
+    return MaskResult(
+        plan=mp, relabelled=relabelled, table=objects,
+        entire_image_masked=int(tm.counts.sum()) == math.prod(src.shape) > 0,
+        adjacency=adjacency, meshes=meshes,
+    )
+
