@@ -504,35 +504,6 @@ def merge(a: Accumulator, b: Accumulator) -> Accumulator:
 
 
 @numba.njit(cache=True, nogil=True)
-def _hull_rows_kernel(
-    labels: np.ndarray,
-    y_origin: int,
-    row_offset: np.ndarray,
-    ylo: np.ndarray,
-    row_lo: np.ndarray,
-    row_hi: np.ndarray,
-) -> None:
-    ny, nx = labels.shape
-    for y in range(ny):
-        gy = y + y_origin
-        x = 0
-        while x < nx:
-            lab = labels[y, x]
-            if lab == 0:
-                x += 1
-                continue
-            start = x
-            while x + 1 < nx and labels[y, x + 1] == lab:
-                x += 1
-            k = row_offset[lab] + gy - ylo[lab]
-            if start < row_lo[k]:
-                row_lo[k] = start
-            if x > row_hi[k]:
-                row_hi[k] = x
-            x += 1
-
-
-@numba.njit(cache=True, nogil=True)
 def _hull_rows_at_kernel(
     labels: np.ndarray,
     y_origin: int,
@@ -619,7 +590,7 @@ def hull_rows(
 
     def band(i: int) -> None:
         a, b = int(edges[i]), int(edges[i + 1])
-        _hull_rows_kernel(labels2d[a:b], y_origin + a, row_offset, ylo, row_lo, row_hi)
+        _hull_rows_at_kernel(labels2d[a:b], y_origin + a, 0, row_offset, ylo, row_lo, row_hi)
 
     _parallel(band, len(edges) - 1)
     if x_origin:
