@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared relative to the repo root; MASKBUNDLE_SHARED points elsewhere (worktrees)
@@ -49,3 +51,23 @@ def expect_verdict(verdict: bool | None, ok: bool) -> None:
         reference_missing("check_bundle.py verdict")
         return
     assert verdict is ok
+
+
+def fill_disk_after(monkeypatch: Any, n_writes: int) -> list[int]:
+    """Make tifffile's ``n_writes``-th file write fail as a full disk (ENOSPC).
+
+    Returns the list that grows by one per write, so a test can check the failure was
+    reached."""
+    import tifffile
+
+    real = tifffile.FileHandle.write
+    count: list[int] = []
+
+    def full(self: Any, data: Any) -> Any:
+        count.append(1)
+        if len(count) == n_writes:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(tifffile.FileHandle, "write", full)
+    return count

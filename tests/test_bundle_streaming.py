@@ -6,7 +6,6 @@ must give the same bytes for the same labels and options (issue 10).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import warnings
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import tifffile
 import zarr
 
+from helpers import fill_disk_after
 from maskbundle import write_segmentation_bundle
 from maskbundle.bundle.plan import parse_memory_limit, plan_bundle
 from maskbundle.errors import LabelError, OptionError, OutputWriteError
@@ -188,16 +188,7 @@ def test_too_many_objects_after_merging(tmp_path, tissue, monkeypatch):
 
 
 def test_disk_full_while_writing_the_image(tmp_path, tissue, monkeypatch):
-    real = tifffile.FileHandle.write
-    count = []
-
-    def full(self, data):  # the 5th write finds the disk full
-        count.append(1)
-        if len(count) == 5:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, data)
-
-    monkeypatch.setattr(tifffile.FileHandle, "write", full)
+    count = fill_disk_after(monkeypatch, 5)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(OutputWriteError, match="disk is full"):

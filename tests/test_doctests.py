@@ -34,6 +34,7 @@ MODULES = [
     "maskbundle.convert.mesmer",
     "maskbundle.convert.qupath",
     "maskbundle.convert.stardist",
+    "maskbundle.demo",
     "maskbundle.errors",
     "maskbundle.export",
     "maskbundle.io.glb",
@@ -43,6 +44,7 @@ MODULES = [
     "maskbundle.measure.features",
     "maskbundle.model",
     "maskbundle.rules",
+    "maskbundle.synthetic",
 ]
 
 # the public entry points of the subpackages, beyond maskbundle.__all__

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import tracemalloc
 from pathlib import Path
@@ -13,6 +12,7 @@ import tifffile
 import zarr
 from skimage.segmentation import relabel_sequential
 
+from helpers import fill_disk_after
 from maskbundle.bundle.build import array_checksum
 from maskbundle.errors import CorruptInputError, LabelError, OutputWriteError
 from maskbundle.io.ometiff import (
@@ -285,16 +285,7 @@ def test_dtype_change_between_tiles_is_named(tmp_path):
 def test_disk_full_mid_write(tmp_path, monkeypatch):
     raw = _labels((1100, 1100), 10)
     dtype = np.dtype(np.uint16)
-    real = tifffile.FileHandle.write
-    count = []
-
-    def full(self, data):  # the 10th write finds the disk full
-        count.append(1)
-        if len(count) == 10:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, data)
-
-    monkeypatch.setattr(tifffile.FileHandle, "write", full)
+    count = fill_disk_after(monkeypatch, 10)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(OutputWriteError, match="disk is full"):

@@ -12,7 +12,25 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["iter_synthetic_tissue", "synthetic_nuclei_3d", "synthetic_tissue"]
+__all__ = ["example_labels", "iter_synthetic_tissue", "synthetic_nuclei_3d", "synthetic_tissue"]
+
+
+def example_labels() -> np.ndarray:
+    """The 32 x 32 uint16 label image of the documentation examples: three cells.
+
+    Cells 1 and 2 are 8 x 8 squares side by side (they touch), cell 3 a 10 x 10 square
+    apart from them; everything else is background (0).
+
+    Examples
+    --------
+    >>> from maskbundle.synthetic import example_labels
+    >>> labels = example_labels()
+    >>> labels.shape, labels.dtype.name, [int((labels == i).sum()) for i in (1, 2, 3)]
+    ((32, 32), 'uint16', [64, 64, 100])
+    """
+    labels = np.zeros((32, 32), np.uint16)
+    labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    return labels
 
 
 def _tile_tissue(

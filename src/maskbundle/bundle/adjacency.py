@@ -321,13 +321,9 @@ def add_adjacency(
 
     Examples
     --------
-    >>> import numpy as np, tempfile, pathlib
-    >>> from maskbundle import write_segmentation_bundle, add_adjacency
-    >>> labels = np.zeros((32, 32), np.uint16)
-    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
-    >>> tmp = pathlib.Path(tempfile.mkdtemp())
-    >>> bundle = write_segmentation_bundle(tmp / "ds", {"cells": labels},
-    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> from maskbundle import add_adjacency
+    >>> from maskbundle.demo import example_bundle
+    >>> bundle = example_bundle()  # three cells in 32 x 32 pixels
     >>> result = add_adjacency(bundle, adjacency="linkage")
     >>> [p.name for p in result.written]
     ['cells-linkage-adjacency.csv']

@@ -47,13 +47,9 @@ class LabelArray(LazyArray):
 
     Examples
     --------
-    >>> import numpy as np, tempfile, pathlib
-    >>> from maskbundle import write_segmentation_bundle
-    >>> labels = np.zeros((32, 32), np.uint16)
-    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
-    >>> tmp = pathlib.Path(tempfile.mkdtemp())
-    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
-    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> import numpy as np
+    >>> from maskbundle.demo import example_bundle
+    >>> ds = example_bundle()  # three cells in 32 x 32 pixels
     >>> from maskbundle import read_bundle
     >>> with read_bundle(ds) as bundle:
     ...     level0 = bundle.masks["cells"]
@@ -192,13 +188,8 @@ class Bundle:
 
     Examples
     --------
-    >>> import numpy as np, tempfile, pathlib
-    >>> from maskbundle import write_segmentation_bundle
-    >>> labels = np.zeros((32, 32), np.uint16)
-    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
-    >>> tmp = pathlib.Path(tempfile.mkdtemp())
-    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
-    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> from maskbundle.demo import example_bundle
+    >>> ds = example_bundle()  # three cells in 32 x 32 pixels
     >>> from maskbundle import read_bundle
     >>> with read_bundle(ds) as bundle:
     ...     print(bundle.is_3d, bundle.n_levels, bundle.um_zyx)
@@ -412,13 +403,8 @@ def read_bundle(path: str | Path, *, validate: bool = True) -> Bundle:
 
     Examples
     --------
-    >>> import numpy as np, tempfile, pathlib
-    >>> from maskbundle import write_segmentation_bundle
-    >>> labels = np.zeros((32, 32), np.uint16)
-    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
-    >>> tmp = pathlib.Path(tempfile.mkdtemp())
-    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
-    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> from maskbundle.demo import example_bundle
+    >>> ds = example_bundle()  # three cells in 32 x 32 pixels
     >>> from maskbundle import read_bundle
     >>> with read_bundle(ds) as bundle:
     ...     table = bundle.objects["cells"]

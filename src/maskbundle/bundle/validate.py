@@ -175,13 +175,8 @@ def validate_bundle(
 
     Examples
     --------
-    >>> import numpy as np, tempfile, pathlib
-    >>> from maskbundle import write_segmentation_bundle
-    >>> labels = np.zeros((32, 32), np.uint16)
-    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
-    >>> tmp = pathlib.Path(tempfile.mkdtemp())
-    >>> ds = write_segmentation_bundle(tmp / "ds", {"cells": labels},
-    ...     physical_size=(0.5, 0.5), protocol_doi="10.17504/protocols.io.example")
+    >>> from maskbundle.demo import example_bundle
+    >>> ds = example_bundle()  # three cells in 32 x 32 pixels
     >>> from maskbundle import validate_bundle
     >>> validate_bundle(ds).ok
     True

@@ -118,8 +118,8 @@ def read_mesmer(
     Examples
     --------
     >>> import numpy as np, tempfile, pathlib
-    >>> labels = np.zeros((32, 32), np.uint16)
-    >>> labels[2:10, 2:10], labels[2:10, 10:18], labels[20:30, 5:15] = 1, 2, 3
+    >>> from maskbundle.synthetic import example_labels
+    >>> labels = example_labels()  # three cells in 32 x 32 pixels
     >>> tmp = pathlib.Path(tempfile.mkdtemp())
     >>> from maskbundle import read_mesmer
     >>> nuclei = np.zeros_like(labels)
