@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import CorruptInputError, LabelError
 from ..labels.checks import check_label_array, first_position
 from .limits import MAX_INFLATE_RATIO, check_npy_file, check_tiff_structure
+from .tifftiles import tiff_tiles
 
 __all__ = [
     "MAX_TILE_BYTES",
@@ -311,22 +312,29 @@ def _open_tiff(name: str, path: Path) -> LabelSource:
                 sum(int(n) for n in (getattr(p, "databytecounts", None) or ()))
                 for p in level.pages if p is not None
             )
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > (1 << 20) and declared > MAX_INFLATE_RATIO * max(stored, 1):
+                raise CorruptInputError(
+                    f"{path}: declares {declared} bytes of pixels but stores only {stored} "
+                    "bytes; the header is damaged (no codec compresses that much)"
+                )
+            chunks = _chunk_by_axis(axes, shape, tile, rows)
+            # the common layout (tiled, deflate/zstd/none) is read by positioned reads and
+            # libdeflate; anything else by tifffile's zarr view
+            tiles = tiff_tiles(str(path), level, shape, dtype)
+            if tiles is not None:
+                record = {**_file_record(path, "tiff"), "axes": axes}
+                return _source(name, tiles, axes, chunks, record, close=tiles.close)
         store = tifffile.imread(path, aszarr=True, series=0, level=0)
+    except CorruptInputError:
+        raise
     except (OSError, ValueError, IndexError, KeyError, tifffile.TiffFileError) as exc:
         raise CorruptInputError(f"{path}: not a readable TIFF ({exc})"[:400]) from exc
-    declared = math.prod(shape) * dtype.itemsize
-    if declared > (1 << 20) and declared > MAX_INFLATE_RATIO * max(stored, 1):
-        store.close()
-        raise CorruptInputError(
-            f"{path}: declares {declared} bytes of pixels but stores only {stored} bytes; "
-            "the header is damaged (no codec compresses that much)"
-        )
     try:
         arr: Any = zarr.open_array(store, mode="r")
     except Exception as exc:  # zarr raises its own types on stores it cannot map
         store.close()
         raise CorruptInputError(f"{path}: its level 0 cannot be opened ({exc})"[:400]) from exc
-    chunks = _chunk_by_axis(axes, shape, tile, rows)
     return _source(
         name, arr, axes, chunks, {**_file_record(path, "tiff"), "axes": axes}, close=store.close
     )
