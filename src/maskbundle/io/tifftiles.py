@@ -73,7 +73,7 @@ class TiffTiles:
     ) -> None:
         self.shape = shape
         self.dtype = dtype
-        self._stored = dtype.newbyteorder(byteorder)  # tiles hold the file's byte order
+        self._stored = dtype.newbyteorder(">" if byteorder == ">" else "<")  # the file's order
         self.ndim = len(shape)
         self._tile = tile
         self._tile_bytes = tile[0] * tile[1] * dtype.itemsize
