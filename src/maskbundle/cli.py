@@ -6,6 +6,7 @@ validation is exit status 1.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import warnings
@@ -272,6 +273,46 @@ def _lazy_mask(name: str, file: str, opts: dict[str, Any]) -> Any:
     return None
 
 
+def _lazy_segmentation(name: str, path: Path, opts: dict[str, Any]) -> Any:
+    """The file as a one-mask Segmentation read by tiles, with the pixel size of its OME-XML
+    if any; None when it should be read whole (small, or not one label image)."""
+    from .io.ometiff import read_ome_metadata
+    from .model import Segmentation
+
+    mask = _lazy_mask(name, str(path), opts)
+    if mask is None:
+        return None
+    tiff = path.is_file() and path.name.lower().endswith((".tif", ".tiff"))
+    meta = read_ome_metadata(path) if tiff else None
+    return Segmentation(masks={name: mask}, physical_size=meta.physical_size if meta else None,
+                        source=dict(mask.source))
+
+
+def _convert_lazily(path: Path, name: str | None, opts: dict[str, Any]) -> Any:
+    """`convert labels` of one big file by tiles (see _lazy_segmentation), or None.
+
+    Without --mask-name the mask is named as read_labels names it: "cells" for a file that
+    carries no name; files that may name their masks (OME channel names, OME-Zarr label
+    groups) and --match (which needs every pixel) are left to read_labels."""
+    from .io.ometiff import read_ome_metadata
+
+    if opts["match"]:
+        return None
+    if name is None:
+        if path.is_dir():
+            return None
+        if path.name.lower().endswith((".tif", ".tiff")):
+            meta = read_ome_metadata(path)
+            if meta is not None and any(meta.channel_names):
+                return None
+        name = "cells"
+    seg = _lazy_segmentation(name, path, opts)
+    if seg is not None:
+        mask = seg.masks[name]
+        seg.masks[name] = dataclasses.replace(mask, source={**mask.source, "tool": "labels"})
+    return seg
+
+
 def read_contributors(path: Path) -> list[dict[str, str]]:
     """Rows of a contributors TSV as dicts (checked later by write_segmentation_bundle)."""
     from .io.tables import read_table_cells
@@ -348,19 +389,16 @@ def main() -> None:
 def bundle_command(out: Path, masks: tuple[str, ...], **opts: Any) -> None:
     """Build a bundle in OUT from label files (one mask per file)."""
     from .convert import read_labels
-    from .io.ometiff import read_ome_metadata
     from .model import Segmentation
 
     files = parse_pairs(masks, "--mask")
     combined = Segmentation(masks={})
     for name, file in files.items():
-        lazy = _lazy_mask(name, file, opts)
-        if lazy is not None:  # read by tiles; the pixel size from OME metadata if any
-            combined.masks[name] = lazy
-            meta = read_ome_metadata(file) if Path(file).is_file() and \
-                Path(file).name.lower().endswith((".tif", ".tiff")) else None
-            if combined.physical_size is None and meta is not None:
-                combined.physical_size = meta.physical_size
+        lazy = _lazy_segmentation(name, Path(file), opts)
+        if lazy is not None:  # read by tiles
+            combined.masks[name] = lazy.masks[name]
+            if combined.physical_size is None:
+                combined.physical_size = lazy.physical_size
             continue
         seg = read_labels(file, mask_names=name)
         if len(seg.masks) != 1:
@@ -582,10 +620,18 @@ def convert_mesmer(inputs: tuple[Path, ...], **opts: Any) -> None:
 @convert_options
 @handle_errors
 def convert_labels(inputs: tuple[Path, ...], **opts: Any) -> None:
-    """Label TIFF / OME-TIFF, NPY / NPZ, PNG, zarr / OME-Zarr, or a bundle's OME-TIFF."""
+    """Label TIFF / OME-TIFF, NPY / NPZ, PNG, zarr / OME-Zarr, or a bundle's OME-TIFF.
+
+    A big single-mask TIFF, NPY or zarr file is read by tiles (see bundle --streaming)."""
     from .convert import read_labels
 
-    _write_converted([read_labels(p) for p in inputs], opts)
+    names = list(opts["mask_names"])
+    per_input = len(names) == len(inputs)
+    segs = []
+    for i, p in enumerate(inputs):
+        lazy = _convert_lazily(p, names[i] if per_input else None, opts)
+        segs.append(lazy if lazy is not None else read_labels(p))
+    _write_converted(segs, opts)
 
 
 @main.command("metadata")
