@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..errors import LabelError, OptionError, ShapeMismatchError
 from ..io.checksum import sha256_file
-from ..io.intensity import read_intensity_image
+from ..io.intensity import open_intensity_tiles, read_intensity_image
 from ..io.ometiff import read_parent_image
 from ..io.sources import LabelSource, open_label_source
 from ..labels.checks import check_label_array
@@ -90,7 +90,8 @@ class FeaturePlan:
     morphology: bool
     statistics: tuple[str, ...]  # intensity statistics actually computed (empty without image)
     requested_statistics: tuple[str, ...]
-    intensity: np.ndarray | None
+    # numpy; on the streaming path a tiled TIFF read by windows (io.intensity.IntensityTiles)
+    intensity: Any
     marker_names: list[str] | None
     alternative_ids: Mapping[str, str] | Sequence[str] | None
     intensity_source: str | None  # file name, "array" or None (provenance)
@@ -416,13 +417,19 @@ def _intensity(
     intensity_image: np.ndarray | str | Path | None,
     marker_names: Sequence[str] | None,
     shape: tuple[int, ...],
-) -> tuple[np.ndarray | None, list[str] | None, str | None]:
-    """The intensity array for masks of ``shape``, marker names, and its source."""
+    streaming: bool,
+) -> tuple[Any, list[str] | None, str | None]:
+    """The intensity array for masks of ``shape`` (on the streaming path, a tiled TIFF
+    opened for reading by windows instead), marker names, and its source."""
     if intensity_image is None:
         if marker_names is not None:
             raise OptionError("marker_names given without an intensity_image")
         return None, None, None
     if isinstance(intensity_image, str | Path):
+        tiles = open_intensity_tiles(intensity_image, shape) if streaming else None
+        if tiles is not None:
+            names = list(marker_names) if marker_names is not None else tiles.channel_names
+            return tiles, names, Path(intensity_image).name
         image = read_intensity_image(intensity_image)
         names = list(marker_names) if marker_names is not None else image.channel_names
         return image.for_masks(shape), names, Path(intensity_image).name
@@ -491,11 +498,11 @@ def _mask_plans(
 
 
 def _plan_features(
-    options: Mapping[str, Any], shape: tuple[int, ...]
+    options: Mapping[str, Any], shape: tuple[int, ...], streaming: bool
 ) -> FeaturePlan:
     morphology, statistics = _feature_plan(options["features"])
     image = options["intensity_image"]
-    intensity, markers, source = _intensity(image, options["marker_names"], shape)
+    intensity, markers, source = _intensity(image, options["marker_names"], shape, streaming)
     if intensity is not None and not statistics:
         raise OptionError(
             "an intensity image was given but features select no intensity statistic; "
@@ -566,7 +573,6 @@ def _finish_plan(target: Path, given: dict[str, Mask], seg: Segmentation | None,
                if isinstance(x, str | Path)]
     shape = _check_shapes({m.name: tuple(m.labels.shape) for m in mask_plans}, parent)
     ps = _resolve_physical_size(o["physical_size"], parent, seg, len(shape))
-    features = _plan_features(o, shape)
     mesh_names = select_mesh_masks(o["meshes"], [m.name for m in mask_plans],
                                    is_3d=len(shape) == 3)
     if o["mesh_options"] is not None and not mesh_names:
@@ -576,6 +582,7 @@ def _finish_plan(target: Path, given: dict[str, Mask], seg: Segmentation | None,
                                   o.get("client"))
     if streaming:
         _check_streamable(o.get("tile"))
+    features = _plan_features(o, shape, streaming)
     return BundlePlan(
         target=target,
         stem=safe_stem(o["stem"] if o["stem"] is not None else target.name),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -11,8 +13,9 @@ import tifffile
 from ..errors import CorruptInputError, MaskBundleError
 from .limits import check_npy_file, check_tiff_level0, check_tiff_structure
 from .ometiff import ome_metadata, to_czyx
+from .tifftiles import TiffTiles, tiff_tiles
 
-__all__ = ["IntensityImage", "read_intensity_image"]
+__all__ = ["IntensityImage", "IntensityTiles", "open_intensity_tiles", "read_intensity_image"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,74 @@ def read_intensity_image(path: Path | str) -> IntensityImage:
     czyx = to_czyx(data, axes, "intensity image")
     names = None if meta is None else meta.names_for(czyx.shape[0])
     return IntensityImage(czyx, names, leading_axis_ambiguous=ambiguous and names is None)
+
+
+@dataclass(frozen=True)
+class IntensityTiles:
+    """A tiled (OME-)TIFF intensity image read by windows, seen as (C, Y, X) or (C, Z, Y, X).
+
+    ``read(window)`` takes one slice per axis of ``shape`` and returns the same pixels
+    :func:`read_intensity_image` would hold there (same dtype); nothing is read up front.
+    """
+
+    tiles: TiffTiles
+    axes: str  # the file's axes, Q/I read as C
+    out_axes: str  # "CYX" or "CZYX"
+    shape: tuple[int, ...]
+    channel_names: list[str] | None
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.tiles.dtype
+
+    def read(self, window: Sequence[slice]) -> np.ndarray:
+        key: list[int | slice] = []
+        for ax in self.axes:
+            key.append(window[self.out_axes.index(ax)] if ax in self.out_axes else 0)
+        data = self.tiles[tuple(key)]
+        kept = [ax for ax in self.axes if ax in self.out_axes]
+        if "C" not in kept:
+            data, kept = data[np.newaxis], ["C", *kept]
+        return np.ascontiguousarray(np.transpose(data, [kept.index(ax) for ax in self.out_axes]))
+
+    def close(self) -> None:
+        self.tiles.close()
+
+
+def open_intensity_tiles(path: Path | str, mask_shape: tuple[int, ...]) -> IntensityTiles | None:
+    """The intensity image at ``path`` opened for reading by windows, for masks of
+    ``mask_shape``; None when it is not a tiled TIFF that can be read that way, or its
+    axes leave a doubt (the caller then reads it whole with :func:`read_intensity_image`,
+    which also gives the errors)."""
+    path = Path(path)
+    if not path.is_file() or not path.name.lower().endswith((".tif", ".tiff")):
+        return None
+    try:
+        check_tiff_structure(path, str(path))
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            check_tiff_level0(series, path, str(path))
+            level = series.levels[0] if series.levels else series
+            axes = level.axes
+            shape = tuple(int(n) for n in level.shape)
+            dtype = np.dtype(level.dtype)
+            meta = ome_metadata(tf, f"intensity image {path}")
+            tiles = tiff_tiles(str(path), level, shape, dtype)
+    except Exception:  # read_intensity_image then reports what is wrong
+        return None
+    if tiles is None:
+        return None
+    if "C" not in axes and "Z" not in axes and ("Q" in axes or "I" in axes):
+        tiles.close()  # channels or planes? read_intensity_image decides
+        return None
+    sizes = dict(zip(axes, shape, strict=True))
+    z = sizes.get("Z", 1)
+    out_axes = "CZYX" if len(mask_shape) == 3 else "CYX"
+    if (len(mask_shape) == 2 and z != 1) or (len(mask_shape) == 3 and "Z" not in sizes) or any(
+            ax not in "CZYX" and n != 1 for ax, n in sizes.items()):
+        tiles.close()
+        return None
+    out_shape = (sizes.get("C", 1), *((z,) if len(mask_shape) == 3 else ()),
+                 sizes["Y"], sizes["X"])
+    names = None if meta is None else meta.names_for(out_shape[0])
+    return IntensityTiles(tiles, axes, out_axes, out_shape, names)

@@ -7,8 +7,9 @@ stored tile (thread-safe, no shared file position) and imagecodecs' libdeflate d
 (about 3.5x faster than zlib on label tiles), on two threads for a read that spans many
 tiles.
 
-Only the common layout is served here (tiled pages of one sample, integer pixels,
-compression none/deflate/zstd, predictor none or horizontal); :func:`tiff_tiles` returns
+Only the common layout is served here (tiled pages of one sample, integer pixels (or
+floating point without a predictor), compression none/deflate/zstd, predictor none or
+horizontal); :func:`tiff_tiles` returns
 None for anything else and the caller keeps tifffile's own reader. Every tile must decode
 to exactly one tile of pixels: a damaged, truncated or oversized tile is a
 :class:`~maskbundle.errors.CorruptInputError`, never a partial or wrapped read.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -83,12 +85,19 @@ class TiffTiles:
         self._counts = counts
         self._across = -(-shape[-1] // tile[1])
         self._name = os.path.basename(path)
+        self._args = (path, shape, dtype, tile, compression, predictor, offsets, counts,
+                      byteorder)
         self._fd: int | None = os.open(path, os.O_RDONLY)
+        # closed when closed explicitly, or when the object goes (no descriptor leaks)
+        self._closer = weakref.finalize(self, os.close, self._fd)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._closer()
+        self._fd = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a Dask task on another process reopens the file there
+        return (TiffTiles, self._args)
 
     def __getitem__(self, key: Sequence[int | slice]) -> np.ndarray:
         if len(key) != self.ndim:
@@ -184,7 +193,7 @@ def tiff_tiles(path: str, level: Any, shape: tuple[int, ...], dtype: np.dtype[An
         or key.compression not in (_NONE, _DEFLATE, _DEFLATE_OLD, _ZSTD)
         or key.predictor not in (1, 2)
         or key.fillorder != 1
-        or dtype.kind not in "iu"
+        or dtype.kind not in ("iuf" if key.predictor == 1 else "iu")
         or np.dtype(key.dtype) != dtype
         or (int(key.imagelength), int(key.imagewidth)) != shape[-2:]
         or len(pages) != math.prod(shape[:-2])
