@@ -120,3 +120,22 @@ def test_short_tile_is_refused(tmp_path):
         SourceReadError, match=r"decodes to|cannot be decoded"
     ):
         src.read((slice(0, 10), slice(0, 10)))
+
+
+def test_a_forked_child_reads_with_its_own_threads(tmp_path):
+    import multiprocessing
+
+    labels = _labels((1100, 700), np.uint16)
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, labels, tile=(256, 256), compression="zlib")
+    with open_label_source(path, name="cells") as src:
+        src.read((slice(0, 1100), slice(0, 700)))  # the parent's pool now has threads
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        total = pool.apply_async(_sum_in_child, (str(path),)).get(timeout=60)
+    assert total == int(labels.astype(np.int64).sum())
+
+
+def _sum_in_child(path: str) -> int:
+    with open_label_source(path, name="cells") as src:
+        return int(src.read((slice(0, 1100), slice(0, 700))).astype(np.int64).sum())

@@ -42,6 +42,15 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool() -> None:
+    # a forked child has the parent's pool object but none of its threads: start afresh
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _decoder(compression: int) -> Callable[[bytes, memoryview], Any] | None:
     import imagecodecs
 
