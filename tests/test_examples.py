@@ -36,3 +36,12 @@ def test_3d_example(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "validate_bundle: OK" in result.stdout
     expect_reference(tmp_path / "ex3d")
+
+
+def test_whole_slide_example(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(REPO / "examples/whole_slide.py"),
+                             str(tmp_path), "--size", "1024", "--memory-limit", "32MiB"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validate_bundle: OK" in result.stdout
+    expect_reference(tmp_path / "slide-1")
