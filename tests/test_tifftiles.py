@@ -139,3 +139,15 @@ def test_a_forked_child_reads_with_its_own_threads(tmp_path):
 def _sum_in_child(path: str) -> int:
     with open_label_source(path, name="cells") as src:
         return int(src.read((slice(0, 1100), slice(0, 700))).astype(np.int64).sum())
+
+
+def test_oversized_tiles_are_left_to_tifffile_and_its_checks(tmp_path, monkeypatch):
+    import maskbundle.io.tifftiles as tifftiles
+    from maskbundle.io.intensity import open_intensity_tiles
+
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, _labels((600, 500), np.uint16), tile=(256, 256), compression="zlib")
+    monkeypatch.setattr(tifftiles, "MAX_TILE_BYTES", 256 * 256 * 2 - 1)
+    with open_label_source(path, name="cells") as src:
+        assert not _served_directly(src)
+    assert open_intensity_tiles(path, (600, 500)) is None

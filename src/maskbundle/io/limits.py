@@ -22,6 +22,7 @@ logging.getLogger("tifffile").addHandler(logging.NullHandler())
 __all__ = [
     "MAX_INFLATE_RATIO",
     "MAX_OME_XML",
+    "MAX_TILE_BYTES",
     "MAX_ZIP_RATIO",
     "available_memory",
     "check_allocation",
@@ -125,6 +126,8 @@ def check_tiff_level0(series: object, path: str | os.PathLike[str], what: str) -
 
 
 MAX_IFDS = 1_000_000
+# one stored tile/chunk larger than this is refused: decoding it alone could exhaust memory
+MAX_TILE_BYTES = 1 << 30
 
 
 def check_tiff_structure(path: str | os.PathLike[str], what: str) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import CorruptInputError, LabelError
 from ..labels.checks import check_label_array, first_position
-from .limits import MAX_INFLATE_RATIO, check_npy_file, check_tiff_structure
+from .limits import MAX_INFLATE_RATIO, MAX_TILE_BYTES, check_npy_file, check_tiff_structure
 from .tifftiles import tiff_tiles
 
 __all__ = [
@@ -42,8 +42,6 @@ __all__ = [
     "open_label_source",
 ]
 
-# one stored tile/chunk larger than this is refused: decoding it alone could exhaust memory
-MAX_TILE_BYTES = 1 << 30
 _DROPPABLE = "CTSQI"  # axes that may be dropped when they hold one position
 
 

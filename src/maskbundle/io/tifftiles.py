@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptInputError
+from .limits import MAX_TILE_BYTES
 
 __all__ = ["TiffTiles", "tiff_tiles"]
 
@@ -209,6 +210,8 @@ def tiff_tiles(path: str, level: Any, shape: tuple[int, ...], dtype: np.dtype[An
     ):
         return None
     tile = (int(key.tilelength), int(key.tilewidth))
+    if tile[0] * tile[1] * dtype.itemsize > MAX_TILE_BYTES:
+        return None  # the caller's own checks refuse it with their message
     n_tiles = -(-shape[-2] // tile[0]) * -(-shape[-1] // tile[1])
     offsets = np.zeros((len(pages), n_tiles), np.int64)
     counts = np.zeros((len(pages), n_tiles), np.int64)
