@@ -75,3 +75,34 @@ def test_ambiguous_or_untiled_files_are_read_whole(tmp_path):
     tifffile.imwrite(strips, img, metadata={"axes": "CYX"})
     assert open_intensity_tiles(plain, (64, 64)) is None
     assert open_intensity_tiles(strips, (64, 64)) is None
+
+
+@pytest.mark.parametrize("kind", ["dask", "zarr"])
+def test_lazy_intensity_arrays_stream_to_the_same_bundle(tmp_path, kind):
+    cells = synthetic_tissue(SHAPE, seed=3)[0]
+    img = np.random.default_rng(5).integers(0, 3000, (2, *SHAPE), dtype=np.uint16)
+    if kind == "dask":
+        da = pytest.importorskip("dask.array")
+        lazy = da.from_array(img, chunks=(1, 256, 256))
+    else:
+        import zarr
+
+        lazy = zarr.create_array(str(tmp_path / "img.zarr"), shape=img.shape, dtype=img.dtype,
+                                 chunks=(1, 256, 256))
+        lazy[:] = img
+    opts = dict(features=["morphology", "mean", "max"], marker_names=["DAPI", "CD3"])
+    _write(tmp_path / "mem", {"cells": cells}, intensity_image=img, **opts)
+    _write(tmp_path / "st", {"cells": cells}, intensity_image=lazy, streaming=True, tile=256,
+           **opts)
+    _write(tmp_path / "lazy-mem", {"cells": cells}, intensity_image=lazy, streaming=False,
+           **opts)
+    assert _sums(tmp_path / "mem") == _sums(tmp_path / "st") == _sums(tmp_path / "lazy-mem")
+
+
+def test_lazy_array_checksum_equals_the_whole_array_checksum():
+    da = pytest.importorskip("dask.array")
+    from maskbundle.bundle.plan import array_checksum, lazy_array_checksum
+
+    img = np.random.default_rng(6).random((2, 3, 130, 70)).astype(">f4")
+    assert lazy_array_checksum(da.from_array(img, chunks=(1, 1, 64, 64)), band_rows=50) == \
+        array_checksum(img)

@@ -29,7 +29,7 @@ from ..errors import LabelError, OptionError, ShapeMismatchError
 from ..io.checksum import sha256_file
 from ..io.intensity import open_intensity_tiles, read_intensity_image
 from ..io.ometiff import read_parent_image
-from ..io.sources import LabelSource, open_label_source
+from ..io.sources import BandChecksum, LabelSource, open_label_source
 from ..labels.checks import check_label_array
 from ..measure.features import STATISTICS
 from ..model import ColumnSpec, Mask, ParentImage, PhysicalSize, Segmentation
@@ -67,6 +67,24 @@ def array_checksum(array: np.ndarray) -> str:
     h.update(f"{array.dtype.str}{array.shape}".encode())
     h.update(np.ascontiguousarray(array).data)
     return h.hexdigest()
+
+
+def _is_lazy_array(x: Any) -> bool:
+    """A dask or zarr array (shape, dtype, slicing) that is not numpy."""
+    return (not isinstance(x, np.ndarray | str | Path) and hasattr(x, "shape")
+            and hasattr(x, "dtype") and hasattr(x, "__getitem__"))
+
+
+def lazy_array_checksum(array: Any, band_rows: int = 512) -> str:
+    """:func:`array_checksum` of a dask/zarr array, read in C order by bands of rows, so
+    memory stays at one band."""
+    shape = tuple(int(n) for n in array.shape)
+    sums = BandChecksum(shape, np.dtype(array.dtype))
+    for lead in np.ndindex(*shape[:-2]):
+        for y0 in range(0, shape[-2], band_rows):
+            band = array[(*lead, slice(y0, min(shape[-2], y0 + band_rows)), slice(None))]
+            sums.update(np.asarray(band))
+    return sums.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -190,8 +208,10 @@ def _check_option_types(options: Mapping[str, Any]) -> None:
         if o[key] is not None and not isinstance(o[key], str | Path):
             raise fail(key, "a file path")
     if o["intensity_image"] is not None and not isinstance(
-            o["intensity_image"], str | Path | np.ndarray):
-        raise fail("intensity_image", "a numpy array (C, Y, X) / (C, Z, Y, X) or a file path")
+            o["intensity_image"], str | Path | np.ndarray) and not _is_lazy_array(
+            o["intensity_image"]):
+        raise fail("intensity_image", "a numpy, dask or zarr array (C, Y, X) / (C, Z, Y, X) "
+                   "or a file path")
     for key in ("mask_ids", "object_types", "extra_columns", "adjacency_options",
                 "mesh_options"):
         if o[key] is not None and not isinstance(o[key], Mapping):
@@ -425,6 +445,10 @@ def _intensity(
         if marker_names is not None:
             raise OptionError("marker_names given without an intensity_image")
         return None, None, None
+    if _is_lazy_array(intensity_image):
+        # dask / zarr: read by the windows of pass 1 when streaming, whole otherwise
+        names = None if marker_names is None else list(marker_names)
+        return (intensity_image if streaming else np.asarray(intensity_image)), names, "array"
     if isinstance(intensity_image, str | Path):
         tiles = open_intensity_tiles(intensity_image, shape) if streaming else None
         if tiles is not None:
@@ -513,8 +537,14 @@ def _plan_features(
             f"features {list(statistics)} need an intensity image: pass intensity_image=",
             cli=f"features {list(statistics)} need an intensity image: give --intensity FILE",
         )
-    sha = sha256_file(image) if isinstance(image, str | Path) else (
-        None if intensity is None else array_checksum(np.asarray(image)))
+    if isinstance(image, str | Path):
+        sha = sha256_file(image)
+    elif intensity is None:
+        sha = None
+    elif isinstance(intensity, np.ndarray):
+        sha = array_checksum(intensity)
+    else:  # a dask / zarr array left lazy: one pass by bands, not the whole at once
+        sha = lazy_array_checksum(image)
     return FeaturePlan(
         morphology=morphology,
         statistics=statistics if intensity is not None else (),
