@@ -9,17 +9,20 @@ provenance, and returns the :class:`~.result.BundleResult`.
 Seam for whole-slide output: the OME-TIFF pixels go through one function,
 :func:`write_label_image` ``(path, plan, results) -> levels``. It gets, per mask, the
 label *source* (``results[c].plan.labels``) and the relabel map
-(``results[c].mask.original_ids``). In memory it stacks the relabelled arrays
-(``results[c].mask.labels``); on the streaming path (``plan.streaming``) it relabels the
-source band by band (``write_label_ome_tiff_streaming``) and returns the input checksums
-hashed on the way, which replace the empty ones in provenance. Everything else written
-here is O(objects), not O(pixels).
+(``results[c].mask.original_ids``). In memory it hands the relabelled arrays
+(``results[c].mask.labels``) to the writer unstacked, on a thread beside the table
+writes; on the streaming path (``plan.streaming``) it relabels the source band by band
+(``write_label_ome_tiff_streaming``) and returns the input checksums hashed on the way,
+which replace the empty ones in provenance. Everything else written here is O(objects),
+not O(pixels).
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -83,11 +86,14 @@ def objects_formats(plan: BundlePlan, results: Sequence[MaskResult]) -> dict[str
 
 
 def write_label_image(
-    path: Path, plan: BundlePlan, results: Sequence[MaskResult]
+    path: Path, plan: BundlePlan, results: Sequence[MaskResult],
+    cancel: threading.Event | None = None,
 ) -> tuple[int, list[str] | None]:
     """The OME-TIFF of every mask's relabelled labels (one channel each); returns the
     number of pyramid levels and, on the streaming path, each mask's input checksum
-    (hashed from the pixels read for the write), else None."""
+    (hashed from the pixels read for the write), else None. In memory the masks go to
+    the writer as they are (one view per channel, never stacked); ``cancel`` stops it
+    between tiles."""
     dtype = label_dtype(max(r.mask.n_objects for r in results))
     xml = _ome_xml(plan, results, dtype)
     if plan.streaming:
@@ -99,10 +105,41 @@ def write_label_image(
                 path, channels, ome_xml=xml, dtype=dtype, compression=plan.compression,
                 progress=done)
         return streamed.levels, streamed.input_sha256
-    stack = np.empty((len(results), *plan.zyx), dtype=dtype)
-    for c, r in enumerate(results):
-        stack[c] = r.mask.labels.reshape(plan.zyx)
-    return write_label_ome_tiff(path, stack, ome_xml=xml, compression=plan.compression), None
+    levels = write_label_ome_tiff(
+        path, [r.mask.labels.reshape(plan.zyx) for r in results], ome_xml=xml,
+        compression=plan.compression, dtype=dtype, cancel=cancel)
+    return levels, None
+
+
+@contextmanager
+def _label_image_beside(
+    path: Path, plan: BundlePlan, results: Sequence[MaskResult]
+) -> Iterator[Callable[[], tuple[int, list[str] | None]]]:
+    """Write the in-memory OME-TIFF on a thread while the block writes the tables: its
+    compression threads fill the core the single-threaded table formatting leaves idle.
+    Yields the join (which re-raises the writer's error); an error in the block stops
+    the writer before the next tile and waits for it, so nothing writes into the stage
+    after it is discarded. The streaming path writes in the join, in order (its bands
+    and progress bar are not meant to share the machine)."""
+    if plan.streaming:
+
+        def wait_for_label_image() -> tuple[int, list[str] | None]:
+            return write_label_image(path, plan, results)
+
+        yield wait_for_label_image
+        return
+    cancel = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskbundle-ome-tiff") as pool:
+        future = pool.submit(write_label_image, path, plan, results, cancel)
+
+        def wait_for_label_image() -> tuple[int, list[str] | None]:  # named for profiles
+            return future.result()
+
+        try:
+            yield wait_for_label_image
+        except BaseException:
+            cancel.set()
+            raise
 
 
 def _ome_xml(plan: BundlePlan, results: Sequence[MaskResult], dtype: np.dtype[Any]) -> bytes:
@@ -196,41 +233,42 @@ def write_bundle(
 ) -> BundleResult:
     """Write every file of the bundle into ``stage`` (see :func:`bundle_stage`)."""
     formats = objects_formats(plan, results)
-    provenance = _provenance(plan)
-    written: list[Path] = []
-    manifest = []
-    for c, r in enumerate(results):
-        name = r.mask.name
-        adjacency = _write_mask_files(stage, plan, r, formats[name], written)
-        if adjacency:
-            provenance.setdefault("adjacency", {})[name] = adjacency
-        manifest.append((c, name, plan.source_file, ontology_abbreviation(r.plan.mask_id),
-                         r.plan.mask_id, plan.protocol_doi,
-                         "Yes" if r.entire_image_masked else "No", r.mask.n_objects))
-        provenance["masks"][name] = _mask_provenance(
-            plan, r, c, layout.objects_path(name, formats[name]).name)
-    meshes: dict[str, Path | None] = {}
-    if plan.meshes:
-        entries = {}
-        for r in results:
-            if r.meshes is not None:
-                rel = layout.mesh_path(r.mask.name)
-                entries[r.mask.name] = write_mesh_file(stage / rel, r.mask.name, r.meshes)
-                meshes[r.mask.name] = plan.target / rel if r.meshes else None
-                written += [rel] if r.meshes else []
-        provenance["meshes"] = mesh_provenance(plan.mesh_options, entries)
-    levels, input_sums = write_label_image(stage / plan.tiff_rel, plan, results)
-    for r, sha in zip(results, input_sums or (), strict=False):
-        provenance["masks"][r.mask.name]["input_sha256"] = sha  # same key, same place
-    written.append(plan.tiff_rel)
-    advance("OME-TIFF")
-    dtype = label_dtype(max(r.mask.n_objects for r in results))
-    provenance["ome_tiff"] = {"file": plan.source_file, "dtype": str(dtype), "levels": levels,
-                              "tile": TILE_SIZE, "downsampling": "stride: level[k] = "
-                              "level0[..., ::2**k, ::2**k]"}
-    write_csv(stage / layout.MANIFEST, layout.MANIFEST_COLUMNS, manifest)
-    write_tsv(stage / layout.CONTRIBUTORS, CONTRIBUTOR_COLUMNS, plan.contributors)
-    write_json(stage / layout.PROVENANCE, provenance)
-    written += [layout.MANIFEST, layout.CONTRIBUTORS]
-    return BundleResult(plan.target, tuple(plan.target / rel for rel in written), provenance,
-                        meshes)
+    with _label_image_beside(stage / plan.tiff_rel, plan, results) as label_image:
+        provenance = _provenance(plan)
+        written: list[Path] = []
+        manifest = []
+        for c, r in enumerate(results):
+            name = r.mask.name
+            adjacency = _write_mask_files(stage, plan, r, formats[name], written)
+            if adjacency:
+                provenance.setdefault("adjacency", {})[name] = adjacency
+            manifest.append((c, name, plan.source_file, ontology_abbreviation(r.plan.mask_id),
+                             r.plan.mask_id, plan.protocol_doi,
+                             "Yes" if r.entire_image_masked else "No", r.mask.n_objects))
+            provenance["masks"][name] = _mask_provenance(
+                plan, r, c, layout.objects_path(name, formats[name]).name)
+        meshes: dict[str, Path | None] = {}
+        if plan.meshes:
+            entries = {}
+            for r in results:
+                if r.meshes is not None:
+                    rel = layout.mesh_path(r.mask.name)
+                    entries[r.mask.name] = write_mesh_file(stage / rel, r.mask.name, r.meshes)
+                    meshes[r.mask.name] = plan.target / rel if r.meshes else None
+                    written += [rel] if r.meshes else []
+            provenance["meshes"] = mesh_provenance(plan.mesh_options, entries)
+        levels, input_sums = label_image()
+        for r, sha in zip(results, input_sums or (), strict=False):
+            provenance["masks"][r.mask.name]["input_sha256"] = sha  # same key, same place
+        written.append(plan.tiff_rel)
+        advance("OME-TIFF")
+        dtype = label_dtype(max(r.mask.n_objects for r in results))
+        provenance["ome_tiff"] = {"file": plan.source_file, "dtype": str(dtype), "levels": levels,
+                                  "tile": TILE_SIZE, "downsampling": "stride: level[k] = "
+                                  "level0[..., ::2**k, ::2**k]"}
+        write_csv(stage / layout.MANIFEST, layout.MANIFEST_COLUMNS, manifest)
+        write_tsv(stage / layout.CONTRIBUTORS, CONTRIBUTOR_COLUMNS, plan.contributors)
+        write_json(stage / layout.PROVENANCE, provenance)
+        written += [layout.MANIFEST, layout.CONTRIBUTORS]
+        return BundleResult(plan.target, tuple(plan.target / rel for rel in written), provenance,
+                            meshes)

@@ -11,8 +11,10 @@ import errno
 import math
 import re
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +38,7 @@ __all__ = [
     "OmeMetadata",
     "StreamChannel",
     "StreamedTiff",
+    "WriteCancelled",
     "build_ome_xml",
     "ome_metadata",
     "open_label_pyramid",
@@ -117,28 +120,126 @@ def build_ome_xml(
 
 def write_label_ome_tiff(
     path: Path,
-    labels_czyx: np.ndarray,
+    labels_czyx: np.ndarray | Sequence[np.ndarray],
     *,
     ome_xml: bytes,
     compression: Compression = "zlib",
     workers: int = 2,
+    dtype: np.dtype[Any] | type | None = None,
+    cancel: threading.Event | None = None,
 ) -> int:
     """Write (C, Z, Y, X) labels as a tiled pyramidal OME-TIFF; returns the level count.
+
+    ``labels_czyx`` is one (C, Z, Y, X) array or one array per channel ((Z, Y, X) or
+    (Y, X), same shape): the channels are never stacked (a stack of a whole-slide mask is
+    a second copy of it, and its first touch alone costs seconds). Tiles are cut from each
+    channel in tifffile's order and cast to ``dtype`` (default: the channels' common
+    dtype; only a widening cast is allowed) one tile at a time, so the file is the one
+    tifffile writes from the stacked array, byte for byte.
 
     Reduced levels are SubIFDs of each full-resolution plane, made by stride
     (``level[k] = level0[..., ::2**k, ::2**k]``), until the smaller side fits one tile.
     BigTIFF is used when the uncompressed data exceed 2 GiB (compressed size is unknown
     up front, and classic TIFF offsets stop at 4 GiB).
+
+    ``cancel``: when set (from another thread), the write stops before the next tile
+    with :class:`WriteCancelled`. On any error the partial file is removed; a refused
+    write (disk full ...) raises :class:`OutputWriteError`.
     """
-    h, w = labels_czyx.shape[-2:]
+    path = Path(path)
+    channels = _channel_arrays(labels_czyx)
+    zyx = channels[0].shape
+    out_dtype = _common_dtype(channels, dtype)
+    n_c = len(channels)
+    h, w = zyx[-2:]
     n_levels = pyramid_level_count(h, w, TILE_SIZE)
-    bigtiff = labels_czyx.nbytes * 4 // 3 > 2**31
+    bigtiff = n_c * math.prod(zyx) * out_dtype.itemsize * 4 // 3 > 2**31
     options = _tiff_options(compression, workers)
-    with tifffile.TiffWriter(path, bigtiff=bigtiff, ome=False) as tif:
-        tif.write(labels_czyx, subifds=n_levels, description=ome_xml, **options)
-        for k in range(1, n_levels + 1):
-            tif.write(pyramid_level(labels_czyx, k), subfiletype=1, **options)
+    # tiles are views, or one-tile copies when cast: at most this many bytes of them wait
+    # for the compression threads at once (the default, 512 MiB, would hold that many casts)
+    options["buffersize"] = _TILES_IN_FLIGHT
+    with _removed_on_error(path), tifffile.TiffWriter(path, bigtiff=bigtiff, ome=False) as tif:
+        for k in range(n_levels + 1):
+            hk, wk = -(-h // 2**k), -(-w // 2**k)
+            tiles = _array_tiles([pyramid_level(ch, k) for ch in channels], out_dtype, cancel)
+            if k == 0:
+                tif.write(tiles, shape=(n_c, *zyx), dtype=out_dtype, subifds=n_levels,
+                          description=ome_xml, **options)
+            else:
+                tif.write(tiles, shape=(n_c, zyx[0], hk, wk), dtype=out_dtype, subfiletype=1,
+                          **options)
     return n_levels + 1
+
+
+class WriteCancelled(Exception):
+    """The label OME-TIFF write was stopped through its ``cancel`` event."""
+
+
+# bytes of tiles handed to tifffile's compression threads at once (bounded memory)
+_TILES_IN_FLIGHT = 32 << 20
+
+
+def _channel_arrays(labels: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One (Z, Y, X) view per channel of a (C, Z, Y, X) array or of a list of channels."""
+    if isinstance(labels, np.ndarray):
+        if labels.ndim != 4:
+            raise LabelError(f"labels have shape {labels.shape}; expected (C, Z, Y, X)")
+        channels = list(labels)
+    else:
+        channels = [np.asarray(ch) for ch in labels]
+        channels = [ch[np.newaxis] if ch.ndim == 2 else ch for ch in channels]
+    if not channels:
+        raise ValueError("no channels to write")
+    shapes = {ch.shape for ch in channels}
+    if len(shapes) != 1 or len(channels[0].shape) != 3:
+        raise LabelError(
+            f"channels have shapes {sorted(shapes)}; every mask must be (Y, X) or (Z, Y, X) "
+            "of one shape"
+        )
+    return channels
+
+
+def _common_dtype(channels: Sequence[np.ndarray], dtype: np.dtype[Any] | type | None) -> np.dtype[Any]:
+    """The stored dtype: ``dtype`` or the channels' common one; every channel must cast to
+    it without loss (labels are never narrowed here)."""
+    out = np.dtype(dtype) if dtype is not None else np.result_type(*channels)
+    for c, ch in enumerate(channels):
+        if ch.dtype.kind not in "iu" or not np.can_cast(ch.dtype, out, "safe"):
+            raise LabelError(
+                f"channel {c} holds {ch.dtype} labels, which {out} cannot store exactly; "
+                "relabel the masks (maskbundle.labels.relabel) before writing"
+            )
+    return out.newbyteorder("=")
+
+
+def _array_tiles(
+    levels: Sequence[np.ndarray], dtype: np.dtype[Any], cancel: threading.Event | None
+) -> Iterator[np.ndarray]:
+    """Tiles of one pyramid level in tifffile's order (channel, plane, tile row, tile
+    column): views, cast one tile at a time when a channel has a narrower dtype. Edge
+    tiles stay short: tifffile pads them with zeros, as it pads an array's edge tiles."""
+    for level in levels:
+        for plane in level:
+            for y in range(0, plane.shape[0], TILE_SIZE):
+                for x in range(0, plane.shape[1], TILE_SIZE):
+                    if cancel is not None and cancel.is_set():
+                        raise WriteCancelled("the label OME-TIFF write was cancelled")
+                    tile = plane[y : y + TILE_SIZE, x : x + TILE_SIZE]
+                    yield tile if tile.dtype == dtype else tile.astype(dtype)
+
+
+@contextmanager
+def _removed_on_error(path: Path) -> Iterator[None]:
+    """Remove the partial file at ``path`` on any error; a write the file system refused
+    becomes :class:`OutputWriteError`."""
+    try:
+        yield
+    except BaseException as exc:
+        remove_path(path)
+        if isinstance(exc, OSError) and not isinstance(exc, MaskBundleError):
+            if exc.errno in _REFUSED_WRITE:
+                raise write_error(exc, path) from exc
+        raise
 
 
 def _tiff_options(compression: Compression, workers: int) -> dict[str, Any]:
@@ -302,7 +403,7 @@ def write_label_ome_tiff_streaming(
     # are views of bands, so that would keep that many bands alive (bytes are unchanged)
     options["buffersize"] = max(8 << 20, min(band_bytes, 64 << 20))
     sums = [BandChecksum(tuple(ch.source.shape), ch.source.dtype) for ch in channels]
-    try:
+    with _removed_on_error(path):
         with tempfile.TemporaryDirectory(
             dir=scratch if scratch is not None else path.parent, prefix=".pyramid-spill-"
         ) as tmp:
@@ -325,12 +426,6 @@ def write_label_ome_tiff_streaming(
             finally:
                 for fh in spills:
                     fh.close()
-    except BaseException as exc:
-        remove_path(path)
-        if isinstance(exc, OSError) and not isinstance(exc, MaskBundleError):
-            if exc.errno in _REFUSED_WRITE:
-                raise write_error(exc, path) from exc
-        raise
     known = [getattr(ch.source, "input_sha256", None) for ch in channels]
     return StreamedTiff(
         levels=n_levels + 1,
