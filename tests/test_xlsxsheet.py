@@ -286,6 +286,8 @@ def test_generated_sheets_read_as_calamine_reads_them(
 ) -> None:
     rng = random.Random(seed)
     monkeypatch.setattr(xlsxsheet, "CHUNK", rng.choice([64, 512, 1 << 22]))  # row carries
+    if seed % 2:  # inflated as a stream, not in one call
+        monkeypatch.setattr(xlsxsheet, "ONE_SHOT", 0)
     for i in range(25):
         path = _write_book(tmp_path / f"g{i}.xlsx", _random_sheet(rng))
         if all(not r for r in _calamine_rows(path)):
@@ -426,10 +428,15 @@ def test_entity_declarations_are_never_expanded(tmp_path: Path) -> None:
     assert xlsxsheet.read_own_xlsx(_write_book(tmp_path / "f.xlsx", entity_in_text)) is None
 
 
-def test_long_row_and_truncated_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("one_shot", [True, False])
+def test_long_row_and_truncated_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      one_shot: bool) -> None:
     row = '<row r="1">' + "".join(f'<c r="{_letters(c)}1"><v>{c}</v></c>'
                                   for c in range(1, 200)) + "</row>"
-    path = _write_book(tmp_path / "l.xlsx", _sheet(row))
+    path = _write_book(tmp_path / "l.xlsx", _sheet(row + row.replace('"1"', '"2"')
+                                                   .replace('1"', '2"')))
+    if not one_shot:
+        monkeypatch.setattr(xlsxsheet, "ONE_SHOT", 0)
     monkeypatch.setattr(xlsxsheet, "CHUNK", 256)
     assert xlsxsheet.read_own_xlsx(path) is not None
     monkeypatch.setattr(xlsxsheet, "MAX_CARRY", 1024)  # one row longer than the carry bound
@@ -438,8 +445,12 @@ def test_long_row_and_truncated_sheet(tmp_path: Path, monkeypatch: pytest.Monkey
     assert xlsxsheet.read_own_xlsx(_write_book(tmp_path / "t.xlsx", cut)) is None
 
 
-def test_damaged_member_goes_to_calamine(bundle: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_shot", [True, False])
+def test_damaged_member_goes_to_calamine(bundle: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch, one_shot: bool) -> None:
     """A flipped byte inside the deflated sheet: never an exception from our reader."""
+    if not one_shot:
+        monkeypatch.setattr(xlsxsheet, "ONE_SHOT", 0)
     path = tmp_path / "x.xlsx"
     shutil.copy(bundle / TABLE, path)
     with zipfile.ZipFile(path) as zf:
