@@ -318,10 +318,12 @@ def test_typed_tables_of_generated_sheets(tmp_path: Path, calamine_only: Callabl
         rows.append(f'<row r="{r + 1}"></row>')
         books.append(_write_book(tmp_path / f"t{i}.xlsx", _sheet("".join(rows))))
     fast = [read_table_grid(p, typed_body_after=k) for p in books for k in (1, 10)]
+    fast_text = [read_xlsx_grid(p) for p in books]
     calamine_only()
     slow = [read_table_grid(p, typed_body_after=k) for p in books for k in (1, 10)]
     for a, b in zip(fast, slow, strict=True):
         _same_grids(a, b)
+    assert fast_text == [read_xlsx_grid(p) for p in books]
 
 
 UNSUPPORTED = {

@@ -548,7 +548,7 @@ def read_xlsx_grid(path: Path) -> XlsxGrid:
     _check_xlsx_members(path)
     own = _read_own(path)
     if own is not None:
-        return XlsxGrid(own.sheet_names, _trimmed(_xlsx_text(own.rows_as_values(0, own.n_rows))))
+        return XlsxGrid(own.sheet_names, _own_text_rows(own))
     scan = _checked_scan(path)
     if scan.has_formulas:
         return _read_xlsx_formulas(path)
@@ -568,6 +568,19 @@ def _objects(values: list[str]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
+
+
+def _own_text_rows(own: OwnSheet) -> list[list[str]]:
+    """:func:`_xlsx_text` of every row of the sheet, trimmed, built column by column."""
+    grid = np.empty((own.n_rows, own.width), dtype=object)
+    for j in range(own.width):
+        column = _objects([""] * own.n_rows)
+        numbers = own.numbers[:, j]
+        filled = np.flatnonzero(~np.isnan(numbers))
+        column[filled] = _objects(_float_texts(numbers[filled]))
+        grid[:, j] = column
+    grid[own.text_rows, own.text_cols] = own.texts
+    return _trimmed(grid.tolist())
 
 
 def _own_table(own: OwnSheet, k: int) -> TableGrid:

@@ -396,6 +396,8 @@ def _inflated(path: Path, info: zipfile.ZipInfo) -> bytes:
         if len(local) != 30 or local[:4] != b"PK\x03\x04":
             raise _Unsupported
         name_len, extra_len = struct.unpack("<HH", local[26:30])
+        if f.read(name_len) != _SHEET.encode():  # the local header names another member
+            raise _Unsupported
         f.seek(info.header_offset + 30 + name_len + extra_len)
         raw = f.read(info.compress_size)
     if len(raw) != info.compress_size:
@@ -481,8 +483,10 @@ class OwnSheet:
         out: list[list[Any]] = [
             ["" if v != v else v for v in row] for row in self.numbers[start:stop].tolist()
         ]
-        for i in np.flatnonzero((self.text_rows >= start) & (self.text_rows < stop)).tolist():
-            out[int(self.text_rows[i]) - start][int(self.text_cols[i])] = self.texts[i]
+        here = (self.text_rows >= start) & (self.text_rows < stop)
+        for r, c, t in zip((self.text_rows[here] - start).tolist(),
+                           self.text_cols[here].tolist(), self.texts[here].tolist(), strict=True):
+            out[r][c] = t
         return out
 
 
