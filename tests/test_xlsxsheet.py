@@ -40,6 +40,11 @@ PREAMBLE = (
 )
 
 
+def _own(path: Path) -> xlsxsheet.OwnSheet | None:
+    """The compiled reader with the limits ``read_table_grid`` gives it."""
+    return readers._read_own(path)
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cells, nuclei = synthetic_tissue((64, 64), cell_spacing=12.0, seed=1)
@@ -98,7 +103,7 @@ def _calamine_rows(path: Path) -> list[list[Any]]:
 
 
 def _same_cells(path: Path) -> None:
-    own = xlsxsheet.read_own_xlsx(path)
+    own = _own(path)
     assert own is not None
     got = [[_key(v) for v in r] for r in own.rows_as_values(0, own.n_rows)]
     want = [[_key(v) for v in r] for r in _calamine_rows(path)]
@@ -137,7 +142,7 @@ def test_own_bundle_tables_read_as_calamine_reads_them(
 ) -> None:
     for name in ("cells", "nuclei"):
         path = bundle / SEG / f"{name}-objects.xlsx"
-        assert xlsxsheet.read_own_xlsx(path) is not None
+        assert _own(path) is not None
         _same_cells(path)
     fast = read_table_grid(bundle / TABLE, typed_body_after=10)
     text = read_xlsx_grid(bundle / TABLE)
@@ -149,7 +154,7 @@ def test_own_bundle_tables_read_as_calamine_reads_them(
 
 def test_own_bundle_cells_match_openpyxl(bundle: Path) -> None:
     """An independent reading: openpyxl's values, numbers as doubles, text as text."""
-    own = xlsxsheet.read_own_xlsx(bundle / TABLE)
+    own = _own(bundle / TABLE)
     assert own is not None
     wb = openpyxl.load_workbook(bundle / TABLE, read_only=True)
     rows = [list(r) for r in wb.worksheets[0].iter_rows(values_only=True)]
@@ -179,7 +184,7 @@ def test_other_tools_workbooks_go_to_calamine(bundle: Path, tmp_path: Path) -> N
     ws.cell(row=11, column=2).font = openpyxl.styles.Font(bold=True)
     path = tmp_path / "openpyxl.xlsx"
     wb.save(path)
-    assert xlsxsheet.read_own_xlsx(path) is None
+    assert _own(path) is None
     grid = read_table_grid(path, typed_body_after=10)
     own = read_table_grid(bundle / TABLE, typed_body_after=10)
     assert grid.rows == own.rows and grid.n_body == own.n_body
@@ -210,7 +215,7 @@ def test_shared_strings_workbook_goes_to_calamine(tmp_path: Path) -> None:
     path = _write_book(tmp_path / "sst.xlsx", sheet, {
         "xl/_rels/workbook.xml.rels": rels, "[Content_Types].xml": types,
         "xl/sharedStrings.xml": sst})
-    assert xlsxsheet.read_own_xlsx(path) is None
+    assert _own(path) is None
     wb = openpyxl.load_workbook(path, read_only=True)
     want = [["" if v is None else str(v) for v in r]
             for r in wb.worksheets[0].iter_rows(values_only=True)]
@@ -291,7 +296,7 @@ def test_generated_sheets_read_as_calamine_reads_them(
     for i in range(25):
         path = _write_book(tmp_path / f"g{i}.xlsx", _random_sheet(rng))
         if all(not r for r in _calamine_rows(path)):
-            assert xlsxsheet.read_own_xlsx(path) is None  # no cells: calamine's to judge
+            assert _own(path) is None  # no cells: calamine's to judge
             continue
         _same_cells(path)
 
@@ -357,7 +362,7 @@ UNSUPPORTED = {
 def test_anything_else_goes_to_calamine(tmp_path: Path, case: str,
                                         calamine_only: Callable[[], None]) -> None:
     path = _write_book(tmp_path / "u.xlsx", _sheet(UNSUPPORTED[case]))
-    assert xlsxsheet.read_own_xlsx(path) is None
+    assert _own(path) is None
     fast = _outcome(lambda: read_table_grid(path, typed_body_after=1))
     calamine_only()
     assert fast == _outcome(lambda: read_table_grid(path, typed_body_after=1))
@@ -377,8 +382,8 @@ def test_other_parts_or_names_go_to_calamine(bundle: Path, tmp_path: Path) -> No
     with zipfile.ZipFile(bundle / TABLE) as zf:
         sheet = zf.read(SHEET)
     renamed = cellwriter._WORKBOOK.replace('name="MAIN"', 'name="Other"')
-    assert xlsxsheet.read_own_xlsx(_write_book(tmp_path / "a.xlsx", sheet)) is not None
-    assert xlsxsheet.read_own_xlsx(
+    assert _own(_write_book(tmp_path / "a.xlsx", sheet)) is not None
+    assert _own(
         _write_book(tmp_path / "b.xlsx", sheet, {"xl/workbook.xml": renamed})) is None
     grid = read_table_grid(tmp_path / "b.xlsx", typed_body_after=10)
     assert grid.sheet_names == ["Other"]
@@ -387,7 +392,7 @@ def test_other_parts_or_names_go_to_calamine(bundle: Path, tmp_path: Path) -> No
             for info in src.infolist():
                 zf.writestr(info, src.read(info))
         zf.writestr("xl/sharedStrings.xml", "<sst/>")
-    assert xlsxsheet.read_own_xlsx(tmp_path / "c.xlsx") is None
+    assert _own(tmp_path / "c.xlsx") is None
 
 
 # -- hostile input -----------------------------------------------------------------------
@@ -399,7 +404,7 @@ def test_far_cell_is_refused_with_the_same_message(tmp_path: Path,
     path = _write_book(tmp_path / "far.xlsx", _sheet(
         '<row r="1"><c r="A1"><v>1</v></c></row>'
         '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>', dim="A1:XFD1048576"))
-    assert xlsxsheet.read_own_xlsx(path) is None
+    assert _own(path) is None
     with pytest.raises(CorruptInputError, match="beyond") as fast:
         read_table_grid(path, typed_body_after=10)
     calamine_only()
@@ -410,11 +415,11 @@ def test_far_cell_is_refused_with_the_same_message(tmp_path: Path,
 
 def test_row_beyond_excel_and_declared_dimension(tmp_path: Path) -> None:
     path = _write_book(tmp_path / "r.xlsx", _sheet('<row r="9999999"></row>'))
-    assert xlsxsheet.read_own_xlsx(path) is None
+    assert _own(path) is None
     # a huge declared dimension alone is no extent: the cells are
     path = _write_book(tmp_path / "d.xlsx", _sheet('<row r="1"><c r="A1"><v>1</v></c></row>',
                                                     dim="A1:XFD1048576"))
-    own = xlsxsheet.read_own_xlsx(path)
+    own = _own(path)
     assert own is not None and (own.n_rows, own.width) == (1, 1)
 
 
@@ -425,9 +430,9 @@ def test_entity_declarations_are_never_expanded(tmp_path: Path) -> None:
             '<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>&b;</t></is></c></row>'
             '</sheetData></worksheet>')
     path = _write_book(tmp_path / "e.xlsx", bomb)
-    assert xlsxsheet.read_own_xlsx(path) is None
+    assert _own(path) is None
     entity_in_text = _sheet('<row r="1"><c r="A1" t="inlineStr"><is><t>&b;</t></is></c></row>')
-    assert xlsxsheet.read_own_xlsx(_write_book(tmp_path / "f.xlsx", entity_in_text)) is None
+    assert _own(_write_book(tmp_path / "f.xlsx", entity_in_text)) is None
 
 
 @pytest.mark.parametrize("one_shot", [True, False])
@@ -440,11 +445,11 @@ def test_long_row_and_truncated_sheet(tmp_path: Path, monkeypatch: pytest.Monkey
     if not one_shot:
         monkeypatch.setattr(xlsxsheet, "ONE_SHOT", 0)
     monkeypatch.setattr(xlsxsheet, "CHUNK", 256)
-    assert xlsxsheet.read_own_xlsx(path) is not None
+    assert _own(path) is not None
     monkeypatch.setattr(xlsxsheet, "MAX_CARRY", 1024)  # one row longer than the carry bound
-    assert xlsxsheet.read_own_xlsx(path) is None
+    assert _own(path) is None
     cut = _sheet(row)[:-30]  # no closing tags
-    assert xlsxsheet.read_own_xlsx(_write_book(tmp_path / "t.xlsx", cut)) is None
+    assert _own(_write_book(tmp_path / "t.xlsx", cut)) is None
 
 
 @pytest.mark.parametrize("one_shot", [True, False])
@@ -461,7 +466,7 @@ def test_damaged_member_goes_to_calamine(bundle: Path, tmp_path: Path,
     at = info.header_offset + 30 + len(SHEET) + 200
     data[at] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert xlsxsheet.read_own_xlsx(path) is None
+    assert _own(path) is None
 
 
 # -- the validator's findings ------------------------------------------------------------
@@ -545,7 +550,7 @@ def test_validator_findings_do_not_depend_on_the_reader(
     with zipfile.ZipFile(root / TABLE, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in parts.items():
             zf.writestr(name, data)
-    assert xlsxsheet.read_own_xlsx(root / TABLE) is not None  # the edit kept our form
+    assert _own(root / TABLE) is not None  # the edit kept our form
     fast = validate_bundle(root)
     monkeypatch.setattr(readers, "_read_own", lambda path: None)
     slow = validate_bundle(root)

@@ -559,9 +559,9 @@ def read_xlsx_grid(path: Path) -> XlsxGrid:
 def _read_own(path: Path) -> OwnSheet | None:
     """The sheet of a workbook in our writer's exact form (:mod:`.xlsxsheet`, compiled
     and about ten times faster than calamine), or None: read it with calamine."""
-    from .xlsxsheet import read_own_xlsx
+    from .xlsxsheet import Extent, read_own_xlsx
 
-    return read_own_xlsx(path)
+    return read_own_xlsx(path, Extent(EXCEL_MAX_ROWS, XLSX_MAX_COLUMNS, XLSX_MAX_CELLS))
 
 
 def _objects(values: list[str]) -> np.ndarray:

@@ -33,15 +33,13 @@ from typing import Any
 import numba
 import numpy as np
 
-from ..rules import EXCEL_MAX_ROWS, XLSX_SHEET
+from ..rules import XLSX_SHEET
 
-__all__ = ["CHUNK", "MAX_CARRY", "ONE_SHOT", "OwnSheet", "read_own_xlsx"]
+__all__ = ["CHUNK", "MAX_CARRY", "ONE_SHOT", "Extent", "OwnSheet", "read_own_xlsx"]
 
 CHUNK = 1 << 22  # inflated bytes scanned at a time
 MAX_CARRY = 1 << 26  # a single row longer than this is left to calamine
 ONE_SHOT = 1 << 28  # a sheet up to this size is inflated in one call, larger ones streamed
-_MAX_COLUMNS = 16_384
-_MAX_CELLS = 100_000_000
 _MAX_PART = 1 << 16  # the small parts of our workbooks are a few hundred bytes
 
 _SHEET = "xl/worksheets/sheet1.xml"
@@ -490,9 +488,20 @@ class OwnSheet:
         return out
 
 
-def read_own_xlsx(path: Path) -> OwnSheet | None:
+@dataclass(frozen=True)
+class Extent:
+    """The largest sheet read here: more rows (by ``<row>`` number) or columns, or more
+    cells in their product, and the sheet is left to the caller's checks."""
+
+    rows: int
+    columns: int
+    cells: int
+
+
+def read_own_xlsx(path: Path, limit: Extent) -> OwnSheet | None:
     """The first sheet of ``path`` when it is a workbook in our writer's exact form, else
-    None (read it with calamine). The caller has checked the zip members' sizes.
+    None (read it with calamine). The caller has checked the zip members' sizes; a sheet
+    beyond ``limit`` gives None before its grid is allocated.
 
     Raises nothing for a damaged file: whatever cannot be read here is calamine's to judge.
     """
@@ -513,10 +522,10 @@ def read_own_xlsx(path: Path) -> OwnSheet | None:
             cells = _read_cells(zf, Path(path))
     except (_Unsupported, Exception):  # anything odd or damaged: calamine's to judge
         return None
-    return _assemble(cells)
+    return _assemble(cells, limit)
 
 
-def _assemble(cells: _Cells) -> OwnSheet | None:
+def _assemble(cells: _Cells, limit: Extent) -> OwnSheet | None:
     num_rows = np.concatenate(cells.num_rows) if cells.num_rows else np.empty(0, np.int32)
     num_cols = np.concatenate(cells.num_cols) if cells.num_cols else np.empty(0, np.int32)
     txt_rows = np.concatenate(cells.txt_rows) if cells.txt_rows else np.empty(0, np.int32)
@@ -527,7 +536,7 @@ def _assemble(cells: _Cells) -> OwnSheet | None:
     width = int(max(num_cols.max(initial=0), txt_cols.max(initial=0)))
     # the limits the caller's scan applies (rows named by <row>, the farthest column)
     extent_rows = max(cells.last_row, n_rows)
-    if extent_rows > EXCEL_MAX_ROWS or width > _MAX_COLUMNS or extent_rows * width > _MAX_CELLS:
+    if extent_rows > limit.rows or width > limit.columns or extent_rows * width > limit.cells:
         return None  # refused by the caller's checks, with their message
     numbers = np.full((n_rows, width), np.nan)
     numbers[num_rows - 1, num_cols - 1] = np.concatenate(cells.num_vals)
