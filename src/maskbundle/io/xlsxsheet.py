@@ -39,7 +39,8 @@ __all__ = ["CHUNK", "MAX_CARRY", "ONE_SHOT", "Extent", "OwnSheet", "read_own_xls
 
 CHUNK = 1 << 22  # inflated bytes scanned at a time
 MAX_CARRY = 1 << 26  # a single row longer than this is left to calamine
-ONE_SHOT = 1 << 28  # a sheet up to this size is inflated in one call, larger ones streamed
+ONE_SHOT = 1 << 25  # a sheet up to this size is inflated in one call (libdeflate, fast);
+# larger ones are streamed through zlib, which keeps the peak memory of large tables down
 _MAX_PART = 1 << 16  # the small parts of our workbooks are a few hundred bytes
 
 _SHEET = "xl/worksheets/sheet1.xml"
