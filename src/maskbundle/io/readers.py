@@ -575,7 +575,7 @@ def _own_text_rows(own: OwnSheet) -> list[list[str]]:
     grid = np.empty((own.n_rows, own.width), dtype=object)
     for j in range(own.width):
         column = _objects([""] * own.n_rows)
-        numbers = own.numbers[:, j]
+        numbers = own.numbers[j]
         filled = np.flatnonzero(~np.isnan(numbers))
         column[filled] = _objects(_float_texts(numbers[filled]))
         grid[:, j] = column
@@ -600,7 +600,7 @@ def _own_table(own: OwnSheet, k: int) -> TableGrid:
         t_vals = own.texts[below]
         with_text = set(np.unique(t_cols).tolist())
         for j in range(own.width):
-            numbers = np.ascontiguousarray(own.numbers[k:, j])
+            numbers = own.numbers[j, k:]  # a view: no copy of the table
             if j not in with_text:
                 columns.append(numbers)
                 continue

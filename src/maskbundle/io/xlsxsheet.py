@@ -464,14 +464,14 @@ def _read_cells(zf: zipfile.ZipFile, path: Path) -> _Cells:
 
 @dataclass(frozen=True)
 class OwnSheet:
-    """The first sheet of one of our workbooks: a row-major grid of ``n_rows`` x
-    ``width`` cells (calamine's extent: up to the last cell, from A1), numbers as float64
-    (NaN where there is no number) and the text cells apart."""
+    """The first sheet of one of our workbooks: ``n_rows`` x ``width`` cells
+    (calamine's extent: up to the last cell, from A1), the numbers as float64 stored by
+    column (NaN where there is no number), the text cells apart."""
 
     sheet_names: list[str]
     n_rows: int
     width: int
-    numbers: np.ndarray  # (n_rows, width) float64, NaN where blank or text
+    numbers: np.ndarray  # (width, n_rows) float64 by column, NaN where blank or text
     text_rows: np.ndarray  # 0-based row of each text cell
     text_cols: np.ndarray  # 0-based column of each text cell
     texts: np.ndarray  # the text of each text cell (str objects)
@@ -480,7 +480,7 @@ class OwnSheet:
         """Rows ``start:stop`` as calamine's ``to_python`` gives them: floats, strings,
         ``''`` for a blank cell, every row ``width`` long."""
         out: list[list[Any]] = [
-            ["" if v != v else v for v in row] for row in self.numbers[start:stop].tolist()
+            ["" if v != v else v for v in row] for row in self.numbers[:, start:stop].T.tolist()
         ]
         here = (self.text_rows >= start) & (self.text_rows < stop)
         for r, c, t in zip((self.text_rows[here] - start).tolist(),
@@ -539,8 +539,8 @@ def _assemble(cells: _Cells, limit: Extent) -> OwnSheet | None:
     extent_rows = max(cells.last_row, n_rows)
     if extent_rows > limit.rows or width > limit.columns or extent_rows * width > limit.cells:
         return None  # refused by the caller's checks, with their message
-    numbers = np.full((n_rows, width), np.nan)
-    numbers[num_rows - 1, num_cols - 1] = np.concatenate(cells.num_vals)
+    numbers = np.full((width, n_rows), np.nan)  # by column: each one a contiguous view
+    numbers[num_cols - 1, num_rows - 1] = np.concatenate(cells.num_vals)
     texts = np.concatenate(cells.txt_vals) if cells.txt_vals else np.empty(0, object)
     return OwnSheet([XLSX_SHEET], n_rows, width, numbers, (txt_rows - 1).astype(np.intp),
                     (txt_cols - 1).astype(np.intp), texts)
