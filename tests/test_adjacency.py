@@ -890,3 +890,17 @@ def test_kept_edge_rows_are_the_sorted_masked_rows() -> None:
         keep = dist <= bound
         want = _edge_frame(ids, pairs[keep], dist[keep])
         pd.testing.assert_frame_equal(_kept_edge_frame(ids, pairs, dist, bound), want)
+
+
+def test_adjacency_csv_in_blocks_is_the_row_by_row_text(tmp_path: Path) -> None:
+    # enough rows for the formatter's two threads; the text of every row on its own
+    n = 100_003
+    rng = np.random.default_rng(9)
+    a = np.arange(1, n + 1, dtype=np.int64)
+    d = np.round(rng.random(n) * 50, 3)
+    frame = pd.DataFrame({"Object ID 1": a, "Object ID 2": a + 1, "Distance (micrometer)": d})
+    want = "Object ID 1,Object ID 2,Distance (micrometer)\n" + "".join(
+        f"{x},{x + 1},{repr(v).rstrip('0').rstrip('.')}\n" for x, v in zip(a.tolist(), d.tolist(), strict=True))
+    assert format_adjacency_csv(frame).decode("ascii") == want
+    write_adjacency_csv(tmp_path / "e.csv", frame)
+    assert (tmp_path / "e.csv").read_text("ascii") == want
