@@ -379,43 +379,45 @@ def _edge_frame(ids: np.ndarray, pairs: np.ndarray, dist: np.ndarray) -> pd.Data
 @numba.njit(cache=True, nogil=True)  # type: ignore[misc]
 def _kept_edges_kernel(
     ids: np.ndarray, pairs: np.ndarray, dist: np.ndarray, bound: float,
-    id1: np.ndarray, id2: np.ndarray, out_d: np.ndarray,
+    start: np.ndarray, other: np.ndarray, id1: np.ndarray, id2: np.ndarray,
+    out_d: np.ndarray,
 ) -> int:  # pragma: no cover
     """Edges with ``dist <= bound`` as rows sorted by (smaller, larger) index, written
     as ids (ascending ``ids``); a counting sort on the smaller index, then a stable
     insertion sort of each bucket (a point has a handful of neighbours). Returns the
-    row count."""
+    row count. ``start`` (M + 1,) zeros and ``other`` are work space (allocated by the
+    caller: allocations inside a kernel cost compile time)."""
     m = ids.size
-    start = np.zeros(m + 1, np.int64)
     for k in range(pairs.shape[0]):
         if dist[k] <= bound:
             start[min(pairs[k, 0], pairs[k, 1]) + 1] += 1
     for i in range(m):
         start[i + 1] += start[i]
-    fill = start[:m].copy()
-    other = np.empty(start[m], np.int64)
-    for k in range(pairs.shape[0]):
+    for k in range(pairs.shape[0]):  # start[lo] walks from lo's first row to its end
         if dist[k] <= bound:
             lo = min(pairs[k, 0], pairs[k, 1])
-            pos = fill[lo]
-            fill[lo] += 1
+            pos = start[lo]
+            start[lo] += 1
             other[pos] = max(pairs[k, 0], pairs[k, 1])
             out_d[pos] = dist[k]
+    begin = 0
     for lo in range(m):
-        for u in range(start[lo] + 1, start[lo + 1]):
+        end = start[lo]
+        for u in range(begin + 1, end):
             o = other[u]
             d = out_d[u]
             v = u
-            while v > start[lo] and other[v - 1] > o:
+            while v > begin and other[v - 1] > o:
                 other[v] = other[v - 1]
                 out_d[v] = out_d[v - 1]
                 v -= 1
             other[v] = o
             out_d[v] = d
-        for u in range(start[lo], start[lo + 1]):
+        for u in range(begin, end):
             id1[u] = ids[lo]
             id2[u] = ids[other[u]]
-    return int(start[m])
+        begin = end
+    return int(begin)
 
 
 def _kept_edge_frame(
@@ -433,7 +435,8 @@ def _kept_edge_frame(
     out_d = np.empty(rows, np.float64)
     n = _kept_edges_kernel(
         np.ascontiguousarray(ids, np.int64), np.ascontiguousarray(pairs, np.int64),
-        np.ascontiguousarray(dist, np.float64), float(bound), id1, id2, out_d,
+        np.ascontiguousarray(dist, np.float64), float(bound),
+        np.zeros(ids.size + 1, np.int64), np.empty(rows, np.int64), id1, id2, out_d,
     )
     return pd.DataFrame({ID1: id1[:n], ID2: id2[:n], DISTANCE: out_d[:n]}, copy=False)
 
@@ -864,7 +867,7 @@ def _linkage_kernel(
     keys = np.zeros(1024, np.uint64)
     gap = np.full(1024, np.inf)
     faces = np.zeros((1024, 3), np.int64)
-    used = 0
+    used: Any = np.int64(0)  # not the literal 0: that compiled _merge_entry twice
     ckey = np.zeros(_CACHE_SIZE, np.uint64)
     cgap = np.full(_CACHE_SIZE, np.inf)
     cfaces = np.zeros((_CACHE_SIZE, 3), np.int64)
