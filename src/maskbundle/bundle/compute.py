@@ -193,32 +193,15 @@ def compute_mask(plan: BundlePlan, mp: MaskPlan, advance: Advance) -> MaskResult
     """Every per-mask stage, in order; ``advance`` ticks the progress bar after each.
 
     The input's checksum (a full pass over the pixels; hashlib releases the GIL) runs on
-    a thread beside the stages: what :func:`relabel_stage` returns, without the wait; so
-    does the linkage graph once the labels are relabelled (:func:`adjacency_stage`'s
-    tables, in its order).
+    a thread beside the stages: what :func:`relabel_stage` returns, without the wait.
     """
     raw = np.asarray(mp.labels)
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(array_checksum, raw)
         mask = relabel_mask(mp.name, raw)
-        # the touching pairs need only the labels: they start now and fill the single-
-        # threaded stretches of the objects stage; the result does not depend on timing
-        linkage = None
-        if "linkage" in plan.adjacency:
-            linkage = pool.submit(
-                mask_adjacency, mask.labels, physical_size=plan.physical_size,
-                kinds=("linkage",), options=plan.adjacency_options,
-            )
         table = objects_stage(plan, mp, mask)
         advance(f"{mask.name} table")
-        rest = tuple(k for k in plan.adjacency if k != "linkage")
-        found = dict(mask_adjacency(
-            mask.labels, physical_size=plan.physical_size, kinds=rest,
-            options=plan.adjacency_options, centroids_px=table.centroids_zyx,
-        )) if rest else {}
-        if linkage is not None:
-            found.update(linkage.result())
-        adjacency = {k: found[k] for k in plan.adjacency}
+        adjacency = adjacency_stage(plan, mask, table.centroids_zyx)
         for kind in adjacency:
             advance(f"{mask.name} {kind} adjacency")
         meshes = mesh_stage(plan, mask)
