@@ -864,3 +864,49 @@ def test_linkage_parts_on_threads_give_the_same_table(
         got = linkage_adjacency(a, physical_size=ps, max_gap=g, contact=True)
         pd.testing.assert_frame_equal(got, ref)
         assert got.attrs == ref.attrs
+
+
+def test_lex_order_is_numpys_lexsort() -> None:
+    from maskbundle.measure.adjacency import _lex_order
+
+    rng = np.random.default_rng(7)
+    for t in range(60):
+        m = int(rng.integers(1, 300))
+        # few distinct values: long runs of ties in the first column, twins, -0.0 == 0.0
+        p = rng.integers(-3, int(rng.integers(1, 12)), (m, 2)).astype(np.float64) * 0.5
+        p[rng.integers(0, m, 2)] = -0.0
+        if t % 5 == 0:
+            p[rng.integers(0, m, 2), 0] = np.nan
+        assert np.array_equal(_lex_order(p), np.lexsort((p[:, 1], p[:, 0])))
+
+
+def test_kept_edge_rows_are_the_sorted_masked_rows() -> None:
+    from maskbundle.measure.adjacency import _edge_frame, _kept_edge_frame
+
+    rng = np.random.default_rng(8)
+    for t in range(60):
+        m = int(rng.integers(2, 50))
+        e = int(rng.integers(0, 150))
+        pairs = rng.integers(0, m, (e, 2))  # either order, repeats allowed
+        dist = rng.random(e)
+        if e:
+            dist[rng.integers(0, e, 2)] = np.nan
+        ids = np.cumsum(rng.integers(1, 4, m))
+        bound = (0.5, math.inf, 0.0)[t % 3]
+        keep = dist <= bound
+        want = _edge_frame(ids, pairs[keep], dist[keep])
+        pd.testing.assert_frame_equal(_kept_edge_frame(ids, pairs, dist, bound), want)
+
+
+def test_adjacency_csv_in_blocks_is_the_row_by_row_text(tmp_path: Path) -> None:
+    # enough rows for the formatter's two threads; the text of every row on its own
+    n = 100_003
+    rng = np.random.default_rng(9)
+    a = np.arange(1, n + 1, dtype=np.int64)
+    d = np.round(rng.random(n) * 50, 3)
+    frame = pd.DataFrame({"Object ID 1": a, "Object ID 2": a + 1, "Distance (micrometer)": d})
+    want = "Object ID 1,Object ID 2,Distance (micrometer)\n" + "".join(
+        f"{x},{x + 1},{repr(v).rstrip('0').rstrip('.')}\n" for x, v in zip(a.tolist(), d.tolist(), strict=True))
+    assert format_adjacency_csv(frame).decode("ascii") == want
+    write_adjacency_csv(tmp_path / "e.csv", frame)
+    assert (tmp_path / "e.csv").read_text("ascii") == want

@@ -104,6 +104,8 @@ def check_objects_table(
         check_spec(spec)
         col = frame[spec.name]
         where = f"column {spec.name!r}"
+        if _fast_column(spec, col, frame, where, fmt):
+            continue
         missing = col.isna().to_numpy().copy()
         if spec.type in TEXT_TYPES:
             missing |= np.asarray(col.to_numpy(dtype=object) == "", dtype=bool)
@@ -130,6 +132,48 @@ def check_objects_table(
             _check_text_column(spec, values, where)
         elif spec.type in ("integer", "float") and len(present):
             _check_number_column(spec, present, uniq, where, fmt)
+
+
+def _fast_column(
+    spec: ColumnSpec, col: pd.Series, frame: pd.DataFrame, where: str, fmt: str
+) -> bool:
+    """The checks of :func:`check_objects_table` for the two column shapes the writer
+    builds itself, without pandas' per-cell passes (0.6 s at 650,000 objects): a numpy
+    number column of a number type, and a text column holding one string in every row.
+    Same verdicts and messages; False leaves the column to the general checks."""
+    if not isinstance(col.dtype, np.dtype):
+        return False  # extension dtypes (nullable integers, categoricals ...)
+    values = col.to_numpy()
+    kind = values.dtype.kind
+    if kind in "iuf" and spec.type in ("integer", "float"):
+        present = values
+        if kind == "f":
+            missing = np.isnan(values)
+            if missing.any():
+                if spec.requirement == "REQUIRED" or spec.type == "integer":
+                    first = int(frame[OBJECT_ID].iloc[int(np.argmax(missing))])
+                    raise TableFormatError(
+                        f"{where}: {int(missing.sum())} empty cell(s), first at Object ID "
+                        f"{first}; {'REQUIRED' if spec.requirement == 'REQUIRED' else 'integer'}"
+                        " columns must be filled"
+                    )
+                present = values[~missing]
+        if present.size:
+            _check_number_values(spec, present, where, fmt)
+        return True
+    if kind == "O" and spec.type in TEXT_TYPES and values.size:
+        first_cell = values[0]
+        if type(first_cell) is not str or first_cell == "":
+            return False
+        try:  # one string in every row (np.full): the distinct cells are that string
+            same = bool((values == first_cell).all())
+        except (TypeError, ValueError):  # a cell whose == is not a truth value
+            return False
+        if not same:
+            return False
+        _check_text_column(spec, [first_cell], where)
+        return True
+    return False
 
 
 def _check_text_column(spec: ColumnSpec, values: list[str], where: str) -> None:
@@ -168,16 +212,37 @@ def _check_number_column(
         )
     if present.dtype.kind == "b":
         raise TableFormatError(f"{where}: booleans in a {spec.type} column; give 0/1")
-    arr = pd.to_numeric(present, errors="coerce").to_numpy(dtype=float)
-    if np.isnan(arr).any() or not np.isfinite(arr).all():
+    _check_number_values(
+        spec, pd.to_numeric(present, errors="coerce").to_numpy(dtype=float), where, fmt,
+        present.to_numpy())
+
+
+def _check_number_values(
+    spec: ColumnSpec, values: np.ndarray, where: str, fmt: str,
+    shown: np.ndarray | None = None,
+) -> None:
+    """Filled number cells (``values`` as numbers; ``shown`` the cells as given, for the
+    message): finite, whole in an integer column, and exact in Excel."""
+    shown = values if shown is None else shown
+    if values.dtype.kind in "iu":  # finite and whole: only Excel's limit can refuse them
+        if spec.type == "integer" and fmt == "xlsx":
+            _check_excel_exact(values.astype(float), where)
+        return
+    arr = values.astype(float, copy=False)
+    if not np.isfinite(arr).all():  # NaN (a text cell coerced) or infinite
         raise TableFormatError(f"{where}: non-numeric or infinite values in a number column")
     if spec.type == "integer" and (arr != np.round(arr)).any():
-        first = present.to_numpy()[int(np.argmax(arr != np.round(arr)))]
+        first = shown[int(np.argmax(arr != np.round(arr)))]
         raise TableFormatError(
             f"{where}: fractional value {first!r} in an integer column; round it "
             "yourself or declare the column float"
         )
-    if spec.type == "integer" and fmt == "xlsx" and (np.abs(arr) > EXCEL_EXACT_INT).any():
+    if spec.type == "integer" and fmt == "xlsx":
+        _check_excel_exact(arr, where)
+
+
+def _check_excel_exact(arr: np.ndarray, where: str) -> None:
+    if (np.abs(arr) > EXCEL_EXACT_INT).any():
         raise TableFormatError(
             f"{where}: integers of more than 15 digits lose digits in Excel; write "
             "the table as TSV (objects_format='tsv') or store them as text",

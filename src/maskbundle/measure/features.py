@@ -42,7 +42,7 @@ from ._accumulate import (
     convex_pixel_counts,
     grouped_medians,
     hull_rows,
-    merge,
+    merge_into,
 )
 
 __all__ = [
@@ -282,9 +282,9 @@ def _run(
         return one(cores[0])
     with ThreadPoolExecutor(max_workers=len(cores)) as pool:
         parts = list(pool.map(one, cores))
-    acc = parts[0]
+    acc = parts[0]  # ours: the other bands merge into it in place, in order
     for part in parts[1:]:
-        acc = merge(acc, part)
+        merge_into(acc, part)
     return acc
 
 
