@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +70,15 @@ def array_checksum(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _on_a_thread(fn: Callable[..., str], *args: Any) -> Future[str]:
+    """``fn(*args)`` started on its own thread (hashlib and file reads release the GIL)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="maskbundle-sha256")
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def _is_lazy_array(x: Any) -> bool:
     """A dask or zarr array (shape, dtype, slicing) that is not numpy."""
     return (not isinstance(x, np.ndarray | str | Path) and hasattr(x, "shape")
@@ -113,7 +123,12 @@ class FeaturePlan:
     marker_names: list[str] | None
     alternative_ids: Mapping[str, str] | Sequence[str] | None
     intensity_source: str | None  # file name, "array" or None (provenance)
-    intensity_sha256: str | None
+    # the intensity image's sha256, still being computed: read it with intensity_checksum()
+    intensity_sha256: Future[str] | None
+
+    def intensity_checksum(self) -> str | None:
+        """The intensity image's sha256 (waits for its thread; raises what it raised)."""
+        return None if self.intensity_sha256 is None else self.intensity_sha256.result()
     with_features: bool  # any column beyond the required ones is computed
 
 
@@ -537,14 +552,16 @@ def _plan_features(
             f"features {list(statistics)} need an intensity image: pass intensity_image=",
             cli=f"features {list(statistics)} need an intensity image: give --intensity FILE",
         )
+    # hashed on a thread while the masks are measured (a pass over every marker pixel)
+    sha: Future[str] | None
     if isinstance(image, str | Path):
-        sha = sha256_file(image)
+        sha = _on_a_thread(sha256_file, image)
     elif intensity is None:
         sha = None
     elif isinstance(intensity, np.ndarray):
-        sha = array_checksum(intensity)
+        sha = _on_a_thread(array_checksum, intensity)
     else:  # a dask / zarr array left lazy: one pass by bands, not the whole at once
-        sha = lazy_array_checksum(image)
+        sha = _on_a_thread(lazy_array_checksum, image)
     return FeaturePlan(
         morphology=morphology,
         statistics=statistics if intensity is not None else (),

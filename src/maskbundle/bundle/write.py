@@ -202,7 +202,7 @@ def _provenance(plan: BundlePlan) -> dict[str, Any]:
             "morphology": f.morphology,
             "intensity_statistics": list(f.statistics),
             "intensity_image": f.intensity_source,
-            "intensity_image_sha256": f.intensity_sha256,
+            "intensity_image_sha256": f.intensity_checksum(),
             "definitions": "scikit-image regionprops with spacing = pixel size, except where "
                            "a column's Description says otherwise",
         },
