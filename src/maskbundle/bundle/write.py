@@ -28,7 +28,6 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import HubmapConversionWarning
-from ..io.adjacency_csv import write_adjacency_csv
 from ..io.ometiff import (
     StreamChannel,
     build_ome_xml,
@@ -36,7 +35,13 @@ from ..io.ometiff import (
     write_label_ome_tiff_streaming,
 )
 from ..io.staging import staged_path
-from ..io.tables import write_csv, write_json, write_objects_table, write_tsv
+from ..io.tables import (
+    write_adjacency_rows,
+    write_csv,
+    write_json,
+    write_objects_table,
+    write_tsv,
+)
 from ..labels.relabel import TileRelabel, label_dtype
 from ..progress import pixel_progress
 from ..rules import EXCEL_MAX_OBJECTS, OBJECT_ID, TILE_SIZE, ObjectsFormat
@@ -138,7 +143,7 @@ def _write_mask_files(
     entries: dict[str, Any] = {}
     for kind, frame in r.adjacency.items():
         entry = provenance_entry(name, kind, frame)
-        write_adjacency_csv(stage / layout.SEG_DIR / entry["file"], frame)
+        write_adjacency_rows(stage / layout.SEG_DIR / entry["file"], frame)
         written.append(layout.SEG_DIR / entry["file"])
         entries[kind] = entry
     return entries

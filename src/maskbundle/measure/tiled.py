@@ -516,6 +516,8 @@ def measure_tile(task: TileTask) -> TilePartial:
         )
         acc = part if acc is None else merge(acc, part)
     assert acc is not None
+    if not (opt.morphology and is3d):
+        acc.faces = _RELEASED  # zeros unless 3D morphology: 24 bytes per object less
     c = task.core
     rel = (c[2] - y0, c[3] - y0, c[4] - x0, c[5] - x0)
     convex = None
@@ -602,6 +604,12 @@ def merge_partials(
     merged: dict[str, np.ndarray] = {}
     for f in _FIELDS:
         row0 = getattr(template, f)
+        if f == "faces" and not (morphology and ndim == 3):
+            # never counted (measure_tile releases it): read-only zeros, no memory
+            merged[f] = np.broadcast_to(row0[:1], (n + 1, *row0.shape[1:]))
+            for p in parts:
+                p.acc.faces = _RELEASED
+            continue
         out = np.empty((n + 1, *row0.shape[1:]), row0.dtype)
         out[...] = row0[0]
         for p, (dst, src, cr, cs) in zip(parts, where, strict=True):
@@ -766,6 +774,8 @@ def _recompute_crossing(
     for part in bands[1:]:
         total = merge(total, part)
     for f in _FIELDS:
+        if f == "faces" and not (opt.morphology and is3d):
+            continue  # the read-only zeros of merge_partials
         getattr(p1.acc, f)[cross] = getattr(total, f)[1:]
     if want_hull:
         assert p1.convex is not None
@@ -1035,7 +1045,6 @@ def measure_tiled(
                         extremes=opt.extremes, morphology=opt.morphology, ndim=ndim,
                         medians=opt.medians)
     del partials
-    # rows per strip of the crossing-object pass: one full-width strip within the budget
     # rows per strip of the crossing-object pass: short strips keep its windows close to
     # the seams; never more than a full-width strip within the budget
     strip = max(1, plan.memory_limit // max(1, (shape[-1] + 2 * halo) * image_shape[0]
@@ -1045,20 +1054,28 @@ def measure_tiled(
                         band_axis=_band_split(image_shape)[0],
                         band_edges=_band_split(image_shape)[1], strip=min(strip, shape[-2]),
                         memory_limit=plan.memory_limit)
+    # per-object state is freed as soon as it is used (at 10 million objects every
+    # 8 bytes per object is 80 MB): the linkage partials first, then the sums
+    link = merge_linkage(p1.linkage, contact=contact) if linkage else None
+    p1.linkage = []
     acc = p1.acc
     table = None
-    if features:
+    if features:  # the largest per-object peak after the tiles: built before the centroids
         table = table_from_accumulator(
             acc, is3d=ndim == 3, um=ps.um_zyx(), stats=stats, markers=markers, alt=alt,
             morphology=morphology, convex=p1.convex, medians=p1.medians,
         )
+    p1.convex = p1.medians = None
     counts = acc.count[1:].copy()
     # exact integer coordinate sums, as object_centroids' float64 sums (exact below 2**53)
-    sums = (acc.ref[1:] * counts[:, None] + acc.s1[1:]).astype(np.float64)
+    cents = (acc.ref[1:] * counts[:, None] + acc.s1[1:]).astype(np.float64)
+    del acc
+    p1.acc = None  # type: ignore[assignment]
     with np.errstate(invalid="ignore", divide="ignore"):
-        cents = sums / counts[:, np.newaxis]
-    link = merge_linkage(p1.linkage, contact=contact) if linkage else None
+        cents /= counts[:, np.newaxis]
+    crossing = p1.crossing
     ids = p1.original_ids
+    del p1
     keep_unsigned = ids.dtype == np.uint64 and ids.size and int(ids[-1]) > 2**63 - 1
     ids = ids.astype(np.uint64 if keep_unsigned else np.int64)
-    return TiledMeasurement(ids, table, counts, cents, link, p1.crossing, plan, ndim)
+    return TiledMeasurement(ids, table, counts, cents, link, crossing, plan, ndim)
