@@ -30,7 +30,7 @@ from ..io.sources import LabelSource, open_label_source
 from ..io.spill import SpilledFrame
 from ..labels.relabel import TileRelabel, label_dtype
 from ..measure.features import FeatureTable
-from ..measure.tiled import TiledMeasurement, measure_tiled
+from ..measure.tiled import TiledMeasurement, measure_tiled, trim_heap
 from ..mesh.labels import ObjectMesh
 from ..model import RelabelledMask
 from .adjacency import ADJACENCY_KINDS, AdjacencyKind, centroid_frame
@@ -40,7 +40,6 @@ from .compute import (
     assemble_table,
     features_table,
 )
-from .compute import _centroid_array as centroid_array
 from .meshes import mesh_objects
 from .plan import BundlePlan, MaskPlan
 
@@ -83,6 +82,7 @@ def _measure(plan: BundlePlan, src: LabelSource, tile_done: TileDone | None) -> 
         tile=plan.tile,
         client=plan.client,
         progress=tile_done,
+        park=lambda frame: SpilledFrame(frame, plan.target.parent).load,
     )
 
 
@@ -126,8 +126,9 @@ def compute_mask_tiled(
     ndim, linkage = tm.ndim, tm.linkage
     entire = int(tm.counts.sum()) == math.prod(src.shape) > 0
     features = tm.features
-    # the centroids the in-memory path takes: the feature table's own columns
-    cents = tm.centroids if features is None else centroid_array(features)
+    # the same doubles as the feature table's centroid columns (that the in-memory path
+    # takes): both are the exact integer sum over the count, one rounding
+    cents = tm.centroids
     mask = RelabelledMask(mp.name, np.zeros((0,) * ndim, label_dtype(n)), tm.original_ids)
     del tm
     given: Any = mp.labels
@@ -136,25 +137,30 @@ def compute_mask_tiled(
                                           else src.dtype))
     adjacency: dict[AdjacencyKind, pd.DataFrame] = {}
     if "centroid" in plan.adjacency:
-        spilled = None
-        if features is not None:
-            spilled = SpilledFrame(features.frame, plan.target.parent)
-            specs = features.specs
-            features = None
+        # the tables wait on disk while the triangulation runs
+        parked = [SpilledFrame(f, plan.target.parent) if f is not None else None
+                  for f in (features.frame if features is not None else None, linkage)]
+        specs = features.specs if features is not None else {}
+        features = linkage = None
         try:
             adjacency["centroid"] = _centroid_graph(plan, ndim, cents)
         except BaseException:
-            if spilled is not None:
-                spilled.close()
+            for p in parked:
+                if p is not None:
+                    p.close()
             raise
-        if spilled is not None:
-            features = FeatureTable(spilled.load(), specs)
+        trim_heap()  # Triangle's pools
+        if parked[0] is not None:
+            features = FeatureTable(parked[0].load(), specs)
+        if parked[1] is not None:
+            linkage = parked[1].load()
     if features is not None:
         del cents  # features_table takes them from the table's columns again
         objects = features_table(plan, mp, mask, features)
         del features
     else:
         objects = assemble_table(plan, mp, mask, None, cents)
+    trim_heap()
     advance(f"{mask.name} table")
     if "linkage" in plan.adjacency:
         assert linkage is not None

@@ -33,7 +33,10 @@ class SpilledFrame:
         self._index = frame.index
         self._attrs = dict(frame.attrs)
         self._kept: dict[int, np.ndarray] = {}
-        self._dir = Path(tempfile.mkdtemp(prefix=".maskbundle-spill-", dir=directory))
+        try:
+            self._dir = Path(tempfile.mkdtemp(prefix=".maskbundle-spill-", dir=directory))
+        except OSError as exc:
+            raise write_error(exc, directory) from exc
         try:
             for j in range(len(self._names)):
                 values = frame.iloc[:, j].to_numpy()

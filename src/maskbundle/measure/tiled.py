@@ -53,6 +53,8 @@ Seams for the writer
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -106,6 +108,7 @@ __all__ = [
     "merge_partials",
     "plan_tiles",
     "tile_tasks",
+    "trim_heap",
 ]
 
 OME_TILE = TILE_SIZE
@@ -117,6 +120,8 @@ _DEFAULT_MEMORY = 1 << 30
 _STRIP_ROWS = 128
 
 Window = tuple[slice, ...]
+Park = Callable[[pd.DataFrame], Callable[[], pd.DataFrame]]
+"""``park(frame) -> load``: hold ``frame`` elsewhere (on disk) until ``load()``."""
 Progress = Callable[[int, int, int], None]
 """``progress(tiles_done, tiles_total, pixels_in_this_tile)``, called once per tile."""
 
@@ -204,6 +209,30 @@ def as_reader(source: Any) -> WindowReader:
             "dask) or an object with shape, dtype and read(window)"
         )
     return _Sliceable(source)
+
+
+# ------------------------------------------------------------------------------ memory
+
+_LIBC: Any = None
+
+
+def trim_heap() -> None:
+    """Return freed heap memory to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    The tile partials are many arrays of a few MB, below glibc's mmap threshold, so they
+    live on the heap; freed, their pages stay resident (and count in the peak RSS) until
+    trimmed. Measured at 65536^2 (10.3 million objects): without a trim after the merge
+    the peak RSS was 7.8 GiB, the traced allocations ~5 GiB.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            _LIBC = False
+    trim = getattr(_LIBC, "malloc_trim", None) if _LIBC else None
+    if trim is not None:
+        trim(0)
 
 
 # ------------------------------------------------------------------------------- plan
@@ -623,6 +652,7 @@ def merge_partials(
                 np.maximum.at(out, cr, part[cs])
             setattr(p.acc, f, _RELEASED)
         merged[f] = out
+        trim_heap()  # the partials' field just released: give its pages back now
     acc = Accumulator(**merged)
     convex = np.zeros(n + 1, np.int64) if morphology and ndim == 2 else None
     med = np.full((n + 1, n_markers), np.nan) if medians else None
@@ -636,6 +666,7 @@ def merge_partials(
         if p.link is not None:
             links.append(_global_link(p.link, r))
             p.link = None
+    trim_heap()
     crossing = np.flatnonzero(seen > 1)
     return Pass1(global_ids, acc, convex, med, crossing, links)
 
@@ -917,6 +948,7 @@ def measure_tiled(
     client: Any = None,
     workers: int = 2,
     progress: Progress | None = None,
+    park: Park | None = None,
 ) -> TiledMeasurement:
     """Pass 1 by tiles: relabel map, features, centroids and linkage of one mask.
 
@@ -950,6 +982,10 @@ def measure_tiled(
     progress : callable, optional
         ``progress(tiles_done, tiles_total, tile_pixels)`` after every tile
         (:func:`maskbundle.progress.tile_progress` draws a bar from it).
+    park : callable, optional
+        ``park(frame) -> load``: move a frame out of memory while the feature table is
+        built (the largest per-object peak of this pass); ``load()`` returns it. The
+        writer parks the linkage table on disk (:class:`maskbundle.io.spill.SpilledFrame`).
 
     Returns
     -------
@@ -1045,6 +1081,7 @@ def measure_tiled(
                         extremes=opt.extremes, morphology=opt.morphology, ndim=ndim,
                         medians=opt.medians)
     del partials
+    trim_heap()
     # rows per strip of the crossing-object pass: short strips keep its windows close to
     # the seams; never more than a full-width strip within the budget
     strip = max(1, plan.memory_limit // max(1, (shape[-1] + 2 * halo) * image_shape[0]
@@ -1058,13 +1095,21 @@ def measure_tiled(
     # 8 bytes per object is 80 MB): the linkage partials first, then the sums
     link = merge_linkage(p1.linkage, contact=contact) if linkage else None
     p1.linkage = []
+    trim_heap()
     acc = p1.acc
     table = None
     if features:  # the largest per-object peak after the tiles: built before the centroids
-        table = table_from_accumulator(
-            acc, is3d=ndim == 3, um=ps.um_zyx(), stats=stats, markers=markers, alt=alt,
-            morphology=morphology, convex=p1.convex, medians=p1.medians,
-        )
+        load = None
+        if park is not None and link is not None:
+            load, link = park(link), None
+        try:
+            table = table_from_accumulator(
+                acc, is3d=ndim == 3, um=ps.um_zyx(), stats=stats, markers=markers,
+                alt=alt, morphology=morphology, convex=p1.convex, medians=p1.medians,
+            )
+        finally:  # back from the disk (and the scratch files gone) whatever happened
+            if load is not None:
+                link = load()
     p1.convex = p1.medians = None
     counts = acc.count[1:].copy()
     # exact integer coordinate sums, as object_centroids' float64 sums (exact below 2**53)
@@ -1078,4 +1123,5 @@ def measure_tiled(
     del p1
     keep_unsigned = ids.dtype == np.uint64 and ids.size and int(ids[-1]) > 2**63 - 1
     ids = ids.astype(np.uint64 if keep_unsigned else np.int64)
+    trim_heap()
     return TiledMeasurement(ids, table, counts, cents, link, crossing, plan, ndim)
