@@ -116,8 +116,8 @@ def compute_mask_tiled(
     the OME-TIFF pass, which reads every pixel anyway: see :mod:`.write`).
 
     Per-object memory, in order: pass 1 frees its sums once the feature table is built;
-    the centroid graph (the largest per-object peak, ~400 bytes per object for the
-    Delaunay triangulation) runs while the feature columns are parked on disk
+    the centroid graph (~400 bytes per object for the Delaunay triangulation) runs while
+    the feature and linkage tables wait on disk
     (:class:`~maskbundle.io.spill.SpilledFrame`); the objects table is assembled after.
     """
     src = label_source(mp)
@@ -138,11 +138,12 @@ def compute_mask_tiled(
     adjacency: dict[AdjacencyKind, pd.DataFrame] = {}
     if "centroid" in plan.adjacency:
         # the tables wait on disk while the triangulation runs
-        parked = [SpilledFrame(f, plan.target.parent) if f is not None else None
-                  for f in (features.frame if features is not None else None, linkage)]
+        parked: list[SpilledFrame | None] = []
         specs = features.specs if features is not None else {}
-        features = linkage = None
         try:
+            for frame in (features.frame if features is not None else None, linkage):
+                parked.append(None if frame is None else SpilledFrame(frame, plan.target.parent))
+            features = linkage = frame = None
             adjacency["centroid"] = _centroid_graph(plan, ndim, cents)
         except BaseException:
             for p in parked:
