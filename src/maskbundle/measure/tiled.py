@@ -247,14 +247,14 @@ def bytes_per_object(n_intensity_columns: int = 0) -> int:
 
     - tiles: their partial sums (~270 B, kept until the merge) beside the tile working
       set that ``memory_limit`` bounds;
-    - merge 383 (partials released field by field while the merged sums grow), linkage
-      merge 423, feature table 460 (merged sums ~160 B, the table's 18 columns and its
+    - merge 379 (partials released field by field while the merged sums grow), linkage
+      merge 418, feature table 455 (merged sums ~160 B, the table's 18 columns and its
       temporaries; the linkage table waits on disk);
-    - centroid graph ~490 (centroids held, the feature and linkage tables on disk; the
+    - centroid graph 482 (centroids held, the feature and linkage tables on disk; the
       Delaunay triangulation, its edges and the edge table ~340-400 B per point);
-    - objects-table write ~430 (the table's 28 columns, 8 B each: constant text columns
-      hold one shared string; adjacency tables already written and released);
-    - OME-TIFF pass ~110 (every table released).
+    - writing: adjacency CSVs 483 (every table held), objects table 420 (its 28 columns,
+      8 B each: constant text columns hold one shared string; adjacency released);
+    - OME-TIFF pass ~100 (every table released) beside its own working set.
 
     The largest (~490 B) plus heap overhead gives 640 B; intensity columns add their
     accumulators (up to 48 B per marker) and a column each: 64 B per column.
