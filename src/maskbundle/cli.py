@@ -170,7 +170,7 @@ def bundle_options(func: F) -> F:
         click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
         click.option("--memory-limit", "memory_limit", default=None, metavar="SIZE",
                      help="Bytes for the pixel working set, e.g. 4GiB: masks needing more "
-                     "in memory are streamed by tiles sized to it (about 1 KiB per object "
+                     "in memory are streamed by tiles sized to it (about 640 bytes per object "
                      "comes on top)."),
         click.option("--streaming/--no-streaming", "streaming", default=None,
                      help="Force the tile path (or the in-memory path) [default: automatic: "

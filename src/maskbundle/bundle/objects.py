@@ -14,6 +14,18 @@ from ..rules import ANNOTATION_TOOLS, REQUIRED_COLUMNS, check_obo_id
 
 __all__ = ["object_type_values", "objects_frame", "ontology_abbreviation", "required_specs"]
 
+
+def _same_text(n: int, text: str) -> np.ndarray:
+    """``n`` references to one ``text`` (8 bytes per row).
+
+    ``np.full(n, text, dtype=object)`` converts the text to a numpy string first and then
+    makes a new Python string for every row (~60 bytes each): a third of the objects
+    table's memory at 646,000 objects for six constant columns.
+    """
+    out = np.empty(n, dtype=object)
+    out.fill(text)
+    return out
+
 _CENTROID = (
     "The {axis} value of the object's centroid in pixels: the mean {what} index of the "
     "object's pixels, rounded to the nearest integer; the top left corner of the image is 0."
@@ -73,10 +85,10 @@ def object_type_values(
     """
     n = mask.n_objects
     if object_types is None:
-        return np.full(n, default, dtype=object)
+        return _same_text(n, default)
     if isinstance(object_types, str):
         check_obo_id(object_types, f"object_types for mask {mask.name!r}")
-        return np.full(n, object_types, dtype=object)
+        return _same_text(n, object_types)
     keys = np.array([int(k) for k in object_types], dtype=np.int64)
     vals = [check_obo_id(v, f"object_types[{k!r}] for mask {mask.name!r}")
             for k, v in object_types.items()]
@@ -89,7 +101,7 @@ def object_type_values(
             f"object_types for mask {mask.name!r} names label {bad}, which is not in the mask; "
             "key the mapping by the original labels of the mask"
         )
-    out = np.full(n, default, dtype=object)
+    out = _same_text(n, default)
     out[pos] = vals
     return out
 
@@ -110,11 +122,11 @@ def objects_frame(
     rounded = np.rint(centroids_zyx).astype(np.int64) if n else np.zeros((0, 3), np.int64)
     data: dict[str, object] = dict(zip(REQUIRED_COLUMNS, (
         np.arange(1, n + 1, dtype=np.int64),
-        np.full(n, source_file, dtype=object),
-        np.full(n, mask.name, dtype=object),
-        np.full(n, mask_id, dtype=object),
-        np.full(n, protocol_doi, dtype=object),
-        np.full(n, _annotation_tool(annotation_tool), dtype=object),
+        _same_text(n, source_file),
+        _same_text(n, mask.name),
+        _same_text(n, mask_id),
+        _same_text(n, protocol_doi),
+        _same_text(n, _annotation_tool(annotation_tool)),
         object_types,
         rounded[:, 2],
         rounded[:, 1],

@@ -27,8 +27,10 @@ import pandas as pd
 
 from ..errors import OptionError
 from ..io.sources import LabelSource, open_label_source
+from ..io.spill import SpilledFrame
 from ..labels.relabel import TileRelabel, label_dtype
-from ..measure.tiled import TiledMeasurement, measure_tiled
+from ..measure.features import FeatureTable
+from ..measure.tiled import TiledMeasurement, measure_tiled, trim_heap
 from ..mesh.labels import ObjectMesh
 from ..model import RelabelledMask
 from .adjacency import ADJACENCY_KINDS, AdjacencyKind, centroid_frame
@@ -80,21 +82,14 @@ def _measure(plan: BundlePlan, src: LabelSource, tile_done: TileDone | None) -> 
         tile=plan.tile,
         client=plan.client,
         progress=tile_done,
+        park=lambda frame: SpilledFrame(frame, plan.target.parent).load,
     )
 
 
-def _adjacency(plan: BundlePlan, tm: TiledMeasurement, cents: np.ndarray
-               ) -> dict[AdjacencyKind, pd.DataFrame]:
-    out: dict[AdjacencyKind, pd.DataFrame] = {}
-    if "centroid" in plan.adjacency:
-        # the centroids are given, so the labels only say 2D or 3D
-        shape_only = np.zeros((1,) * tm.ndim, np.uint8)
-        out["centroid"] = centroid_frame(shape_only, plan.physical_size,
-                                          plan.adjacency_options, cents)
-    if "linkage" in plan.adjacency:
-        assert tm.linkage is not None
-        out["linkage"] = tm.linkage
-    return {k: out[k] for k in ADJACENCY_KINDS if k in out}
+def _centroid_graph(plan: BundlePlan, ndim: int, cents: np.ndarray) -> pd.DataFrame:
+    # the centroids are given, so the labels only say 2D or 3D
+    shape_only = np.zeros((1,) * ndim, np.uint8)
+    return centroid_frame(shape_only, plan.physical_size, plan.adjacency_options, cents)
 
 
 def _meshes(plan: BundlePlan, src: LabelSource, mask: RelabelledMask) -> list[ObjectMesh] | None:
@@ -118,29 +113,67 @@ def compute_mask_tiled(
     plan: BundlePlan, mp: MaskPlan, advance: Advance, tile_done: TileDone | None = None
 ) -> MaskResult:
     """:func:`.compute.compute_mask` by tiles (same result; ``input_sha256`` is filled by
-    the OME-TIFF pass, which reads every pixel anyway: see :mod:`.write`)."""
+    the OME-TIFF pass, which reads every pixel anyway: see :mod:`.write`).
+
+    Per-object memory, in order: pass 1 frees its sums once the feature table is built;
+    the centroid graph (~400 bytes per object for the Delaunay triangulation) runs while
+    the feature and linkage tables wait on disk
+    (:class:`~maskbundle.io.spill.SpilledFrame`); the objects table is assembled after.
+    """
     src = label_source(mp)
     tm = _measure(plan, src, tile_done)
     n = int(tm.original_ids.size)
-    mask = RelabelledMask(mp.name, np.zeros((0,) * tm.ndim, label_dtype(n)), tm.original_ids)
+    ndim, linkage = tm.ndim, tm.linkage
+    entire = int(tm.counts.sum()) == math.prod(src.shape) > 0
+    features = tm.features
+    # the same doubles as the feature table's centroid columns (that the in-memory path
+    # takes): both are the exact integer sum over the count, one rounding
+    cents = tm.centroids
+    mask = RelabelledMask(mp.name, np.zeros((0,) * ndim, label_dtype(n)), tm.original_ids)
+    del tm
     given: Any = mp.labels
     # input_sha256 "": the OME-TIFF pass hashes the pixels as it reads them (write stage)
     relabelled = Relabelled(mask, "", str(given.dtype if isinstance(given, np.ndarray)
                                           else src.dtype))
-    if tm.features is not None:
-        objects = features_table(plan, mp, mask, tm.features)
+    adjacency: dict[AdjacencyKind, pd.DataFrame] = {}
+    if "centroid" in plan.adjacency:
+        # the tables wait on disk while the triangulation runs
+        parked: list[SpilledFrame | None] = []
+        specs = features.specs if features is not None else {}
+        try:
+            for frame in (features.frame if features is not None else None, linkage):
+                parked.append(None if frame is None else SpilledFrame(frame, plan.target.parent))
+            features = linkage = frame = None
+            adjacency["centroid"] = _centroid_graph(plan, ndim, cents)
+        except BaseException:
+            for p in parked:
+                if p is not None:
+                    p.close()
+            raise
+        trim_heap()  # Triangle's pools
+        if parked[0] is not None:
+            features = FeatureTable(parked[0].load(), specs)
+        if parked[1] is not None:
+            linkage = parked[1].load()
+    if features is not None:
+        del cents  # features_table takes them from the table's columns again
+        objects = features_table(plan, mp, mask, features)
+        del features
     else:
-        objects = assemble_table(plan, mp, mask, None, tm.centroids)
+        objects = assemble_table(plan, mp, mask, None, cents)
+    trim_heap()
     advance(f"{mask.name} table")
-    adjacency = _adjacency(plan, tm, objects.centroids_zyx)
+    if "linkage" in plan.adjacency:
+        assert linkage is not None
+        adjacency["linkage"] = linkage
+    del linkage
+    adjacency = {k: adjacency[k] for k in ADJACENCY_KINDS if k in adjacency}
     for kind in adjacency:
         advance(f"{mask.name} {kind} adjacency")
     meshes = _meshes(plan, src, mask)
     if meshes is not None:
         advance(f"{mask.name} meshes")
     return MaskResult(
-        plan=mp, relabelled=relabelled, table=objects,
-        entire_image_masked=int(tm.counts.sum()) == math.prod(src.shape) > 0,
+        plan=mp, relabelled=relabelled, table=objects, entire_image_masked=entire,
         adjacency=adjacency, meshes=meshes,
     )
-

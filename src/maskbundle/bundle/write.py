@@ -31,7 +31,6 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import HubmapConversionWarning
-from ..io.adjacency_csv import write_adjacency_csv
 from ..io.ometiff import (
     StreamChannel,
     build_ome_xml,
@@ -39,8 +38,15 @@ from ..io.ometiff import (
     write_label_ome_tiff_streaming,
 )
 from ..io.staging import staged_path
-from ..io.tables import write_csv, write_json, write_objects_table, write_tsv
+from ..io.tables import (
+    write_adjacency_rows,
+    write_csv,
+    write_json,
+    write_objects_table,
+    write_tsv,
+)
 from ..labels.relabel import TileRelabel, label_dtype
+from ..measure.tiled import trim_heap
 from ..progress import pixel_progress
 from ..rules import EXCEL_MAX_OBJECTS, OBJECT_ID, TILE_SIZE, ObjectsFormat
 from . import layout
@@ -156,28 +162,47 @@ def _ome_xml(plan: BundlePlan, results: Sequence[MaskResult], dtype: np.dtype[An
 def _write_mask_files(
     stage: Path, plan: BundlePlan, r: MaskResult, fmt: ObjectsFormat, written: list[Path]
 ) -> dict[str, Any]:
-    """Objects table, label map and adjacency CSVs of one mask; its adjacency provenance."""
+    """Objects table, label map and adjacency CSVs of one mask; its adjacency provenance.
+
+    On the streaming path every table is released as soon as it is written (its columns
+    are not read again): the adjacency tables first, so the objects table's write (the
+    largest per-object peak of this stage) does not hold them, and the OME-TIFF pass
+    that follows holds none (~400 bytes per object, 4 GB at 10 million objects).
+    """
     name = r.mask.name
+    release = plan.streaming
+    entries: dict[str, Any] = {}
+    adjacency_rel = []
+    for kind, frame in r.adjacency.items():
+        entry = provenance_entry(name, kind, frame)
+        write_adjacency_rows(stage / layout.SEG_DIR / entry["file"], frame)
+        adjacency_rel.append(layout.SEG_DIR / entry["file"])
+        entries[kind] = entry
+        if release:
+            frame.drop(columns=list(frame.columns), inplace=True)
     table_rel = layout.objects_path(name, fmt)
-    write_objects_table(stage / table_rel, r.table.specs, r.table.frame)
-    written.append(table_rel)
     specs = r.table.specs
+    write_objects_table(stage / table_rel, specs, r.table.frame)
+    if release:
+        r.table.frame.drop(columns=list(r.table.frame.columns), inplace=True)
+        trim_heap()
+    written.append(table_rel)
     problem = conversion_problem([s.name for s in specs], [s.feature_class for s in specs])
     if problem:
         warnings.warn(HubmapConversionWarning(f"{table_rel.name}: {problem}"), stacklevel=4)
     if r.mask.changed:
+        ids = r.mask.original_ids
+        # row blocks: a Python int per object for the whole map is ~40 bytes per object
+        block = 1 << 16
         write_csv(
             stage / layout.label_map_path(name),
             ("Original label", OBJECT_ID),
-            zip(r.mask.original_ids.tolist(), range(1, r.mask.n_objects + 1), strict=True),
+            (row for a in range(0, ids.size, block) for row in zip(
+                ids[a : a + block].tolist(), range(a + 1, min(a + block, ids.size) + 1),
+                strict=True)),
         )
         written.append(layout.label_map_path(name))
-    entries: dict[str, Any] = {}
-    for kind, frame in r.adjacency.items():
-        entry = provenance_entry(name, kind, frame)
-        write_adjacency_csv(stage / layout.SEG_DIR / entry["file"], frame)
-        written.append(layout.SEG_DIR / entry["file"])
-        entries[kind] = entry
+    written += adjacency_rel
     return entries
 
 
