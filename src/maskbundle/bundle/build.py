@@ -159,7 +159,7 @@ def write_segmentation_bundle(
         whose in-memory run would need more (``IN_MEMORY_FACTOR`` = 4 x their label bytes)
         are streamed; on the streaming path it sets the tile size
         (:func:`maskbundle.measure.tiled.plan_tiles`, default 1 GiB). Per-object state
-        comes on top: :func:`maskbundle.measure.tiled.bytes_per_object` (about 1 KiB per
+        comes on top: :func:`maskbundle.measure.tiled.bytes_per_object` (about 640 B per
         object plus 64 B per intensity column).
     streaming : bool, optional
         None (default): stream when a mask is lazy (a path to a TIFF/OME-TIFF, zarr /
