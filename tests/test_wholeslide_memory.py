@@ -183,3 +183,32 @@ def test_streamed_bundle_features_match_regionprops(tmp_path):
     border = ((rp["bbox-0"] == 0) | (rp["bbox-1"] == 0) | (rp["bbox-2"] == shape[0])
               | (rp["bbox-3"] == shape[1]))
     np.testing.assert_array_equal(got["Touches image border"], border.astype(int))
+
+
+def test_parked_tables_live_in_the_stage_and_go_with_it(tmp_path, monkeypatch):
+    # a failure while the tables wait on disk (during the centroid graph) leaves nothing
+    # beside the target; the parked files were inside the staging directory
+    import maskbundle.bundle.tiles as tiles
+
+    cells, _ = synthetic_tissue((300, 300), seed=5)
+    seen = []
+    real = tiles.SpilledFrame
+
+    def spy(frame, directory):
+        seen.append(Path(directory))
+        return real(frame, directory)
+
+    def fail(*a, **k):
+        raise RuntimeError("triangulation failed")
+
+    monkeypatch.setattr(tiles, "SpilledFrame", spy)
+    monkeypatch.setattr(tiles, "_centroid_graph", fail)
+    out = tmp_path / "out"
+    out.mkdir()
+    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="triangulation"):
+        warnings.simplefilter("ignore")
+        write_segmentation_bundle(out / "ds", {"cells": cells}, physical_size=(0.5, 0.5),
+                                  protocol_doi=DOI, streaming=True, tile=256,
+                                  adjacency=("centroid", "linkage"))
+    assert seen and all(any(".staging-" in part for part in d.parts) for d in seen)
+    assert list(out.iterdir()) == []

@@ -224,7 +224,7 @@ def write_segmentation_bundle(
                     continue
                 with tile_progress(int(np.prod(plan.shape)), enabled=plan.progress,
                                    desc=f"{mp.name} tiles") as tile_done:
-                    results.append(compute_mask_tiled(plan, mp, advance, tile_done))
+                    results.append(compute_mask_tiled(plan, mp, advance, tile_done, stage))
             return write_bundle(stage, plan, results, advance)
     finally:
         for mp in plan.masks:

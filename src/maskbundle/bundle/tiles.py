@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,8 @@ def label_source(mp: MaskPlan) -> LabelSource:
     return open_label_source(mp.labels, name=mp.name)
 
 
-def _measure(plan: BundlePlan, src: LabelSource, tile_done: TileDone | None) -> TiledMeasurement:
+def _measure(plan: BundlePlan, src: LabelSource, tile_done: TileDone | None,
+             scratch: Path) -> TiledMeasurement:
     f = plan.features
     opts = plan.adjacency_options
     return measure_tiled(
@@ -82,7 +84,7 @@ def _measure(plan: BundlePlan, src: LabelSource, tile_done: TileDone | None) -> 
         tile=plan.tile,
         client=plan.client,
         progress=tile_done,
-        park=lambda frame: SpilledFrame(frame, plan.target.parent).load,
+        park=lambda frame: SpilledFrame(frame, scratch).load,
     )
 
 
@@ -110,10 +112,14 @@ def _meshes(plan: BundlePlan, src: LabelSource, mask: RelabelledMask) -> list[Ob
 
 
 def compute_mask_tiled(
-    plan: BundlePlan, mp: MaskPlan, advance: Advance, tile_done: TileDone | None = None
+    plan: BundlePlan, mp: MaskPlan, advance: Advance, tile_done: TileDone | None = None,
+    scratch: Path | None = None,
 ) -> MaskResult:
     """:func:`.compute.compute_mask` by tiles (same result; ``input_sha256`` is filled by
     the OME-TIFF pass, which reads every pixel anyway: see :mod:`.write`).
+
+    ``scratch`` holds the parked tables (default: beside the target); the writer passes
+    its staging directory, so a killed run's files go with the stale stage.
 
     Per-object memory, in order: pass 1 frees its sums once the feature table is built;
     the centroid graph (~400 bytes per object for the Delaunay triangulation) runs while
@@ -121,7 +127,8 @@ def compute_mask_tiled(
     (:class:`~maskbundle.io.spill.SpilledFrame`); the objects table is assembled after.
     """
     src = label_source(mp)
-    tm = _measure(plan, src, tile_done)
+    scratch = plan.target.parent if scratch is None else scratch
+    tm = _measure(plan, src, tile_done, scratch)
     n = int(tm.original_ids.size)
     ndim, linkage = tm.ndim, tm.linkage
     entire = int(tm.counts.sum()) == math.prod(src.shape) > 0
@@ -142,7 +149,7 @@ def compute_mask_tiled(
         specs = features.specs if features is not None else {}
         try:
             for frame in (features.frame if features is not None else None, linkage):
-                parked.append(None if frame is None else SpilledFrame(frame, plan.target.parent))
+                parked.append(None if frame is None else SpilledFrame(frame, scratch))
             features = linkage = frame = None
             adjacency["centroid"] = _centroid_graph(plan, ndim, cents)
         except BaseException:
