@@ -17,6 +17,7 @@ to exactly one tile of pixels: a damaged, truncated or oversized tile is a
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import weakref
@@ -120,7 +121,7 @@ class TiffTiles:
         if ys.step != 1 or xs.step != 1:
             raise IndexError("only step-1 slices are served")
         planes = [int(np.ravel_multi_index(idx, self.shape[:-2])) if idx else 0
-                  for idx in _product(lead_ranges)]
+                  for idx in itertools.product(*lead_ranges)]
         out = np.empty((len(planes), len(ys), len(xs)), self.dtype)  # every pixel is set below
         th, tw = self._tile
         jobs = [
@@ -179,13 +180,6 @@ class TiffTiles:
         if self._predictor == 2:  # horizontal differencing, per row of the tile
             tile = np.cumsum(tile, axis=1, dtype=tile.dtype)
         return tile
-
-
-def _product(ranges: list[range]) -> list[tuple[int, ...]]:
-    out: list[tuple[int, ...]] = [()]
-    for r in ranges:
-        out = [(*p, v) for p in out for v in r]
-    return out
 
 
 def tiff_tiles(path: str, level: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> TiffTiles | None:
